@@ -1,0 +1,1 @@
+"""An HTTP gateway for AWS Lambda, on Twisted."""

@@ -1,0 +1,136 @@
+"""
+Failures the gateway answers for itself, each with the HTTP status it means.
+
+Everything that can go wrong between the client and the function is one of
+these, so the resource has a single place that turns a failure into a status
+and a JSON error body.  The message is what the client sees: it never holds a
+function's error details, a stack trace or anything from AWS credentials.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """
+    A failure with the status the client gets and a short message for it.
+    """
+
+    status = 500
+    message = "internal gateway error"
+
+    def __init__(self, message: str | None = None, *, detail: str = "") -> None:
+        if message is not None:
+            self.message = message
+        self.detail = detail
+        """What went wrong in full, for the log only."""
+        super().__init__(self.message)
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        """
+        Extra headers the error response carries.
+        """
+        return []
+
+
+class BadRequest(GatewayError):
+    status = 400
+    message = "bad request"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    message = "authentication required"
+
+
+class NotFound(GatewayError):
+    status = 404
+    message = "no such function"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    message = "request body too large"
+
+
+class InvokeFailed(GatewayError):
+    """
+    Lambda could not be reached or refused the call: a 502.
+
+    ``code`` is the AWS error code (``x-amzn-ErrorType``) when there is one,
+    for logs and metrics.
+    """
+
+    status = 502
+    message = "function invocation failed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: str = "",
+        code: str | None = None,
+        aws_request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.code = code
+        self.aws_request_id = aws_request_id
+
+
+class FunctionFailed(GatewayError):
+    """
+    The function ran and reported an error: a 502, details only in the log.
+    """
+
+    status = 502
+    message = "function error"
+
+
+class MalformedReply(GatewayError):
+    """
+    The function answered with something that is not a valid reply: a 502.
+    """
+
+    status = 502
+    message = "malformed function reply"
+
+
+class Throttled(InvokeFailed):
+    """
+    Lambda throttled the call, or the gateway is at capacity: a 503.
+    """
+
+    status = 503
+    message = "function throttled"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: str = "",
+        code: str | None = None,
+        aws_request_id: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail, code=code, aws_request_id=aws_request_id)
+        self.retry_after = retry_after
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("Retry-After", self.retry_after or "1")]
+
+
+class PayloadTooLarge(InvokeFailed):
+    """
+    Lambda refused the payload as too large: a 413.
+    """
+
+    status = 413
+    message = "request too large for the function"
+
+
+class InvokeTimeout(GatewayError):
+    """
+    The function did not answer within the route's timeout: a 504.
+    """
+
+    status = 504
+    message = "function timed out"

@@ -1,0 +1,43 @@
+"""
+Event formats: how a request becomes a Lambda event and a result a reply.
+
+Each format is a module with two pure functions, ``build`` and ``parse``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..messages import IncomingRequest, Reply
+from . import httpjson
+
+
+class EventFormat(Protocol):
+    def build(self, request: IncomingRequest) -> bytes:
+        """
+        The Invoke payload for one request.
+        """
+        ...
+
+    def parse(self, payload: bytes) -> Reply:
+        """
+        The HTTP reply a function's result means, fully validated.
+
+        Raises L{twisted_lambdagw.errors.MalformedReply} when it means none.
+        """
+        ...
+
+
+FORMATS: dict[str, EventFormat] = {
+    "httpjson": httpjson,
+}
+
+
+def get_format(name: str) -> EventFormat:
+    """
+    The format registered under ``name`` (a config key value).
+    """
+    return FORMATS[name]
+
+
+__all__ = ["FORMATS", "EventFormat", "get_format"]

@@ -1,0 +1,89 @@
+"""
+The two values every event format translates between.
+
+A format turns an L{IncomingRequest} into the bytes of a Lambda event and the
+bytes of the function's result back into a L{Reply}.  Both are plain frozen
+values so formats stay pure functions that can be tested without a reactor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+Headers = tuple[tuple[str, str], ...]
+"""Header lines in the order they arrived: (name as sent, value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """
+    One client request, as the gateway hands it to an event format.
+
+    The headers are already cleaned: hop-by-hop headers are gone, and the
+    gateway's own ``x-forwarded-*``, ``x-request-id`` and ``header_upstream``
+    values have replaced anything the client sent under those names.
+    """
+
+    request_id: str
+    method: str
+    raw_path: str
+    """The full path as received, still percent-encoded, without the query."""
+    path: str
+    """The full path, percent-decoded."""
+    function_raw_path: str
+    """The path the function sees (below the prefix with strip_path_prefix), encoded."""
+    function_path: str
+    """The same path, percent-decoded."""
+    raw_query: str
+    """The query string as received, without the leading ``?``."""
+    headers: Headers
+    body: bytes
+    protocol: str
+    scheme: str
+    host: str
+    remote_addr: str
+    server_port: int
+    time: float
+    """When the request arrived, in seconds since the epoch."""
+    route_prefix: str
+    function_name: str
+    user: str | None = None
+
+    def header_values(self, name: str) -> list[str]:
+        """
+        All values of one header, compared case-insensitively.
+        """
+        lowered = name.lower()
+        return [value for key, value in self.headers if key.lower() == lowered]
+
+    def header(self, name: str) -> str | None:
+        """
+        The last value of one header, or None.
+        """
+        values = self.header_values(name)
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """
+    A complete, validated HTTP response taken from a function's result.
+
+    Formats build a Reply only after checking every field, so the resource can
+    write it without any further check and never half-writes a response.
+    """
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+def group_headers(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """
+    Group header lines by lower-cased name, keeping the order of values.
+    """
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        grouped.setdefault(name.lower(), []).append(value)
+    return grouped

@@ -255,11 +255,10 @@ class _Section:
         if value is None:
             return default
         match = DURATION.fullmatch(value)
-        seconds = (
-            float(match["number"]) * _DURATION_UNITS[match["unit"].lower() if match["unit"] else None]
-            if match
-            else 0.0
-        )
+        seconds = 0.0
+        if match is not None:
+            unit = match["unit"].lower() if match["unit"] else None
+            seconds = float(match["number"]) * _DURATION_UNITS[unit]
         if seconds <= 0:
             raise self.error(key, f"not a positive duration: {value!r} (use e.g. 30, 30s, 2m)")
         return seconds
@@ -438,10 +437,10 @@ class _Reader:
             if not NAME_AFFIX.fullmatch(value):
                 raise s.error(key, f"may hold only letters, digits, '-' and '_': {value!r}")
             affixes[key] = value
-        if single is not None and arn is None:
-            joined = affixes["name_prepend"] + single + affixes["name_append"]
-            if not FUNCTION_NAME.fullmatch(joined):
-                raise s.error("single", f"with the affixes, {joined!r} is over 64 characters")
+        if single is not None:
+            for key in ("include", "exclude", "name_prepend", "name_append"):
+                if s.text(key):
+                    raise s.error(key, "has no effect with 'single' (the name is fixed)")
 
         templates = []
         for line in s.lines("header_upstream"):

@@ -4,7 +4,9 @@ From a request path to the function it invokes: pure functions, no I/O.
 The semantics are caddy-awslambda's: the function is the first path segment
 after the route's prefix, or the route's fixed ``single`` function;
 ``include``/``exclude`` globs judge the name from the path before
-``name_prepend``/``name_append`` are added.  What it got wrong is fixed here:
+``name_prepend``/``name_append`` are added to it (to a name from the path
+only: the original also decorated ``single``, against its own documentation).
+What else it got wrong is fixed here:
 the longest prefix alone decides (no fall-through to a shorter one), a bare
 ``*`` means every name, a decoded name must match ``[A-Za-z0-9_-]{1,64}`` so
 no client can slip in a qualifier (``:``), an ARN or a path, and
@@ -76,7 +78,7 @@ def parse_header_template(line: str) -> HeaderTemplate:
         raise ValueError(f"header {name!r} value holds a control character")
     for placeholder in PLACEHOLDER.findall(value):
         if placeholder not in PLACEHOLDERS:
-            known = " ".join("{%s}" % p for p in sorted(PLACEHOLDERS))
+            known = " ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
             raise ValueError(f"unknown placeholder {{{placeholder}}} (known: {known})")
     return HeaderTemplate(name=name, template=value)
 
@@ -161,8 +163,6 @@ def resolve(route: RouteConfig, raw_path: str) -> Target:
     rest = raw_path[len(route.prefix) :] if raw_path.startswith(route.prefix) else ""
     if route.single is not None:
         function = route.single
-        if FUNCTION_NAME.fullmatch(function):
-            function = route.name_prepend + function + route.name_append
         stripped = "/" + rest
         path_name = None
     else:

@@ -99,7 +99,7 @@ def header_lines(document: object, *, lists: bool = True) -> list[tuple[str, str
         return []
     if not isinstance(document, dict):
         raise MalformedReply(detail="headers is not an object")
-    lines = []
+    lines: list[tuple[str, str]] = []
     for name, value in document.items():
         values = value if lists and isinstance(value, list) else [value]
         lines.extend(checked_header(name, v) for v in values)

@@ -16,8 +16,16 @@ from __future__ import annotations
 
 from ..errors import MalformedReply
 from ..messages import IncomingRequest, Reply, group_headers
-from ._common import body_text, checked_status, decode_base64, dump_json, has_header
-from ._common import header_lines, load_json, reply_headers
+from ._common import (
+    body_text,
+    checked_status,
+    decode_base64,
+    dump_json,
+    has_header,
+    header_lines,
+    load_json,
+    reply_headers,
+)
 
 REQUEST_TYPE = "HTTPJSON-REQ"
 REPLY_TYPE = "HTTPJSON-REP"

@@ -1,0 +1,137 @@
+"""
+Assembling a gateway from its configuration.
+
+This is the one place that knows which invoker serves which route.  It is
+also the public way to embed the gateway in an existing Twisted Site: build
+a L{Gateway}, mount its C{resource}, and start and stop its C{service} with
+your application so the connection pool and workers are cleaned up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from botocore.credentials import Credentials
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import IResource
+
+from .aws import AWSInvoker, CredentialSource, RunInThread, resolve_endpoint
+from .config import Config, RouteConfig, load_config
+from .formats import get_format
+from .invoker import Invoker
+from .resource import Binding, GatewayResource
+
+
+def _thread_runner(reactor: Any) -> RunInThread[Any]:
+    from twisted.internet.threads import deferToThreadPool
+
+    def run(f: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f)
+
+    return run
+
+
+def _default_chain(profile: str | None) -> Callable[[], Credentials | None]:
+    def resolve() -> Credentials | None:
+        import botocore.session
+
+        credentials: Credentials | None = botocore.session.Session(
+            profile=profile
+        ).get_credentials()
+        return credentials
+
+    return resolve
+
+
+class PoolService(Service):
+    """
+    Owns the outgoing connection pool; closes it when the gateway stops.
+    """
+
+    def __init__(self, pool: HTTPConnectionPool) -> None:
+        self.pool = pool
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        closing: Deferred[None] = self.pool.closeCachedConnections()
+        return closing
+
+
+class Gateway:
+    """
+    A configured gateway: its resource, and the service owning its resources.
+
+    :param client: the treq HTTPClient for AWS calls; by default one over a
+        new persistent pool on ``reactor``, closed by C{service}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        *,
+        client: Any = None,
+        run_in_thread: RunInThread[Any] | None = None,
+        endpoint_for: Callable[[str, str | None], str] = resolve_endpoint,
+    ) -> None:
+        self.config = config
+        self._reactor = reactor
+        self.pool: HTTPConnectionPool | None = None
+        if client is None:
+            from treq.client import HTTPClient
+
+            self.pool = HTTPConnectionPool(reactor, persistent=True)
+            self.pool.maxPersistentPerHost = 1000
+            self.pool.cachedConnectionTimeout = 60
+            client = HTTPClient(Agent(reactor, pool=self.pool, connectTimeout=10))
+        self._client = client
+        self._run_in_thread = run_in_thread or _thread_runner(reactor)
+        self._endpoint_for = endpoint_for
+        self._chain: CredentialSource | None = None
+        self.bindings = [self._bind(route) for route in config.routes]
+        clock: IReactorTime = reactor
+        self.resource: IResource = GatewayResource(
+            self.bindings, clock, health_path=config.gateway.health_path
+        )
+        self.service = PoolService(self.pool) if self.pool is not None else Service()
+
+    @classmethod
+    def from_file(cls, path: str, reactor: Any, **kwargs: Any) -> Gateway:
+        """
+        A gateway built from a config file; raises ConfigError if it is bad.
+        """
+        return cls(load_config(path), reactor, **kwargs)
+
+    def _bind(self, route: RouteConfig) -> Binding:
+        invoker: Invoker
+        if route.backend == "aws":
+            invoker = self._aws_invoker(route)
+        else:
+            raise NotImplementedError("the local backend is not available yet")
+        return Binding(route=route, invoker=invoker, format=get_format(route.format))
+
+    def _aws_invoker(self, route: RouteConfig) -> AWSInvoker:
+        aws = self.config.aws
+        assert route.region is not None
+        if route.aws_access is not None and route.aws_secret is not None:
+            credentials = CredentialSource.from_keys(route.aws_access, route.aws_secret)
+        elif aws.access_key_id is not None and aws.secret_access_key is not None:
+            credentials = CredentialSource.from_keys(
+                aws.access_key_id, aws.secret_access_key, aws.session_token
+            )
+        else:
+            if self._chain is None:
+                self._chain = CredentialSource(
+                    self._run_in_thread, resolve=_default_chain(aws.profile)
+                )
+            credentials = self._chain
+        endpoint = self._endpoint_for(route.region, aws.endpoint_url)
+        now = self._reactor.seconds
+        return AWSInvoker(self._client, credentials, route.region, endpoint, now=now)

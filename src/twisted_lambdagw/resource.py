@@ -1,0 +1,331 @@
+"""
+The twisted.web resource that turns HTTP requests into Lambda invocations.
+
+For each request: pick the route by the longest prefix (before the body is
+even looked at), resolve the function, build the event, invoke with the
+route's timeout, validate the whole reply, then write it once.  Every failure
+on the way is a L{GatewayError} answered with its status and a JSON body.
+If the client goes away, the invocation is cancelled and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from .errors import (
+    BadRequest,
+    FunctionFailed,
+    GatewayError,
+    InvokeTimeout,
+    NotFound,
+    RequestTooLarge,
+)
+from .formats import EventFormat
+from .formats._common import HOP_BY_HOP
+from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult
+from .messages import IncomingRequest, Reply
+from .routing import RouteTable, Target, resolve
+
+if TYPE_CHECKING:
+    from .config import RouteConfig
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+GATEWAY_SET = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id"}
+)
+JSON_TYPE = ("Content-Type", "application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """
+    A route with what serves it: its invoker and its event format.
+    """
+
+    route: RouteConfig
+    invoker: Invoker
+    format: EventFormat
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+class GatewayResource(Resource):
+    """
+    Serves every configured route from one leaf resource.
+
+    It sees the whole request path, so it can be mounted anywhere in a Site:
+    route prefixes are matched against the full path.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(
+        self,
+        bindings: Sequence[Binding],
+        clock: IReactorTime,
+        *,
+        health_path: str | None = "/healthz",
+        new_id: Callable[[], str] = new_request_id,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self._bindings = {b.route.prefix: b for b in bindings}
+        self._table = RouteTable([b.route for b in bindings])
+        self._clock = clock
+        self._health_path = health_path
+        self._new_id = new_id
+        self._now = now
+
+    def render(self, request: Request) -> int:
+        gone: list[Failure] = []
+        serving = Deferred.fromCoroutine(self._respond(request, gone))
+
+        def client_gone(failure: Failure) -> None:
+            gone.append(failure)
+            serving.cancel()
+
+        request.notifyFinish().addErrback(client_gone)
+        serving.addErrback(
+            lambda f: self.log.failure("unhandled error serving {uri}", f, uri=request.uri)
+        )
+        return NOT_DONE_YET
+
+    async def _respond(self, request: Request, gone: list[Failure]) -> None:
+        request_id = self._request_id(request)
+        try:
+            reply = await self._serve(request, request_id)
+        except CancelledError:
+            if gone:
+                return
+            raise
+        except GatewayError as error:
+            self._log_error(request, request_id, error)
+            reply = error_reply(error, request_id)
+        except Exception:
+            self.log.failure("error serving {uri}", uri=request.uri, request_id=request_id)
+            reply = error_reply(GatewayError(), request_id)
+        if not gone:
+            write_reply(request, reply, request_id)
+
+    def _request_id(self, request: Request) -> str:
+        given = request.getHeader("x-request-id")
+        if given is not None and REQUEST_ID.fullmatch(given):
+            return given
+        return self._new_id()
+
+    async def _serve(self, request: Request, request_id: str) -> Reply:
+        try:
+            raw_path = request.path.decode("ascii")
+            path = unquote(raw_path, errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("request path is not valid UTF-8") from None
+        if self._health_path is not None and raw_path == self._health_path:
+            return Reply(200, (JSON_TYPE,), b'{"status":"serving"}')
+        route = self._table.match(raw_path)
+        if route is None:
+            raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
+        binding = self._bindings[route.prefix]
+        target = resolve(route, raw_path)
+        if getattr(request, "body_too_large", False):
+            raise RequestTooLarge(detail=f"body over the limit for {target.function}")
+        incoming = self._incoming(request, request_id, raw_path, path, route, target)
+        call = InvokeCall(
+            function=target.function,
+            payload=binding.format.build(incoming),
+            qualifier=target.qualifier,
+            invocation_type=_invocation_type(route.invocation_type),
+            request_id=request_id,
+            timeout=route.timeout,
+            trace_id=request.getHeader("x-amzn-trace-id"),
+        )
+        result = await self._invoke(binding.invoker, call)
+        if call.invocation_type == "Event":
+            return accepted_reply(request_id, result)
+        if result.function_error is not None:
+            self._log_function_error(request_id, call, result)
+            raise FunctionFailed(detail=f"{call.function}: {result.function_error}")
+        return binding.format.parse(result.payload)
+
+    async def _invoke(self, invoker: Invoker, call: InvokeCall) -> InvokeResult:
+        invoking = Deferred.fromCoroutine(invoker.invoke(call))
+        invoking.addTimeout(call.timeout, self._clock)
+        try:
+            return await invoking
+        except TimeoutError:
+            raise InvokeTimeout(detail=f"{call.function} took over {call.timeout}s") from None
+
+    def _incoming(
+        self,
+        request: Request,
+        request_id: str,
+        raw_path: str,
+        path: str,
+        route: RouteConfig,
+        target: Target,
+    ) -> IncomingRequest:
+        body = request.content.read() if request.content is not None else b""
+        client = request.getClientAddress()
+        remote = getattr(client, "host", "") or ""
+        server_port = getattr(request.getHost(), "port", 0)
+        scheme = "https" if request.isSecure() else "http"
+        host = request.getHeader("host") or f"{getattr(request.getHost(), 'host', '')}"
+        uri = request.uri.decode("latin-1")
+        values = {
+            "remote": remote,
+            "host": host,
+            "scheme": scheme,
+            "method": request.method.decode("ascii"),
+            "path": path,
+            "uri": uri,
+            "request_id": request_id,
+        }
+        gateway_headers = [
+            ("X-Forwarded-For", remote),
+            ("X-Forwarded-Proto", scheme),
+            ("X-Forwarded-Port", str(server_port)),
+            ("X-Request-ID", request_id),
+        ]
+        upstream = [(t.name, t.expand(values)) for t in route.header_upstream]
+        headers = forwarded_headers(request, body, gateway_headers + upstream)
+        _, _, query = uri.partition("?")
+        return IncomingRequest(
+            request_id=request_id,
+            method=values["method"],
+            raw_path=raw_path,
+            path=path,
+            function_raw_path=target.function_raw_path,
+            function_path=unquote(target.function_raw_path),
+            raw_query=query,
+            headers=headers,
+            body=body,
+            protocol=request.clientproto.decode("ascii", "replace"),
+            scheme=scheme,
+            host=host,
+            remote_addr=remote,
+            server_port=server_port,
+            time=self._now(),
+            route_prefix=route.prefix,
+            function_name=target.function,
+            user=getattr(request, "lambdagw_user", None),
+        )
+
+    def _log_error(self, request: Request, request_id: str, error: GatewayError) -> None:
+        self.log.info(
+            "{method} {uri}: {status} {error} {detail}",
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("latin-1"),
+            status=error.status,
+            error=error.message,
+            detail=error.detail,
+            request_id=request_id,
+        )
+
+    def _log_function_error(self, request_id: str, call: InvokeCall, result: InvokeResult) -> None:
+        try:
+            document = json.loads(result.payload)
+        except ValueError:
+            document = result.payload.decode("utf-8", "replace")
+        if not isinstance(document, dict):
+            document = {"errorMessage": document}
+        self.log.warn(
+            "function {function} failed ({kind}): {error_type}: {error_message}",
+            function=call.function,
+            kind=result.function_error,
+            error_type=document.get("errorType", ""),
+            error_message=document.get("errorMessage", ""),
+            stack_trace=document.get("stackTrace") or document.get("trace"),
+            aws_request_id=result.aws_request_id,
+            request_id=request_id,
+        )
+
+
+def _invocation_type(value: str) -> InvocationType:
+    return "Event" if value == "Event" else "RequestResponse"
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def forwarded_headers(
+    request: Request, body: bytes, gateway_headers: Sequence[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """
+    The request headers a function sees.
+
+    Hop-by-hop headers (and any the Connection header names) are dropped;
+    Content-Length is recomputed; the gateway's own headers and the route's
+    ``header_upstream`` replace whatever the client sent under those names.
+    """
+    named_in_connection = {
+        token.strip().lower()
+        for value in request.requestHeaders.getRawHeaders(b"connection", [])
+        for token in _text(value).split(",")
+    }
+    replaced = GATEWAY_SET | {name.lower() for name, _ in gateway_headers}
+    dropped = HOP_BY_HOP | named_in_connection | replaced | {"content-length"}
+    headers = [
+        (_text(name), _text(value))
+        for name, values in request.requestHeaders.getAllRawHeaders()
+        for value in values
+        if _text(name).lower() not in dropped
+    ]
+    if body or request.method in (b"POST", b"PUT", b"PATCH"):
+        headers.append(("Content-Length", str(len(body))))
+    by_name: dict[str, tuple[str, str]] = {}
+    for name, value in gateway_headers:
+        by_name[name.lower()] = (name, value)
+    headers.extend(by_name.values())
+    return tuple(headers)
+
+
+def error_reply(error: GatewayError, request_id: str) -> Reply:
+    """
+    The JSON error response for a failure; it never holds internal details.
+    """
+    body = json.dumps({"error": error.message, "request_id": request_id}).encode("utf-8")
+    return Reply(error.status, (JSON_TYPE, *error.response_headers()), body)
+
+
+def accepted_reply(request_id: str, result: InvokeResult) -> Reply:
+    """
+    The 202 for an asynchronous (``Event``) invocation Lambda accepted.
+    """
+    document = {"request_id": request_id, "aws_request_id": result.aws_request_id}
+    return Reply(202, (JSON_TYPE,), json.dumps(document).encode("utf-8"))
+
+
+def write_reply(request: Request, reply: Reply, request_id: str) -> None:
+    """
+    Write a validated reply in one go, with a computed Content-Length.
+    """
+    request.setResponseCode(reply.status)
+    headers = request.responseHeaders
+    headers.removeHeader(b"server")
+    for name, value in reply.headers:
+        headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
+    headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])
+    headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
+    if reply.body:
+        request.write(reply.body)
+    request.finish()

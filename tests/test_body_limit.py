@@ -58,7 +58,7 @@ class BodyLimitTests(TestCase):
         binding = Binding(route, self.invoker, get_format(route.format))
         site = Site(GatewayResource([binding], reactor))
         site.requestFactory = request_factory(100)
-        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
 
     async def exchange(self, data: bytes) -> bytes:

@@ -25,15 +25,7 @@ from twisted_lambdagw.errors import InvokeFailed
 from twisted_lambdagw.invoker import InvokeCall
 from twisted_lambdagw.testing import FakeLambda
 
-
-def real_reactor() -> Any:
-    """
-    The global reactor, for the few tests that need real sockets.
-    """
-    from twisted.internet import reactor
-
-    return reactor
-
+from .loopback import real_reactor
 
 ENDPOINT = "https://lambda.us-west-2.amazonaws.com"
 

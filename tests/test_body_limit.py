@@ -7,7 +7,6 @@ Content-Length or only discovered while a chunked body arrives.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -21,6 +20,7 @@ from twisted_lambdagw.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import InProcessInvoker
 
 from .gateway_fixtures import config_from
+from .loopback import real_reactor
 
 
 class RawClient(Protocol):
@@ -50,13 +50,11 @@ class BodyLimitTests(TestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor: Any = reactor
+        self.reactor = real_reactor()
         [route] = config_from("[route:/lambda/]\naws_region = us-east-1\n").routes
         self.invoker = InProcessInvoker({"fn": lambda event, context: {"ok": True}})
         binding = Binding(route, self.invoker, get_format(route.format))
-        site = Site(GatewayResource([binding], reactor))
+        site = Site(GatewayResource([binding], self.reactor))
         site.requestFactory = request_factory(100)
         self.port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)

@@ -18,7 +18,10 @@ What moto does that a gateway test needs to know (moto 5.2, checked by running i
   does not exist, so this holds even on a machine that runs Docker.
 - With ``simple=True`` moto uses its Docker-free backend instead: an invoke is a 200 without a
   function error whose payload is the request body, or the next result queued with
-  `MotoLambdaServer.queue_results`.
+  `MotoLambdaServer.queue_results`. That backend does not look the function up: a missing
+  function is answered the same way, so 404 tests need the default backend.
+- An unknown qualifier (``?Qualifier=prod`` with no such alias) is not an error in either
+  backend; the function is invoked as if it were ``$LATEST``.
 - moto checks the action ``lambda:Invoke`` (the operation name), not ``lambda:InvokeFunction``
   as AWS does, so the policy allows both.
 - A body sent as ``application/x-www-form-urlencoded`` (what ``urllib.request`` adds when no

@@ -165,6 +165,12 @@ class DockerlessInvokeTests(SynchronousTestCase):
         self.assertEqual(response.status, 200)
         self.assertEqual(response.header("X-Amz-Function-Error"), "Handled")
 
+    def test_unknownQualifierIsInvoked(self) -> None:
+        """moto does not check that a qualifier names a version or alias."""
+        response = signedInvoke(self.moto, query="?Qualifier=prod")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.header("X-Amz-Function-Error"), "Handled")
+
     def test_unauthenticatedWindowIsUsedUp(self) -> None:
         """The key used for provisioning is unknown to moto: its free calls are all spent."""
         response = signedInvoke(self.moto, accessKeyId="AKIAPROVISIONING0000", secret="anything")
@@ -192,6 +198,12 @@ class SimpleBackendTests(SynchronousTestCase):
         self.server.queue_results([reply])
         self.assertEqual(signedInvoke(self.moto).body, reply.encode("utf-8"))
         self.assertEqual(signedInvoke(self.moto).body, PAYLOAD)
+
+    def test_missingFunctionIsNotChecked(self) -> None:
+        """This backend invokes any name, so it cannot stand in for a 404."""
+        response = signedInvoke(self.moto, functionName="no-such-function")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, PAYLOAD)
 
     def test_wrongSecret(self) -> None:
         """The signature is checked here too."""

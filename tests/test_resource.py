@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -301,3 +302,98 @@ class ErrorContractTests(SynchronousTestCase):
         self.failureResultOf(d)
         self.assertEqual(cancelled, [True])
         self.assertEqual([e for e in events if e.get("log_failure")], [])
+
+
+class ExchangeRecordTests(SynchronousTestCase):
+    """
+    Observers get one complete record per request, whatever its outcome.
+    """
+
+    def test_served_request_is_recorded(self) -> None:
+        """
+        Route, function, status, bytes, timings and the AWS request id are recorded.
+        """
+        gw = FakeAWSGateway(ROUTES, {"hello": lambda event, context: envelope(200, "hi")})
+        records: list[Any] = []
+        gw.gateway.resource.observers.append(records.append)
+        d = gw.client.get("http://gw/lambda/hello/x")
+        gw.flush()
+        response = self.successResultOf(d)
+        [record] = records
+        self.assertEqual(record.status, 200)
+        self.assertEqual(record.route, "/lambda/")
+        self.assertEqual(record.function, "hello")
+        self.assertEqual(record.bytes_out, 2)
+        self.assertEqual(record.outcome, "served")
+        self.assertEqual([record.request_id], response.headers.getRawHeaders("x-request-id"))
+        self.assertIsNotNone(record.aws_request_id)
+        self.assertEqual(record.duration, 0)
+
+    def test_gone_client_is_recorded(self) -> None:
+        """
+        A request whose client left is recorded with status 0 and outcome client_gone.
+        """
+        pending: Deferred[Any] = Deferred()
+        gw = FakeAWSGateway(ROUTES, {"slow": lambda event, context: pending})
+        records: list[Any] = []
+        gw.gateway.resource.observers.append(records.append)
+        d = gw.client.get("http://gw/lambda/slow")
+        gw.flush()
+        gw.clock.advance(2)
+        d.cancel()
+        gw.flush()
+        self.failureResultOf(d)
+        [record] = records
+        self.assertEqual((record.status, record.outcome), (0, "client_gone"))
+        self.assertEqual(record.duration, 2)
+
+
+class CapacityTests(SynchronousTestCase):
+    """
+    max_in_flight and draining protect the gateway and tell load balancers.
+    """
+
+    def test_over_capacity_is_503(self) -> None:
+        """
+        Past max_in_flight concurrent invocations, requests get 503 with Retry-After.
+        """
+        from twisted_lambdagw.formats import get_format
+        from twisted_lambdagw.resource import Binding, GatewayResource
+        from twisted_lambdagw.testing import InProcessInvoker
+
+        from .gateway_fixtures import config_from
+
+        pending: Deferred[Any] = Deferred()
+        invoker = InProcessInvoker({"slow": lambda event, context: pending})
+        [route] = config_from("[route:/lambda/]\naws_region = us-east-1\n").routes
+        resource = GatewayResource(
+            [Binding(route, invoker, get_format("httpjson"))], Clock(), max_in_flight=1
+        )
+        from treq.testing import StubTreq
+
+        client: Any = StubTreq(resource)
+        first = client.get("http://gw/lambda/slow")
+        client.flush()
+        second = client.get("http://gw/lambda/slow")
+        client.flush()
+        refused = self.successResultOf(second)
+        self.assertEqual(refused.code, 503)
+        self.assertEqual(refused.headers.getRawHeaders("retry-after"), ["1"])
+        self.assertNoResult(first)
+        pending.callback({"ok": 1})
+        client.flush()
+        self.assertEqual(self.successResultOf(first).code, 200)
+        self.assertEqual(resource.in_flight, 0)
+
+    def test_health_while_draining(self) -> None:
+        """
+        The health path answers 200 while serving and 503 while draining.
+        """
+        gw = FakeAWSGateway(ROUTES)
+        d = gw.client.get("http://gw/healthz")
+        gw.flush()
+        self.assertEqual(self.successResultOf(d).code, 200)
+        gw.gateway.resource.draining = True
+        d = gw.client.get("http://gw/healthz")
+        gw.flush()
+        self.assertEqual(self.successResultOf(d).code, 503)

@@ -18,7 +18,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.resource import IResource
 
 from .aws import AWSInvoker, CredentialSource, RunInThread, resolve_endpoint
 from .config import Config, RouteConfig, load_config
@@ -97,7 +96,7 @@ class Gateway:
         self._chain: CredentialSource | None = None
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
-        self.resource: IResource = GatewayResource(
+        self.resource = GatewayResource(
             self.bindings, clock, health_path=config.gateway.health_path
         )
         self.service = PoolService(self.pool) if self.pool is not None else Service()

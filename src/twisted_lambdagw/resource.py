@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -30,10 +30,13 @@ from .errors import (
     BadRequest,
     FunctionFailed,
     GatewayError,
+    InvokeFailed,
     InvokeTimeout,
     NotFound,
     RequestTooLarge,
+    Throttled,
 )
+from .exchange import Exchange, ExchangeObserver
 from .formats import EventFormat
 from .formats._common import HOP_BY_HOP
 from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult
@@ -50,15 +53,29 @@ GATEWAY_SET = frozenset(
 JSON_TYPE = ("Content-Type", "application/json")
 
 
+class Authenticator(Protocol):
+    """
+    Decides who a request is from, for routes that require a login.
+    """
+
+    async def authenticate(self, request: Request) -> str:
+        """
+        The authenticated user name; raises L{twisted_lambdagw.errors.Unauthorized}.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """
-    A route with what serves it: its invoker and its event format.
+    A route with what serves it: its invoker, its event format and, for
+    routes with ``auth = basic``, what checks the login.
     """
 
     route: RouteConfig
     invoker: Invoker
     format: EventFormat
+    authenticator: Authenticator | None = None
 
 
 def new_request_id() -> str:
@@ -82,6 +99,8 @@ class GatewayResource(Resource):
         clock: IReactorTime,
         *,
         health_path: str | None = "/healthz",
+        max_in_flight: int | None = None,
+        observers: Sequence[ExchangeObserver] = (),
         new_id: Callable[[], str] = new_request_id,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -90,8 +109,14 @@ class GatewayResource(Resource):
         self._table = RouteTable([b.route for b in bindings])
         self._clock = clock
         self._health_path = health_path
+        self._max_in_flight = max_in_flight
+        self.observers = list(observers)
         self._new_id = new_id
         self._now = now
+        self.in_flight = 0
+        """Invocations under way now."""
+        self.draining = False
+        """Set on shutdown: health checks fail so load balancers move away."""
 
     def render(self, request: Request) -> int:
         gone: list[Failure] = []
@@ -109,20 +134,41 @@ class GatewayResource(Resource):
 
     async def _respond(self, request: Request, gone: list[Failure]) -> None:
         request_id = self._request_id(request)
+        exchange = Exchange(
+            request_id=request_id,
+            started=self._clock.seconds(),
+            remote=getattr(request.getClientAddress(), "host", "") or "",
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("latin-1"),
+        )
         try:
-            reply = await self._serve(request, request_id)
+            reply = await self._serve(request, exchange)
         except CancelledError:
-            if gone:
-                return
-            raise
+            if not gone:
+                raise
+            reply = None
+            exchange.outcome = "client_gone"
         except GatewayError as error:
             self._log_error(request, request_id, error)
+            exchange.outcome = "error"
+            exchange.error = error.message
+            if isinstance(error, InvokeFailed):
+                exchange.error_code = error.code
+                exchange.aws_request_id = exchange.aws_request_id or error.aws_request_id
             reply = error_reply(error, request_id)
         except Exception:
             self.log.failure("error serving {uri}", uri=request.uri, request_id=request_id)
+            exchange.outcome = "error"
             reply = error_reply(GatewayError(), request_id)
-        if not gone:
+        if reply is not None and not gone:
             write_reply(request, reply, request_id)
+            exchange.status = reply.status
+            exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
+        elif exchange.outcome != "client_gone":
+            exchange.outcome = "client_gone"
+        exchange.finished = self._clock.seconds()
+        for observe in self.observers:
+            observe(exchange)
 
     def _request_id(self, request: Request) -> str:
         given = request.getHeader("x-request-id")
@@ -130,22 +176,30 @@ class GatewayResource(Resource):
             return given
         return self._new_id()
 
-    async def _serve(self, request: Request, request_id: str) -> Reply:
+    async def _serve(self, request: Request, exchange: Exchange) -> Reply:
+        request_id = exchange.request_id
         try:
             raw_path = request.path.decode("ascii")
             path = unquote(raw_path, errors="strict")
         except UnicodeDecodeError:
             raise BadRequest("request path is not valid UTF-8") from None
         if self._health_path is not None and raw_path == self._health_path:
-            return Reply(200, (JSON_TYPE,), b'{"status":"serving"}')
+            return health_reply(self.draining)
         route = self._table.match(raw_path)
         if route is None:
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
+        exchange.route = route.prefix
         binding = self._bindings[route.prefix]
         target = resolve(route, raw_path)
+        exchange.function = target.function
+        exchange.qualifier = target.qualifier
+        user = None
+        if binding.authenticator is not None:
+            user = await binding.authenticator.authenticate(request)
+            exchange.user = user
         if getattr(request, "body_too_large", False):
             raise RequestTooLarge(detail=f"body over the limit for {target.function}")
-        incoming = self._incoming(request, request_id, raw_path, path, route, target)
+        incoming = self._incoming(request, request_id, raw_path, path, route, target, user)
         call = InvokeCall(
             function=target.function,
             payload=binding.format.build(incoming),
@@ -155,7 +209,7 @@ class GatewayResource(Resource):
             timeout=route.timeout,
             trace_id=request.getHeader("x-amzn-trace-id"),
         )
-        result = await self._invoke(binding.invoker, call)
+        result = await self._invoke(binding.invoker, call, exchange)
         if call.invocation_type == "Event":
             return accepted_reply(request_id, result)
         if result.function_error is not None:
@@ -163,13 +217,24 @@ class GatewayResource(Resource):
             raise FunctionFailed(detail=f"{call.function}: {result.function_error}")
         return binding.format.parse(result.payload)
 
-    async def _invoke(self, invoker: Invoker, call: InvokeCall) -> InvokeResult:
+    async def _invoke(self, invoker: Invoker, call: InvokeCall, exchange: Exchange) -> InvokeResult:
+        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
+            raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
+        self.in_flight += 1
+        exchange.invoke_started = self._clock.seconds()
         invoking = Deferred.fromCoroutine(invoker.invoke(call))
         invoking.addTimeout(call.timeout, self._clock)
         try:
-            return await invoking
+            result = await invoking
         except TimeoutError:
             raise InvokeTimeout(detail=f"{call.function} took over {call.timeout}s") from None
+        finally:
+            self.in_flight -= 1
+            exchange.invoke_finished = self._clock.seconds()
+        exchange.aws_request_id = result.aws_request_id
+        exchange.executed_version = result.executed_version
+        exchange.function_error = result.function_error
+        return result
 
     def _incoming(
         self,
@@ -179,6 +244,7 @@ class GatewayResource(Resource):
         path: str,
         route: RouteConfig,
         target: Target,
+        user: str | None,
     ) -> IncomingRequest:
         body = request.content.read() if request.content is not None else b""
         client = request.getClientAddress()
@@ -223,7 +289,7 @@ class GatewayResource(Resource):
             time=self._now(),
             route_prefix=route.prefix,
             function_name=target.function,
-            user=getattr(request, "lambdagw_user", None),
+            user=user,
         )
 
     def _log_error(self, request: Request, request_id: str, error: GatewayError) -> None:
@@ -297,6 +363,15 @@ def forwarded_headers(
         by_name[name.lower()] = (name, value)
     headers.extend(by_name.values())
     return tuple(headers)
+
+
+def health_reply(draining: bool) -> Reply:
+    """
+    200 while serving, 503 while draining, so load balancers stop sending.
+    """
+    if draining:
+        return Reply(503, (JSON_TYPE,), b'{"status":"draining"}')
+    return Reply(200, (JSON_TYPE,), b'{"status":"serving"}')
 
 
 def error_reply(error: GatewayError, request_id: str) -> Reply:

@@ -1,0 +1,57 @@
+"""
+The record of one request, filled in as it is served.
+
+The resource keeps one L{Exchange} per request and hands it, finished, to
+its observers: the access log and the metrics read the same facts, so they
+can never disagree about what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    started: float
+    """Clock time the request started being served, in seconds."""
+    remote: str
+    method: str
+    path: str
+    route: str | None = None
+    function: str | None = None
+    qualifier: str | None = None
+    user: str | None = None
+    status: int = 0
+    """The status written, or 0 when the client went away first."""
+    bytes_out: int = 0
+    finished: float | None = None
+    invoke_started: float | None = None
+    invoke_finished: float | None = None
+    aws_request_id: str | None = None
+    executed_version: str | None = None
+    function_error: str | None = None
+    error: str | None = None
+    """The gateway's error message, for gateway-side failures."""
+    error_code: str | None = None
+    """The AWS error code, when Lambda refused the call."""
+    outcome: str = "served"
+    """served, error, or client_gone."""
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished is None:
+            return None
+        return self.finished - self.started
+
+    @property
+    def invoke_duration(self) -> float | None:
+        if self.invoke_started is None or self.invoke_finished is None:
+            return None
+        return self.invoke_finished - self.invoke_started
+
+
+ExchangeObserver = Callable[[Exchange], None]
+"""Called once per request, after the response is written (or abandoned)."""

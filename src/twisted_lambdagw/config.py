@@ -321,14 +321,9 @@ class _Reader:
         aws = self.read_aws()
         auth = self.read_auth() if self.parser.has_section("auth") else None
         local = self.read_local() if self.parser.has_section("local") else None
-        routes = self.read_routes(gateway, aws, auth)
+        routes = self.read_routes(gateway, aws, auth, local)
         if not routes:
             raise ConfigError(f"{self.path}: no [route:PREFIX] section: nothing to serve")
-        if local is None and any(r.backend == "local" for r in routes):
-            name = next(r for r in routes if r.backend == "local").prefix
-            raise ConfigError(
-                f"{self.path}: [route:{name}] backend: 'local' needs a [local] section"
-            )
         return Config(self.path, gateway, aws, routes, auth, local)
 
     def read_gateway(self) -> GatewayConfig:
@@ -388,13 +383,17 @@ class _Reader:
         return LocalConfig(functions_dir=functions_dir)
 
     def read_routes(
-        self, gateway: GatewayConfig, aws: AWSConfig, auth: AuthConfig | None
+        self,
+        gateway: GatewayConfig,
+        aws: AWSConfig,
+        auth: AuthConfig | None,
+        local: LocalConfig | None,
     ) -> tuple[RouteConfig, ...]:
         routes: dict[str, RouteConfig] = {}
         for name in self.parser.sections():
             if not name.startswith("route:"):
                 continue
-            route = self.read_route(name, gateway, aws, auth)
+            route = self.read_route(name, gateway, aws, auth, local)
             if route.prefix in routes:
                 raise ConfigError(
                     f"{self.path}: [{name}]: duplicate prefix {route.prefix!r}"
@@ -404,7 +403,12 @@ class _Reader:
         return tuple(routes.values())
 
     def read_route(
-        self, name: str, gateway: GatewayConfig, aws: AWSConfig, auth: AuthConfig | None
+        self,
+        name: str,
+        gateway: GatewayConfig,
+        aws: AWSConfig,
+        auth: AuthConfig | None,
+        local: LocalConfig | None,
     ) -> RouteConfig:
         s = self.section(name, _ROUTE_KEYS)
         prefix = name[len("route:") :].strip()
@@ -450,6 +454,8 @@ class _Reader:
                 raise s.error("header_upstream", str(e)) from None
 
         backend = s.choice("backend", BACKENDS, "aws")
+        if backend == "local" and local is None:
+            raise s.error("backend", "'local' needs a [local] section")
         aws_access, aws_secret = s.text("aws_access"), s.text("aws_secret")
         if (aws_access is None) != (aws_secret is None):
             key = "aws_secret" if aws_secret is None else "aws_access"

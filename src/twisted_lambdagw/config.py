@@ -130,20 +130,29 @@ def botocore_profile_region(profile: str | None, environ: Mapping[str, str]) -> 
     """
     The region the botocore profile names, if any.
 
-    botocore reads ``AWS_DEFAULT_REGION`` and the profile, but not
-    ``AWS_REGION``; the caller handles the environment variables first.
+    ``profile`` is already chosen by the caller (None means the default
+    profile).  botocore would otherwise look up the profile and the shared
+    files in ``os.environ``; they are pinned here so that ``environ`` alone
+    decides, as it does for the region variables the caller reads first.
     """
     import botocore.exceptions
     import botocore.session
 
-    session = botocore.session.Session(profile=profile)
-    config_file = environ.get("AWS_CONFIG_FILE")
-    if config_file:
-        session.set_config_variable("config_file", config_file)
+    session = botocore.session.Session()
+    # Overrides in the config store win over every provider, even when the
+    # value is None (Session.set_config_variable(None) falls back to them).
+    store = session.get_component("config_store")
+    store.set_config_variable("profile", profile)
+    store.set_config_variable("config_file", environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    store.set_config_variable(
+        "credentials_file", environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+    )
     try:
         region = session.get_scoped_config().get("region")
     except botocore.exceptions.ProfileNotFound:
         raise ValueError(f"no such AWS profile {profile!r}") from None
+    except botocore.exceptions.ConfigParseError as e:
+        raise ValueError(f"cannot read the AWS config files: {e}") from None
     return str(region) if region else None
 
 
@@ -513,7 +522,13 @@ class _Reader:
         for candidate in candidates:
             if candidate:
                 return candidate
-        profile = aws.profile or self.environ.get("AWS_PROFILE")
+        # botocore's own order, so the region and the credentials come from
+        # the same profile.
+        profile = (
+            aws.profile
+            or self.environ.get("AWS_DEFAULT_PROFILE")
+            or self.environ.get("AWS_PROFILE")
+        )
         try:
             region = self.profile_region(profile, self.environ)
         except ValueError as e:

@@ -130,20 +130,29 @@ def botocore_profile_region(profile: str | None, environ: Mapping[str, str]) -> 
     """
     The region the botocore profile names, if any.
 
-    botocore reads ``AWS_DEFAULT_REGION`` and the profile, but not
-    ``AWS_REGION``; the caller handles the environment variables first.
+    ``profile`` is already chosen by the caller (None means the default
+    profile).  botocore would otherwise look up the profile and the shared
+    files in ``os.environ``; they are pinned here so that ``environ`` alone
+    decides, as it does for the region variables the caller reads first.
     """
     import botocore.exceptions
     import botocore.session
 
-    session = botocore.session.Session(profile=profile)
-    config_file = environ.get("AWS_CONFIG_FILE")
-    if config_file:
-        session.set_config_variable("config_file", config_file)
+    session = botocore.session.Session()
+    # Overrides in the config store win over every provider, even when the
+    # value is None (Session.set_config_variable(None) falls back to them).
+    store = session.get_component("config_store")
+    store.set_config_variable("profile", profile)
+    store.set_config_variable("config_file", environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    store.set_config_variable(
+        "credentials_file", environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+    )
     try:
         region = session.get_scoped_config().get("region")
     except botocore.exceptions.ProfileNotFound:
         raise ValueError(f"no such AWS profile {profile!r}") from None
+    except botocore.exceptions.ConfigParseError as e:
+        raise ValueError(f"cannot read the AWS config files: {e}") from None
     return str(region) if region else None
 
 
@@ -321,14 +330,9 @@ class _Reader:
         aws = self.read_aws()
         auth = self.read_auth() if self.parser.has_section("auth") else None
         local = self.read_local() if self.parser.has_section("local") else None
-        routes = self.read_routes(gateway, aws, auth)
+        routes = self.read_routes(gateway, aws, auth, local)
         if not routes:
             raise ConfigError(f"{self.path}: no [route:PREFIX] section: nothing to serve")
-        if local is None and any(r.backend == "local" for r in routes):
-            name = next(r for r in routes if r.backend == "local").prefix
-            raise ConfigError(
-                f"{self.path}: [route:{name}] backend: 'local' needs a [local] section"
-            )
         return Config(self.path, gateway, aws, routes, auth, local)
 
     def read_gateway(self) -> GatewayConfig:
@@ -388,13 +392,17 @@ class _Reader:
         return LocalConfig(functions_dir=functions_dir)
 
     def read_routes(
-        self, gateway: GatewayConfig, aws: AWSConfig, auth: AuthConfig | None
+        self,
+        gateway: GatewayConfig,
+        aws: AWSConfig,
+        auth: AuthConfig | None,
+        local: LocalConfig | None,
     ) -> tuple[RouteConfig, ...]:
         routes: dict[str, RouteConfig] = {}
         for name in self.parser.sections():
             if not name.startswith("route:"):
                 continue
-            route = self.read_route(name, gateway, aws, auth)
+            route = self.read_route(name, gateway, aws, auth, local)
             if route.prefix in routes:
                 raise ConfigError(
                     f"{self.path}: [{name}]: duplicate prefix {route.prefix!r}"
@@ -404,7 +412,12 @@ class _Reader:
         return tuple(routes.values())
 
     def read_route(
-        self, name: str, gateway: GatewayConfig, aws: AWSConfig, auth: AuthConfig | None
+        self,
+        name: str,
+        gateway: GatewayConfig,
+        aws: AWSConfig,
+        auth: AuthConfig | None,
+        local: LocalConfig | None,
     ) -> RouteConfig:
         s = self.section(name, _ROUTE_KEYS)
         prefix = name[len("route:") :].strip()
@@ -450,6 +463,8 @@ class _Reader:
                 raise s.error("header_upstream", str(e)) from None
 
         backend = s.choice("backend", BACKENDS, "aws")
+        if backend == "local" and local is None:
+            raise s.error("backend", "'local' needs a [local] section")
         aws_access, aws_secret = s.text("aws_access"), s.text("aws_secret")
         if (aws_access is None) != (aws_secret is None):
             key = "aws_secret" if aws_secret is None else "aws_access"
@@ -507,7 +522,13 @@ class _Reader:
         for candidate in candidates:
             if candidate:
                 return candidate
-        profile = aws.profile or self.environ.get("AWS_PROFILE")
+        # botocore's own order, so the region and the credentials come from
+        # the same profile.
+        profile = (
+            aws.profile
+            or self.environ.get("AWS_DEFAULT_PROFILE")
+            or self.environ.get("AWS_PROFILE")
+        )
         try:
             region = self.profile_region(profile, self.environ)
         except ValueError as e:

@@ -68,8 +68,10 @@ def parse_header_template(line: str) -> HeaderTemplate:
     """
     Parse ``Name value with {placeholders}``; raise ValueError when invalid.
     """
-    name, _, value = line.strip().partition(" ")
-    value = value.strip()
+    # Name and value are split at the first run of blanks (a space or a tab,
+    # as between Caddyfile tokens); the value keeps its inner spacing.
+    name, *rest = re.split(r"[ \t]+", line.strip(), maxsplit=1)
+    value = rest[0] if rest else ""
     if not HEADER_NAME.fullmatch(name):
         raise ValueError(f"not a header name: {name!r}")
     if not value:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..messages import IncomingRequest, Reply
-from . import httpjson
+from . import alb, alb_multi, apigw_v1, apigw_v2, httpjson
 
 
 class EventFormat(Protocol):
@@ -30,6 +30,10 @@ class EventFormat(Protocol):
 
 FORMATS: dict[str, EventFormat] = {
     "httpjson": httpjson,
+    "apigw-v1": apigw_v1,
+    "apigw-v2": apigw_v2,
+    "alb": alb,
+    "alb-multi": alb_multi,
 }
 
 

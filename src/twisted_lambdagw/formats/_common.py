@@ -8,11 +8,13 @@ import base64
 import binascii
 import json
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from ..errors import MalformedReply
-from ..messages import Headers
+from ..messages import Headers, Reply
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -125,3 +127,213 @@ def reply_headers(lines: Iterable[tuple[str, str]]) -> Headers:
 def has_header(lines: Iterable[tuple[str, str]], name: str) -> bool:
     lowered = name.lower()
     return any(n.lower() == lowered for n, _ in lines)
+
+
+# --- What the standard (API Gateway, Function URL, ALB) formats share. ---
+
+ACCOUNT_ID = "000000000000"
+"""The account id the events claim: all zeros, which no AWS account has."""
+
+API_ID = "lambdagw"
+"""The API id the events claim; never a real API Gateway or Function URL id."""
+
+STAGE = "$default"
+"""The stage both API Gateway formats claim, so adapters strip no stage prefix from paths."""
+
+TEXT_MEDIA_TYPES = frozenset(
+    {
+        "application/json",
+        "application/javascript",
+        "application/x-javascript",
+        "application/ecmascript",
+        "application/xml",
+        "application/x-www-form-urlencoded",
+    }
+)
+"""Media types, besides C{text/*} and C{+json}/C{+xml}, whose bodies travel as text."""
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def is_text_type(content_type: str | None) -> bool:
+    """
+    Whether a body of this content type travels as text rather than base64.
+
+    The ALB rule (C{text/*}, JSON, JavaScript, XML) plus form bodies and the
+    C{+json}/C{+xml} suffixes; no content type at all means binary.
+    """
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return (
+        media.startswith("text/") or media in TEXT_MEDIA_TYPES or media.endswith(("+json", "+xml"))
+    )
+
+
+def event_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
+    """
+    The request body as an event's C{body} string, and its C{isBase64Encoded}.
+
+    Text types that are valid UTF-8 travel as they are; everything else is
+    base64, which every adapter decodes whatever the content type says.  An
+    empty body is C{""}; each format decides whether that becomes null.
+    """
+    if not body:
+        return "", False
+    if is_text_type(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def request_time(seconds: float) -> str:
+    """
+    An event timestamp such as C{04/Mar/2020:19:15:17 +0000}, always in UTC.
+
+    Built by hand: C{strftime("%b")} would follow the process locale.
+    """
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}"
+        f":{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
+
+
+def epoch_millis(seconds: float) -> int:
+    """
+    Seconds since the epoch as the integer milliseconds events carry.
+    """
+    return int(seconds * 1000)
+
+
+def domain_name(host: str) -> str:
+    """
+    The host name part of a Host header value, without any port.
+    """
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def query_pairs(raw_query: str, *, decode: bool) -> list[tuple[str, str]]:
+    """
+    The key/value pairs of a query string, in order.
+
+    Decoded as API Gateway does (C{+} is a space, percent-escapes are UTF-8),
+    or left exactly as sent, which is what ALB does.  A key without C{=} has
+    the value C{""}.
+    """
+    if decode:
+        return parse_qsl(raw_query, keep_blank_values=True)
+    pairs = []
+    for field in raw_query.split("&"):
+        if field:
+            key, _, value = field.partition("=")
+            pairs.append((key, value))
+    return pairs
+
+
+def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """
+    Group key/value pairs by exact key, keeping the order of values.
+    """
+    result: dict[str, list[str]] = {}
+    for key, value in pairs:
+        result.setdefault(key, []).append(value)
+    return result
+
+
+def grouped_headers(lines: Iterable[tuple[str, str]], *, lower: bool) -> dict[str, list[str]]:
+    """
+    Group header lines by name, compared case-insensitively.
+
+    With C{lower} the names are lower-cased; otherwise each group keeps the
+    first spelling the client sent.
+    """
+    result: dict[str, list[str]] = {}
+    spelling: dict[str, str] = {}
+    for name, value in lines:
+        folded = name.lower()
+        key = folded if lower else spelling.setdefault(folded, name)
+        result.setdefault(key, []).append(value)
+    return result
+
+
+def last_values(groups: dict[str, list[str]]) -> dict[str, str]:
+    """
+    The last value of each group: what single-value event fields keep.
+    """
+    return {key: values[-1] for key, values in groups.items()}
+
+
+def request_cookies(header_values: Iterable[str]) -> list[str]:
+    """
+    Split C{Cookie} header values into one C{name=value} string per cookie.
+    """
+    return [
+        cookie.strip() for value in header_values for cookie in value.split(";") if cookie.strip()
+    ]
+
+
+def load_reply_object(payload: bytes) -> dict[str, Any]:
+    """
+    A function result that must be a JSON object, or L{MalformedReply}.
+    """
+    try:
+        document = load_json(payload)
+    except ValueError:
+        raise MalformedReply(detail="result is not JSON") from None
+    if not isinstance(document, dict):
+        raise MalformedReply(detail="result is not a JSON object")
+    return document
+
+
+def reply_body(document: dict[str, Any]) -> bytes:
+    """
+    The bytes of a structured reply's C{body}, honouring C{isBase64Encoded}.
+
+    A missing or null body is empty; anything but a string is malformed.
+    """
+    body = document.get("body")
+    if body is None:
+        body = ""
+    if not isinstance(body, str):
+        raise MalformedReply(detail="body is not a string")
+    encoded = document.get("isBase64Encoded")
+    if encoded is None:
+        encoded = False
+    if not isinstance(encoded, bool):
+        raise MalformedReply(detail=f"isBase64Encoded is not a boolean: {encoded!r}")
+    if encoded:
+        return decode_base64(body)
+    return body.encode("utf-8", "surrogatepass")
+
+
+def merged_header_lines(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """
+    A reply's C{headers} and C{multiValueHeaders}, merged as API Gateway does.
+
+    When a name is in both, only the C{multiValueHeaders} values count, so a
+    function that fills both with the same headers (Rust C{lambda_http} does)
+    gets no duplicates.  Names are compared case-insensitively.
+    """
+    single = header_lines(document.get("headers"), lists=False)
+    multi = header_lines(document.get("multiValueHeaders"))
+    in_multi = {name.lower() for name, _ in multi}
+    return [line for line in single if line[0].lower() not in in_multi] + multi
+
+
+def parse_proxy_reply(payload: bytes) -> Reply:
+    """
+    A payload-1.0 style reply (API Gateway REST, ALB), fully validated.
+
+    C{statusCode} is required; C{statusDescription} is ignored, since the
+    gateway writes its own reason phrase.
+    """
+    document = load_reply_object(payload)
+    status = checked_status(document.get("statusCode"))
+    headers = reply_headers(merged_header_lines(document))
+    return Reply(status, headers, reply_body(document))

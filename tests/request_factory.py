@@ -5,6 +5,7 @@ L{IncomingRequest} values for tests, with the gateway's headers already added.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote
 
 from twisted_lambdagw.messages import IncomingRequest
@@ -69,3 +70,36 @@ def make_request(
         function_name=function_name,
         user=user,
     )
+
+
+FIELD_DEFAULTS: dict[str, Any] = {
+    "request_id": "req-1",
+    "method": "GET",
+    "raw_path": "/lambda/hello/a%20b",
+    "path": "/lambda/hello/a b",
+    "function_raw_path": "/lambda/hello/a%20b",
+    "function_path": "/lambda/hello/a b",
+    "raw_query": "x=1&y=2",
+    "headers": (("Host", "example.com"), ("Accept", "*/*")),
+    "body": b"",
+    "protocol": "HTTP/1.1",
+    "scheme": "http",
+    "host": "example.com",
+    "remote_addr": "127.0.0.1",
+    "server_port": 8080,
+    "time": 1_700_000_000.0,
+    "route_prefix": "/lambda/",
+    "function_name": "hello",
+    "user": None,
+}
+
+
+def request_from_fields(**fields: Any) -> IncomingRequest:
+    """
+    An IncomingRequest with every field given or defaulted, nothing added:
+    for tests that pin the exact headers a format sees.
+    """
+    unknown = set(fields) - set(FIELD_DEFAULTS)
+    if unknown:
+        raise TypeError(f"not IncomingRequest fields: {sorted(unknown)}")
+    return IncomingRequest(**{**FIELD_DEFAULTS, **fields})

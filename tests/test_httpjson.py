@@ -17,7 +17,7 @@ from twisted_lambdagw.errors import MalformedReply
 from twisted_lambdagw.formats import get_format, httpjson
 from twisted_lambdagw.messages import Reply
 
-from .requests import make_request
+from .request_factory import request_from_fields as make_request
 
 JSON = ("Content-Type", "application/json")
 

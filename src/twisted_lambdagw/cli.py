@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from .config import Config, ConfigError, load_config
 
@@ -28,7 +29,19 @@ def route_table(config: Config) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """
+    Run one ``lambdagw`` command; return its exit status.
+
+    C{stdout} and C{stderr} default to the process's own streams, looked up
+    when called so that a caller's redirection is honoured.
+    """
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
     parser = argparse.ArgumentParser(prog="lambdagw", description="twisted_lambdagw tools")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate a config file and print its routes")
@@ -44,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             check_endpoints(config, MemoryReactor())
         except ConfigError as e:
-            print(f"lambdagw: {e}", file=sys.stderr)
+            print(f"lambdagw: {e}", file=err)
             return 1
-        print(f"{args.config}: OK, {len(config.routes)} route(s)")
-        print(route_table(config))
+        print(f"{args.config}: OK, {len(config.routes)} route(s)", file=out)
+        print(route_table(config), file=out)
         return 0
     return 2  # pragma: no cover - argparse rejects other commands
 

@@ -61,12 +61,26 @@ class PoolService(Service):
         return closing
 
 
+def default_pool(reactor: Any) -> HTTPConnectionPool:
+    """
+    The persistent pool for AWS calls: Lambda is one host, so keep many
+    connections to it, and drop idle ones before Lambda's side does.
+    """
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 1000
+    pool.cachedConnectionTimeout = 60
+    return pool
+
+
 class Gateway:
     """
     A configured gateway: its resource, and the service owning its resources.
 
-    :param client: the treq HTTPClient for AWS calls; by default one over a
-        new persistent pool on ``reactor``, closed by C{service}.
+    :param client: the treq HTTPClient for AWS calls; by default one over
+        C{pool}.
+    :param pool: the connection pool the default client uses; by default a
+        new L{default_pool} on ``reactor``.  C{service} closes it on stop,
+        whether it was given or made here.
     """
 
     log = Logger()
@@ -77,18 +91,18 @@ class Gateway:
         reactor: Any,
         *,
         client: Any = None,
+        pool: HTTPConnectionPool | None = None,
         run_in_thread: RunInThread[Any] | None = None,
         endpoint_for: Callable[[str, str | None], str] = resolve_endpoint,
     ) -> None:
         self.config = config
         self._reactor = reactor
-        self.pool: HTTPConnectionPool | None = None
+        self.pool = pool
         if client is None:
             from treq.client import HTTPClient
 
-            self.pool = HTTPConnectionPool(reactor, persistent=True)
-            self.pool.maxPersistentPerHost = 1000
-            self.pool.cachedConnectionTimeout = 60
+            if self.pool is None:
+                self.pool = default_pool(reactor)
             client = HTTPClient(Agent(reactor, pool=self.pool, connectTimeout=10))
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)

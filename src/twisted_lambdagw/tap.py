@@ -13,6 +13,7 @@ from typing import Any
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from .config import Config, ConfigError, load_config
@@ -93,14 +94,20 @@ class Options(usage.Options):
         return usage_text
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
+def makeService(
+    options: Options, reactor: Any = None, *, pool: HTTPConnectionPool | None = None
+) -> IService:
     """
     The gateway service: the listeners, and what owns the upstream pool.
+
+    twistd passes only C{options}; C{reactor} and C{pool} (the upstream
+    connection pool, closed when the service stops) are for embedding and
+    tests.
     """
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
     assert config is not None, "the options were not parsed"
-    gateway = Gateway(config, reactor)
+    gateway = Gateway(config, reactor, pool=pool)
     top = MultiService()
     gateway.service.setServiceParent(top)
     site = Site(gateway.resource, timeout=SITE_TIMEOUT)

@@ -1,0 +1,347 @@
+"""
+The twistd plugin without running twistd: option parsing, the service tree
+on a memory reactor, plugin discovery, and the ``lambdagw check`` command.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, IServiceMaker, MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
+from zope.interface.verify import verifyObject
+
+from twisted_lambdagw import cli
+from twisted_lambdagw.gateway import PoolService
+from twisted_lambdagw.request import GatewayRequest
+from twisted_lambdagw.tap import Options, makeService
+
+from .process_fixtures import REPO_ROOT, child_environment, temp_dir, write_config
+
+CONFIG = """
+[gateway]
+listen = tcp:8080:interface=127.0.0.1
+         tcp:8081:interface=127.0.0.2
+
+[aws]
+region = us-west-2
+access_key_id = AKIDEXAMPLEFAKEKEY01
+secret_access_key = fake-secret-for-tests-only
+; botocore's endpoint resolver costs a fraction of a second per route
+endpoint_url = http://127.0.0.1:1
+
+[route:/lambda/]
+qualifier = prod
+
+[route:/lambda/special]
+single = special-fn
+"""
+
+
+class ObservedPool(HTTPConnectionPool):
+    """
+    A real connection pool whose closing the test decides and can see.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        super().__init__(reactor, persistent=True)
+        self.closing: list[Deferred[None]] = []
+
+    def closeCachedConnections(self) -> Deferred[None]:
+        closing: Deferred[None] = Deferred()
+        self.closing.append(closing)
+        return closing
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    The plugin's options read and check the config file while parsing.
+    """
+
+    def setUp(self) -> None:
+        self.dir = temp_dir(self)
+        self.config = write_config(self.dir, CONFIG)
+
+    def parse(self, *argv: str) -> Options:
+        options = Options(reactor=MemoryReactor())
+        options.parseOptions(list(argv))
+        return options
+
+    def parse_error(self, *argv: str) -> tuple[Options, str]:
+        options = Options(reactor=MemoryReactor())
+        error = self.assertRaises(usage.UsageError, options.parseOptions, list(argv))
+        return options, str(error)
+
+    def test_config_is_loaded(self) -> None:
+        """
+        --config names the file; its routes and listen endpoints are parsed.
+        """
+        options = self.parse("--config", str(self.config))
+        assert options.config is not None
+        self.assertEqual(options.config.path, str(self.config))
+        self.assertEqual(
+            options.config.gateway.listen,
+            ("tcp:8080:interface=127.0.0.1", "tcp:8081:interface=127.0.0.2"),
+        )
+        self.assertEqual(
+            [route.prefix for route in options.config.routes], ["/lambda/", "/lambda/special/"]
+        )
+        self.assertEqual(options["listen"], [])
+
+    def test_listen_replaces_config(self) -> None:
+        """
+        --listen repeats, and together its values replace the config's listen.
+        """
+        options = self.parse(
+            "--config", str(self.config), "--listen", "tcp:9001", "--listen", "unix:/tmp/gw.sock"
+        )
+        assert options.config is not None
+        self.assertEqual(options.config.gateway.listen, ("tcp:9001", "unix:/tmp/gw.sock"))
+        self.assertEqual(options.config.routes[0].qualifier, "prod")
+
+    def test_short_config_option(self) -> None:
+        """
+        -c is --config.
+        """
+        options = self.parse("-c", str(self.config))
+        assert options.config is not None
+        self.assertEqual(options.config.path, str(self.config))
+
+    def test_bad_config_is_one_line(self) -> None:
+        """
+        An unknown key is a UsageError of one line naming file, section and key; no usage text.
+        """
+        bad = write_config(self.dir, CONFIG + "colour = blue\n", "bad.ini")
+        options, message = self.parse_error("--config", str(bad))
+        self.assertEqual(message, f"{bad}: [route:/lambda/special] colour: unknown key")
+        self.assertEqual(options.getUsage(), "")
+        self.assertIsNone(options.config)
+
+    def test_bad_value_names_the_key(self) -> None:
+        """
+        A bad size is reported with its section and key.
+        """
+        text = CONFIG.replace("[gateway]\n", "[gateway]\nmax_body_size = lots\n")
+        bad = write_config(self.dir, text, "b.ini")
+        _, message = self.parse_error("--config", str(bad))
+        self.assertNotIn("\n", message)
+        self.assertTrue(message.startswith(f"{bad}: [gateway] max_body_size: "), message)
+
+    def test_missing_config_file(self) -> None:
+        """
+        A config file that does not exist is one line naming it.
+        """
+        missing = self.dir / "nope.ini"
+        options, message = self.parse_error("--config", str(missing))
+        self.assertEqual(message, f"{missing}: cannot read config file: No such file or directory")
+        self.assertEqual(options.getUsage(), "")
+
+    def test_bad_listen_endpoint(self) -> None:
+        """
+        A --listen value that is not an endpoint is a config error naming it.
+        """
+        _, message = self.parse_error("--config", str(self.config), "--listen", "nonsense:1")
+        self.assertNotIn("\n", message)
+        self.assertTrue(
+            message.startswith(f"{self.config}: [gateway] listen: bad endpoint 'nonsense:1': "),
+            message,
+        )
+
+    def test_usage_without_error(self) -> None:
+        """
+        Before any error, the usage text is Twisted's, listing the options.
+        """
+        text = Options(reactor=MemoryReactor()).getUsage()
+        self.assertIn("--config=", text)
+        self.assertIn("--listen=", text)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    makeService builds the pool's service and one listener per endpoint.
+    """
+
+    def setUp(self) -> None:
+        config = write_config(temp_dir(self), CONFIG)
+        self.options = Options(reactor=MemoryReactor())
+        self.options.parseOptions(
+            [
+                *("--config", str(config)),
+                *("--listen", "tcp:9001:interface=127.0.0.1"),
+                *("--listen", "tcp:9002:interface=127.0.0.2"),
+            ]
+        )
+        self.reactor = MemoryReactorClock()
+        self.pool = ObservedPool(self.reactor)
+        service = makeService(self.options, reactor=self.reactor, pool=self.pool)
+        assert isinstance(service, MultiService)
+        self.service = service
+
+    def test_service_tree(self) -> None:
+        """
+        The children are the pool's service, then one endpoint service per --listen.
+        """
+        self.assertTrue(verifyObject(IService, self.service))
+        children = self.service.services
+        self.assertEqual(len(children), 3)
+        self.assertIsInstance(children[0], PoolService)
+        self.assertIs(children[0].pool, self.pool)
+        for child in children[1:]:
+            self.assertIsInstance(child, StreamServerEndpointService)
+
+    def test_start_listens(self) -> None:
+        """
+        Starting the service listens on every endpoint with the gateway's Site.
+        """
+        self.service.privilegedStartService()
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        listening = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
+        self.assertEqual(listening, [(9001, "127.0.0.1"), (9002, "127.0.0.2")])
+        factories = [factory for _, factory, _, _ in self.reactor.tcpServers]
+        self.assertIs(factories[0], factories[1])
+        site = factories[0]
+        assert isinstance(site, Site)
+        self.assertFalse(site.displayTracebacks)
+        request_factory: Any = site.requestFactory
+        self.assertTrue(issubclass(request_factory, GatewayRequest))
+        self.assertEqual(request_factory.max_body_size, 6 * 1024 * 1024)
+
+    def test_stop_closes_pool(self) -> None:
+        """
+        Stopping the service closes the pool, and waits until it has closed.
+        """
+        self.service.startService()
+        self.assertEqual(self.pool.closing, [])
+        stopped = self.service.stopService()
+        assert stopped is not None
+        [closing] = self.pool.closing
+        self.assertNoResult(stopped)
+        closing.callback(None)
+        self.successResultOf(stopped)
+
+    def test_default_pool_is_owned(self) -> None:
+        """
+        Without an injected pool, the service owns a persistent pool of its own.
+        """
+        service = makeService(self.options, reactor=self.reactor)
+        assert isinstance(service, MultiService)
+        pool_service = service.services[0]
+        assert isinstance(pool_service, PoolService)
+        self.assertTrue(pool_service.pool.persistent)
+        service.startService()
+        self.successResultOf(service.stopService())
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    twistd finds the plugin, and finding it loads none of the gateway.
+    """
+
+    def test_discovered(self) -> None:
+        """
+        "lambdagw" is among the IServiceMaker plugins, and its options are ours.
+        """
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("lambdagw", makers)
+        self.assertIs(makers["lambdagw"].options, Options)
+
+    def test_service_maker(self) -> None:
+        """
+        The dropin's object provides IServiceMaker.
+        """
+        from twisted.plugins import lambdagw_dropin
+
+        self.assertTrue(verifyObject(IServiceMaker, lambdagw_dropin.lambdagw))
+        self.assertEqual(lambdagw_dropin.lambdagw.tapname, "lambdagw")
+
+    def test_dropin_is_lazy(self) -> None:
+        """
+        Importing the dropin imports neither the gateway nor the reactor.
+        """
+        probe = (
+            "import json, sys\n"
+            "import twisted.plugins.lambdagw_dropin as d\n"
+            "print(json.dumps({'file': d.__file__, 'modules': sorted(m for m in sys.modules\n"
+            "    if m.split('.')[0] in ('twisted_lambdagw', 'botocore', 'treq')\n"
+            "    or m == 'twisted.internet.reactor')}))\n"
+        )
+        home = temp_dir(self)
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            env=child_environment(home),
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(
+            Path(report["file"]).resolve(), REPO_ROOT / "twisted" / "plugins" / "lambdagw_dropin.py"
+        )
+        self.assertEqual(report["modules"], [])
+
+
+class CheckCommandTests(SynchronousTestCase):
+    """
+    ``lambdagw check`` validates a config and prints its route table.
+    """
+
+    def setUp(self) -> None:
+        self.dir = temp_dir(self)
+        self.stdout = io.StringIO()
+        self.stderr = io.StringIO()
+
+    def check(self, path: Path) -> int:
+        return cli.main(["check", "--config", str(path)], stdout=self.stdout, stderr=self.stderr)
+
+    def test_good_config(self) -> None:
+        """
+        A good config prints OK and one line per route, longest prefix first; status 0.
+        """
+        path = write_config(self.dir, CONFIG)
+        self.assertEqual(self.check(path), 0)
+        self.assertEqual(self.stderr.getvalue(), "")
+        lines = self.stdout.getvalue().splitlines()
+        self.assertEqual(lines[0], f"{path}: OK, 2 route(s)")
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(lines[1].startswith("/lambda/special/ "), lines[1])
+        self.assertIn("-> special-fn ", lines[1])
+        self.assertTrue(lines[2].startswith("/lambda/ "), lines[2])
+        self.assertIn("-> <name>:prod ", lines[2])
+        self.assertIn("[aws us-west-2, httpjson, auth=none, timeout=30s]", lines[2])
+
+    def test_bad_config(self) -> None:
+        """
+        A bad config prints one line on stderr, nothing on stdout; status 1.
+        """
+        path = write_config(self.dir, CONFIG.replace("qualifier = prod", "qualifier = a:b"))
+        self.assertEqual(self.check(path), 1)
+        self.assertEqual(self.stdout.getvalue(), "")
+        message = self.stderr.getvalue()
+        self.assertEqual(message.count("\n"), 1)
+        self.assertTrue(
+            message.startswith(f"lambdagw: {path}: [route:/lambda/] qualifier: "), message
+        )
+
+    def test_bad_endpoint(self) -> None:
+        """
+        check also parses the listen endpoints, as twistd would.
+        """
+        path = write_config(self.dir, CONFIG.replace("tcp:8081", "tcp:notaport"))
+        self.assertEqual(self.check(path), 1)
+        self.assertIn("[gateway] listen: bad endpoint", self.stderr.getvalue())

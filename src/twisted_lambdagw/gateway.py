@@ -107,6 +107,7 @@ class Gateway:
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
         self._endpoint_for = endpoint_for
+        self._endpoints: dict[tuple[str, str | None], str] = {}
         self._chain: CredentialSource | None = None
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
@@ -145,6 +146,10 @@ class Gateway:
                     self._run_in_thread, resolve=_default_chain(aws.profile)
                 )
             credentials = self._chain
-        endpoint = self._endpoint_for(route.region, aws.endpoint_url)
+        key = (route.region, aws.endpoint_url)
+        if key not in self._endpoints:
+            # Resolving loads botocore's endpoint rules: once per region.
+            self._endpoints[key] = self._endpoint_for(*key)
+        endpoint = self._endpoints[key]
         now = self._reactor.seconds
         return AWSInvoker(self._client, credentials, route.region, endpoint, now=now)

@@ -2,10 +2,9 @@
 The standard formats against real adapters: Mangum, apig-wsgi and Powertools.
 
 Each case in L{ADAPTERS} runs the same requests.  How a request reaches the
-function is the C{call} fixture: for now the event is built, handed to the
-handler in this process, and its result parsed, exactly as the gateway would
-around an invoke.  Other callers (through the gateway's resource and an
-invoker) can be added to L{CALLERS} and every test runs through them too.
+function is the C{call} fixture: once with the event built, handed to the
+handler in this process and its result parsed, and once over HTTP through
+the real gateway resource, its AWS invoker and a fake Lambda API.
 """
 
 from __future__ import annotations
@@ -16,11 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from twisted_lambdagw.formats import FORMATS
 from twisted_lambdagw.messages import IncomingRequest, Reply
 
 from .adapter_apps import ADAPTERS, PNG, AdapterCase, FakeContext
+from .gateway_fixtures import FakeAWSGateway
 from .request_factory import make_request
 
 Caller = Callable[[AdapterCase, IncomingRequest], Reply]
@@ -36,7 +38,53 @@ def call_in_process(case: AdapterCase, request: IncomingRequest) -> Reply:
     return fmt.parse(json.dumps(result).encode("utf-8"))
 
 
-CALLERS: dict[str, Caller] = {"in-process": call_in_process}
+GATEWAY_SET = {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id"}
+
+
+def call_through_gateway(case: AdapterCase, request: IncomingRequest) -> Reply:
+    """
+    Send the request over HTTP to the real gateway resource, whose real AWS
+    invoker calls a fake Lambda API running the adapter's handler.
+    """
+    routes = f"[route:/lambda/]\nformat = {case.format}\nstrip_path_prefix = yes\n"
+    gw = FakeAWSGateway(routes, {"fn": case.handler})
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers:
+        if name.lower() not in GATEWAY_SET:
+            headers.setdefault(name, []).append(value)
+    url = f"http://gw.example.test:8080{request.raw_path}"
+    if request.raw_query:
+        url += "?" + request.raw_query
+    d = gw.client.request(
+        request.method, url, headers=headers, data=request.body or None, allow_redirects=False
+    )
+    gw.flush()
+    response = result_of(d)
+    body = result_of(response.content())
+    reply_headers = tuple(
+        (name.decode("latin-1"), value.decode("utf-8"))
+        for name, values in response.headers.getAllRawHeaders()
+        for value in values
+    )
+    return Reply(response.code, reply_headers, body)
+
+
+def result_of(d: Deferred[Any]) -> Any:
+    """
+    The result of a Deferred that has already fired.
+    """
+    results: list[Any] = []
+    d.addBoth(results.append)
+    [result] = results
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+CALLERS: dict[str, Caller] = {
+    "in-process": call_in_process,
+    "through-gateway": call_through_gateway,
+}
 
 
 @pytest.fixture(params=ADAPTERS, ids=str)

@@ -43,6 +43,8 @@ class FakeContext:
     function_version: str = "$LATEST"
     invoked_function_arn: str = ""
     memory_limit_in_mb: int = 128
+    log_group_name: str = ""
+    log_stream_name: str = ""
 
     def get_remaining_time_in_millis(self) -> int:
         return 30000

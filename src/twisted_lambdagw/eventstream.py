@@ -162,6 +162,8 @@ class MessageDecoder:
             raise self._failure
         buffer = self._buffer
         buffer += data
+        if len(buffer) < (self._total or _PRELUDE_LENGTH):
+            return []  # the common case while a large payload arrives
         messages: list[Message] = []
         offset = 0
         try:

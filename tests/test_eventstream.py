@@ -333,8 +333,11 @@ class ResponseStreamDecoderTests(SynchronousTestCase):
         An InvokeComplete payload that is not a JSON object of strings is refused.
         """
         for payload in [b"{", b"[1]", b'{"ErrorCode": 5}']:
+            decoder = ResponseStreamDecoder()
             data = event("InvokeComplete", payload, "application/json")
-            self.assertRaises(EventStreamError, ResponseStreamDecoder().feed, data)
+            self.assertRaises(EventStreamError, decoder.feed, data)
+            self.assertRaises(EventStreamError, decoder.feed, payload_chunk(b"more"))
+            self.assertRaises(EventStreamError, decoder.finish)
 
     def test_emptyChunksDropped(self) -> None:
         """

@@ -359,15 +359,19 @@ class ResponseStreamDecoder:
         L{LambdaStreamError} for an error message from Lambda.
         """
         events: list[StreamEvent] = []
-        for message in self._messages.feed(data):
-            if self.complete is not None:
-                raise self._fail(EventStreamError("a message arrived after InvokeComplete"))
-            event = self._event(message)
-            if isinstance(event, PayloadChunk) and not event.payload:
-                continue
-            if isinstance(event, InvokeComplete):
-                self.complete = event
-            events.append(event)
+        try:
+            for message in self._messages.feed(data):
+                if self.complete is not None:
+                    raise EventStreamError("a message arrived after InvokeComplete")
+                event = _event(message)
+                if isinstance(event, PayloadChunk) and not event.payload:
+                    continue
+                if isinstance(event, InvokeComplete):
+                    self.complete = event
+                events.append(event)
+        except InvokeFailed as error:
+            self._messages._failure = error  # later calls raise it again
+            raise
         return events
 
     def finish(self) -> InvokeComplete:
@@ -379,41 +383,38 @@ class ResponseStreamDecoder:
         """
         self._messages.finish()
         if self.complete is None:
-            raise self._fail(TruncatedStreamError("stream ended without InvokeComplete"))
+            error = TruncatedStreamError("stream ended without InvokeComplete")
+            self._messages._failure = error
+            raise error
         return self.complete
 
-    def _fail(self, error: InvokeFailed) -> InvokeFailed:
-        # The framing layer keeps the failure, so later calls raise it again.
-        self._messages._failure = error
-        return error
 
-    def _event(self, message: Message) -> StreamEvent:
-        headers = message.headers
-        kind = headers.get(":message-type")
-        if kind == "event":
-            event_type = headers.get(":event-type")
-            if event_type == "PayloadChunk":
-                return PayloadChunk(message.payload)
-            if event_type == "InvokeComplete":
-                return _invoke_complete(message.payload)
-            if isinstance(event_type, str):
-                return UnknownEvent(event_type)
-            raise self._fail(EventStreamError("an event message has no :event-type"))
-        if kind == "error":
-            raise self._fail(
-                LambdaStreamError(
-                    _text(headers.get(":error-code"), "UnknownError"),
-                    _text(headers.get(":error-message"), ""),
-                )
-            )
-        if kind == "exception":
-            raise self._fail(
-                LambdaStreamError(
-                    _text(headers.get(":exception-type"), "UnknownException"),
-                    _exception_message(message.payload),
-                )
-            )
-        raise self._fail(EventStreamError(f"unknown :message-type {kind!r}"))
+def _event(message: Message) -> StreamEvent:
+    """
+    The Lambda event one message carries; raises for errors and nonsense.
+    """
+    headers = message.headers
+    kind = headers.get(":message-type")
+    if kind == "event":
+        event_type = headers.get(":event-type")
+        if event_type == "PayloadChunk":
+            return PayloadChunk(message.payload)
+        if event_type == "InvokeComplete":
+            return _invoke_complete(message.payload)
+        if isinstance(event_type, str):
+            return UnknownEvent(event_type)
+        raise EventStreamError("an event message has no :event-type")
+    if kind == "error":
+        raise LambdaStreamError(
+            _text(headers.get(":error-code"), "UnknownError"),
+            _text(headers.get(":error-message"), ""),
+        )
+    if kind == "exception":
+        raise LambdaStreamError(
+            _text(headers.get(":exception-type"), "UnknownException"),
+            _exception_message(message.payload),
+        )
+    raise EventStreamError(f"unknown :message-type {kind!r}")
 
 
 def _text(value: HeaderValue | None, default: str) -> str:

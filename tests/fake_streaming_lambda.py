@@ -386,8 +386,7 @@ class _Playback:
     def _resume_later(self, seconds: float) -> None:
         def resume() -> None:
             self._pending = None
-            if not self._paused:
-                self._run()
+            self._run()
 
         self._pending = self._clock.callLater(seconds, resume)
 

@@ -13,6 +13,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseFailed
+from twisted.web.server import Request, Site
+from twisted.web.test.requesthelper import DummyChannel
 
 from twisted_lambdagw.eventstream import (
     ChecksumMismatchError,
@@ -27,7 +29,8 @@ from twisted_lambdagw.prelude import PreludeParser, ResponseHead
 
 from .fake_streaming_lambda import FakeStreamingLambda, body_lines
 
-URL = "http://lambda.test/2021-11-15/functions/{}/response-streaming-invocations"
+PATH = "/2021-11-15/functions/{}/response-streaming-invocations"
+URL = "http://lambda.test" + PATH
 
 
 @dataclass
@@ -44,6 +47,19 @@ class Reading:
 
     def body(self) -> bytes:
         return b"".join(e.payload for e in self.events if isinstance(e, PayloadChunk))
+
+
+class FullTransport(DummyChannel.TCP):
+    """
+    A transport whose buffer is full after every write while C{full} is set.
+    """
+
+    full = True
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.full and self.producers:
+            self.producers[0][0].pauseProducing()
 
 
 class FakeStreamingLambdaTests(SynchronousTestCase):
@@ -204,3 +220,27 @@ class FakeStreamingLambdaTests(SynchronousTestCase):
         self.failureResultOf(failed, RuntimeError)
         self.assertTrue(self.fake.invocations[0].cancelled)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_backpressure(self) -> None:
+        """
+        The playback stops writing as soon as the transport pauses it, until resumed.
+        """
+        fake = FakeStreamingLambda(self.clock, burst=10_000_000)
+        channel = DummyChannel()
+        channel.site = Site(fake)
+        transport = channel.transport = FullTransport()
+        request = Request(channel)
+        request.gotLength(0)
+        request.requestReceived(b"POST", PATH.format("bulk-1000000").encode(), b"HTTP/1.1")
+        [call] = fake.invocations
+        [(producer, streaming)] = transport.producers
+        self.assertTrue(streaming)
+        written = call.bytes_written
+        self.assertLess(written, 70_000)
+
+        self.clock.advance(0)
+        self.assertEqual(call.bytes_written, written)
+        transport.full = False
+        producer.resumeProducing()
+        self.assertTrue(call.finished)
+        self.assertGreater(call.bytes_written, 1_000_000)

@@ -8,6 +8,7 @@ selects what the handler does: echo (default), raise, sleep, exit, print.
 import json
 import os
 import time
+from typing import Any
 
 CALLS = 0
 ENV_KEYS = (
@@ -32,13 +33,14 @@ class ProbeError(Exception):
     pass
 
 
-def handler(event, context):
+def handler(event: Any, context: Any) -> object:
     global CALLS
     CALLS += 1
     action = event.get("action", "echo") if isinstance(event, dict) else "echo"
     if action == "raise":
         raise ProbeError(event.get("message", "probe failed"))
     if action == "sleep":
+        print("sleeping", event["seconds"])
         time.sleep(event["seconds"])
     if action == "exit":
         os._exit(3)

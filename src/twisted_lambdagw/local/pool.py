@@ -63,6 +63,7 @@ class _Job:
     result: Deferred[Outcome] = field(init=False)
     timer: IDelayedCall | None = None
     worker: PooledWorker | None = None
+    abandoned: bool = False
 
 
 class FunctionPool:
@@ -193,12 +194,13 @@ class FunctionPool:
     def _finished(self, result: Outcome | Failure, job: _Job, worker: PooledWorker) -> None:
         job.worker = None
         withdrawn = isinstance(result, Failure) and result.check(WithdrawnError) is not None
-        if (withdrawn or isinstance(result, Outcome)) and self._usable(worker):
+        answered = isinstance(result, Outcome) and result.reusable
+        if (withdrawn or answered) and self._usable(worker):
             self._release(worker)
         else:
             self._retire(worker)
             self._dispatch()
-        if not job.result.called:
+        if not job.abandoned:
             if isinstance(result, Outcome):
                 job.result.callback(result)
             else:
@@ -267,6 +269,7 @@ class FunctionPool:
         )
 
     def _abandon(self, job: _Job) -> None:
+        job.abandoned = True
         if job in self._queue:
             self._queue.remove(job)
             self._cancel_timer(job)

@@ -147,7 +147,7 @@ class LocalInvoker:
         self, result: Outcome | Failure, invocation: Invocation, spec: FunctionSpec
     ) -> None:
         if isinstance(result, Failure):
-            self.log.warn(  # noqa: G010 (twisted.logger has no warning())
+            self.log.warn(
                 "[{function}] [{request_id}] event invocation failed: {reason} {detail}",
                 function=spec.name,
                 request_id=invocation.gateway_request_id,
@@ -155,7 +155,7 @@ class LocalInvoker:
                 detail=getattr(result.value, "detail", ""),
             )
         elif result.error_type is not None:
-            self.log.warn(  # noqa: G010 (twisted.logger has no warning())
+            self.log.warn(
                 "[{function}] [{request_id}] event invocation ended in a function error: {payload}",
                 function=spec.name,
                 request_id=invocation.gateway_request_id,

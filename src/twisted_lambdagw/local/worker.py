@@ -76,12 +76,14 @@ class _RuntimeSite(Site):
 
     A runtime's poll may wait as long as the worker is idle, and two access
     log lines per invocation would only bury the function's own output.
+    Posted bodies are results, never form submissions, so they are not
+    parsed as forms.
     """
 
     protocol = _RuntimeChannel  # type: ignore[assignment]
 
     def __init__(self, api: RuntimeAPI, reactor: IReactorTime, function: str) -> None:
-        super().__init__(api, timeout=None, reactor=reactor)
+        super().__init__(api, timeout=None, reactor=reactor, parsePOSTFormSubmission=False)
         self.channels: set[_RuntimeChannel] = set()
         self.noisy = False
         self.function = function
@@ -308,7 +310,7 @@ class Worker:
         status = _exit_status(reason)
         expected = self._stopping or self._timed_out or self._init_error is not None
         if not expected:
-            self.log.warn(  # noqa: G010 (twisted.logger has no warning())
+            self.log.warn(
                 "[{function}] worker {pid} exited ({status})",
                 function=self.function,
                 pid=self.pid,

@@ -46,9 +46,13 @@ def pid_alive(pid: int) -> bool:
 
 
 class LocalInvokerTests(TestCase):
-    def make_invoker(self, functions_dir: str = FUNCTIONS, **options: Any) -> LocalInvoker:
+    def make_invoker(
+        self, functions_dir: str = FUNCTIONS, init_timeout: float = 10.0, **options: Any
+    ) -> LocalInvoker:
         config = LocalConfig(functions_dir=functions_dir, **options)
-        invoker = LocalInvoker(real_reactor(), config, environ=GATEWAY_ENVIRON)
+        invoker = LocalInvoker(
+            real_reactor(), config, environ=GATEWAY_ENVIRON, init_timeout=init_timeout
+        )
         self.addCleanup(lambda: Deferred.fromCoroutine(invoker.stop()))
         return invoker
 
@@ -238,6 +242,32 @@ class LocalInvokerTests(TestCase):
             f.write("def handler(event, context):\n    return 'fixed'\n")
         result = await self.call(invoker, {}, "broken")
         self.assertEqual(result.payload, b'"fixed"')
+
+    async def test_deadline_during_cold_start(self) -> None:
+        """A deadline passed while the runtime starts is a 504; the worker starts anyway."""
+        directory = self.functions_dir(
+            slow="import os, time\ntime.sleep(1)\nCALLS = []\n"
+            "def handler(event, context):\n    CALLS.append(event)\n"
+            "    return [os.getpid(), len(CALLS)]\n"
+        )
+        invoker = self.make_invoker(directory)
+        with capturedLogs() as events:
+            with self.assertRaises(InvokeTimeout) as caught:
+                await self.call(invoker, {}, "slow", timeout=0.2)
+            self.assertIn("still starting", caught.exception.detail)
+            pid, calls = json.loads((await self.call(invoker, {}, "slow")).payload)
+        self.assertEqual(calls, 1)
+        started = [e["pid"] for e in events if e.get("log_format", "").startswith("started")]
+        self.assertEqual(started, [pid])
+
+    async def test_init_timeout(self) -> None:
+        """A runtime that never asks for its first event is killed: a 502, logged."""
+        directory = self.functions_dir(stuck="import time\ntime.sleep(60)\n")
+        invoker = self.make_invoker(directory, init_timeout=0.3)
+        with capturedLogs() as events, self.assertRaises(InvokeFailed) as caught:
+            await self.call(invoker, {}, "stuck")
+        self.assertIn("did not start within", caught.exception.detail)
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.error]), 1)
 
     async def test_cancel_in_flight(self) -> None:
         """A cancelled call runs to its end on its worker; nothing is logged as an error."""

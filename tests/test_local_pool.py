@@ -167,6 +167,17 @@ class FunctionPoolTests(SynchronousTestCase):
         self.workers[1].answer(b"2")
         self.assertEqual(self.successResultOf(queued), Outcome(b"2"))
 
+    def test_failure_of_a_sound_worker(self) -> None:
+        """A call that failed on a worker still fit for use leaves the worker in the pool."""
+        result = self.pool.invoke(invocation(1), 30.0)
+        current = self.workers[0].current
+        assert current is not None
+        self.workers[0].current = None
+        current.errback(InvokeTimeout(detail="still starting"))
+        self.failureResultOf(result, InvokeTimeout)
+        self.assertEqual(self.pool.idle, 1)
+        self.assertFalse(self.workers[0].stopped)
+
     def test_unreusable_outcome(self) -> None:
         """A worker whose outcome says not to reuse it is stopped after answering."""
         result = self.pool.invoke(invocation(1), 30.0)

@@ -38,10 +38,15 @@ def invocation(request_id: str = "req-1", payload: bytes = b'{"x": 1}') -> Invoc
 class RuntimeAPITests(SynchronousTestCase):
     def setUp(self) -> None:
         self.init_errors: list[tuple[bytes, str | None]] = []
+        self.initialized = 0
         self.api = RuntimeAPI(
-            on_init_error=lambda body, kind: self.init_errors.append((body, kind))
+            on_init_error=lambda body, kind: self.init_errors.append((body, kind)),
+            on_initialized=self.count_initialized,
         )
         self.client: Any = StubTreq(self.api)
+
+    def count_initialized(self) -> None:
+        self.initialized += 1
 
     def request(self, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
         d = self.client.request(method, url, **kwargs)
@@ -171,6 +176,24 @@ class RuntimeAPITests(SynchronousTestCase):
         d = self.client.get(NEXT)
         self.client.flush()
         self.assertNoResult(d)
+
+    def test_withdraw_with_reason(self) -> None:
+        """A withdrawn event can fail with a reason of the caller's choice."""
+        outcome = self.api.submit(invocation())
+        self.assertTrue(self.api.undelivered)
+        self.assertTrue(self.api.withdraw(InvokeFailed(detail="deadline")))
+        self.assertEqual(self.failureResultOf(outcome, InvokeFailed).value.detail, "deadline")
+        self.assertFalse(self.api.undelivered)
+
+    def test_initialized_once(self) -> None:
+        """The first poll marks the end of init, once."""
+        self.assertEqual(self.initialized, 0)
+        outcome = self.deliver()
+        self.request("POST", BASE + "/invocation/req-1/response", data=b"1")
+        self.successResultOf(outcome)
+        self.client.get(NEXT)
+        self.client.flush()
+        self.assertEqual(self.initialized, 1)
 
     def test_withdraw_after_delivery(self) -> None:
         """An event the runtime already has cannot be taken back."""

@@ -26,7 +26,7 @@ from ..invoker import InvokeCall, InvokeResult
 from .functions import FunctionSpec, command, environment, find_function, function_arn
 from .pool import FunctionPool, PooledWorker
 from .runtime_api import Invocation, Outcome
-from .worker import LocalReactor, Worker
+from .worker import INIT_TIMEOUT, LocalReactor, Worker
 
 
 class LocalInvoker:
@@ -34,7 +34,9 @@ class LocalInvoker:
     Runs functions from ``config.functions_dir`` in local runtime processes.
 
     ``environ`` is the gateway's environment; only its ``PATH`` reaches the
-    functions.  Call L{stop} when the gateway stops.
+    functions.  A worker gets ``kill_grace`` seconds between TERM and KILL
+    when stopped, and ``init_timeout`` seconds to start.  Call L{stop} when
+    the gateway stops.
     """
 
     log = Logger()
@@ -46,12 +48,14 @@ class LocalInvoker:
         *,
         environ: Mapping[str, str] | None = None,
         kill_grace: float = 2.0,
+        init_timeout: float = INIT_TIMEOUT,
     ) -> None:
         self._reactor = reactor
         self._config = config
         self._functions_dir = os.path.abspath(config.functions_dir)
         self._environ = dict(os.environ if environ is None else environ)
         self._kill_grace = kill_grace
+        self._init_timeout = init_timeout
         self._pools: dict[tuple[str, str], tuple[FunctionSpec, FunctionPool]] = {}
         self._stopped = False
 
@@ -131,6 +135,7 @@ class LocalInvoker:
                 spec.name,
                 on_exit,
                 kill_grace=self._kill_grace,
+                init_timeout=self._init_timeout,
             )
 
         return make_worker

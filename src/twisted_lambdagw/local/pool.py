@@ -8,8 +8,13 @@ timeout) and stopped after ``idle_timeout``.  When every worker is busy a
 call waits in a bounded queue; a full queue is L{Throttled} (503), and a
 call still queued at its deadline is L{InvokeTimeout} (504).
 
-A worker that failed in any way (deadline, exit, init error, protocol
-error) is stopped, never reused; the next call starts a fresh one.
+A worker that failed (killed at the deadline, exited, init error, protocol
+error) says so through ``reusable`` and is stopped, never reused; the next
+call starts a fresh one.
+
+Deadlines are the caller's: a call's deadline is its arrival plus the
+route's timeout, so time spent queued or waiting for a cold start counts,
+and the handler's remaining time is the time the client will still wait.
 
 Cancelling the Deferred from L{FunctionPool.invoke} (the client went away)
 drops a queued call, and takes back an event the runtime has not received
@@ -194,8 +199,8 @@ class FunctionPool:
     def _finished(self, result: Outcome | Failure, job: _Job, worker: PooledWorker) -> None:
         job.worker = None
         withdrawn = isinstance(result, Failure) and result.check(WithdrawnError) is not None
-        answered = isinstance(result, Outcome) and result.reusable
-        if (withdrawn or answered) and self._usable(worker):
+        spent = isinstance(result, Outcome) and not result.reusable
+        if self._usable(worker) and not spent:
             self._release(worker)
         else:
             self._retire(worker)

@@ -86,14 +86,18 @@ class RuntimeAPI(Resource):
     runtime's L{Outcome}; it errbacks with L{InvokeFailed} when the runtime
     breaks the protocol or L{fail} is called, and with L{WithdrawnError} after
     L{withdraw}.  ``on_init_error`` gets the body and error type of an
-    ``init/error`` post.
+    ``init/error`` post; ``on_initialized`` is called at the runtime's first
+    poll, when its initialization is done.
     """
 
     isLeaf = True
 
-    def __init__(self, on_init_error: InitErrorHandler) -> None:
+    def __init__(
+        self, on_init_error: InitErrorHandler, on_initialized: Callable[[], None] = lambda: None
+    ) -> None:
         super().__init__()
         self._on_init_error = on_init_error
+        self._on_initialized = on_initialized
         self._poll: Request | None = None
         self._pending: tuple[Invocation, Deferred[Outcome]] | None = None
         self._current: tuple[Invocation, Deferred[Outcome]] | None = None
@@ -124,15 +128,24 @@ class RuntimeAPI(Resource):
             self._deliver(poll)
         return done
 
-    def withdraw(self) -> bool:
+    @property
+    def undelivered(self) -> bool:
+        """
+        An event was submitted and the runtime has not received it yet.
+        """
+        return self._pending is not None
+
+    def withdraw(self, reason: Exception | None = None) -> bool:
         """
         Take back the submitted event if the runtime has not received it yet.
+
+        Its Deferred fails with ``reason``, by default L{WithdrawnError}.
         """
         if self._pending is None:
             return False
         _, done = self._pending
         self._pending = None
-        done.errback(WithdrawnError())
+        done.errback(reason if reason is not None else WithdrawnError())
         return True
 
     def fail(self, reason: Exception) -> None:
@@ -158,7 +171,9 @@ class RuntimeAPI(Resource):
                     f" invocation {invocation.request_id}"
                 )
             )
-        self.initialized = True
+        if not self.initialized:
+            self.initialized = True
+            self._on_initialized()
         if self._poll is not None:
             _finish(self._poll, 400, _error("InvalidStateTransition", "superseded by a new poll"))
         self._poll = request

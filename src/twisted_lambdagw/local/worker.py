@@ -40,10 +40,13 @@ from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
 
 from ..errors import InvokeFailed, InvokeTimeout
-from .runtime_api import Invocation, Outcome, RuntimeAPI, WithdrawnError
+from .runtime_api import Invocation, Outcome, RuntimeAPI
 
 MAX_LINE = 64 * 1024
 """Output without a newline is logged in pieces of this many bytes."""
+
+INIT_TIMEOUT = 10.0
+"""Seconds a runtime may take to start and ask for its first event, as in Lambda."""
 
 
 class LocalReactor(IReactorTCP, IReactorProcess, IReactorTime):
@@ -117,6 +120,7 @@ class Worker:
         function: str,
         on_exit: Callable[[Worker], None],
         kill_grace: float = 2.0,
+        init_timeout: float = INIT_TIMEOUT,
     ) -> None:
         self._reactor = reactor
         self._executable = executable
@@ -126,7 +130,8 @@ class Worker:
         self.function = function
         self._on_exit = on_exit
         self._kill_grace = kill_grace
-        self.api = RuntimeAPI(on_init_error=self._init_failed)
+        self._init_timeout = init_timeout
+        self.api = RuntimeAPI(on_init_error=self._init_failed, on_initialized=self._initialized)
         self.reusable = True
         """False once the worker must not get another invocation."""
         self.pid: int | None = None
@@ -140,6 +145,8 @@ class Worker:
         self._current: Invocation | None = None
         self._last: Invocation | None = None
         self._output = _RuntimeProcess(self)
+        self._withdrawn = False
+        self._init_timer: IDelayedCall | None = None
         self._killer: IDelayedCall | None = None
         self._end_timer: IDelayedCall | None = None
         self._closed = False
@@ -174,6 +181,7 @@ class Worker:
         self._running = True
         self.pid = self._process.pid
         self._process.closeStdin()
+        self._init_timer = self._reactor.callLater(self._init_timeout, self._init_timed_out)
         self.log.debug(
             "started worker {pid} for {function} on {address}",
             pid=self.pid,
@@ -183,7 +191,11 @@ class Worker:
 
     def run(self, invocation: Invocation, deadline: float) -> Deferred[Outcome]:
         """
-        Run one invocation; kill the process if it is not done by ``deadline``.
+        Run one invocation, which must be done by ``deadline``.
+
+        At the deadline a runtime that has the event is killed; one that is
+        still starting loses the event but goes on starting, so that a slow
+        cold start is not repeated on every call.
         """
         self._current = self._last = invocation
         done = self.api.submit(invocation)
@@ -197,8 +209,9 @@ class Worker:
             self._current = None
             if isinstance(result, Outcome):
                 self.reusable = self.reusable and result.reusable
-            elif not result.check(WithdrawnError):
+            elif not self._withdrawn:
                 self.reusable = False
+            self._withdrawn = False
             return result
 
         return done.addBoth(finished)
@@ -207,7 +220,13 @@ class Worker:
         """
         Take back the current event if the runtime has not received it yet.
         """
-        return self.api.withdraw()
+        return self._take_back(None)
+
+    def _take_back(self, reason: Exception | None) -> bool:
+        if not self.api.undelivered:
+            return False
+        self._withdrawn = True
+        return self.api.withdraw(reason)
 
     def stop(self) -> Deferred[None]:
         """
@@ -256,17 +275,40 @@ class Worker:
                 self._process.signalProcess(name)
 
     def _deadline_passed(self, invocation: Invocation) -> None:
+        fields = {
+            "function": self.function,
+            "request_id": invocation.gateway_request_id,
+            "aws_request_id": invocation.request_id,
+            "pid": self.pid,
+        }
+        starting = InvokeTimeout(detail=f"{self.function} was still starting at the deadline")
+        if self._take_back(starting):
+            self.log.info(
+                "[{function}] [{request_id}] deadline passed during a cold start", **fields
+            )
+            return
         self._timed_out = True
         self.reusable = False
-        self.log.info(
-            "[{function}] [{request_id}] invocation {aws_request_id} passed its deadline;"
-            " killing worker {pid}",
+        self.log.info("[{function}] [{request_id}] deadline passed: killing worker {pid}", **fields)
+        self.api.fail(InvokeTimeout(detail=f"{self.function} did not answer by its deadline"))
+        self._signal("KILL")
+
+    def _initialized(self) -> None:
+        if self._init_timer is not None and self._init_timer.active():
+            self._init_timer.cancel()
+
+    def _init_timed_out(self) -> None:
+        self._init_error = "init timeout"
+        self.reusable = False
+        self.log.error(
+            "[{function}] init error: no first poll within {seconds}s; killing worker {pid}",
             function=self.function,
-            request_id=invocation.gateway_request_id,
-            aws_request_id=invocation.request_id,
+            seconds=self._init_timeout,
             pid=self.pid,
         )
-        self.api.fail(InvokeTimeout(detail=f"{self.function} did not answer by its deadline"))
+        self.api.fail(
+            InvokeFailed(detail=f"{self.function} did not start within {self._init_timeout}s")
+        )
         self._signal("KILL")
 
     def _init_failed(self, body: bytes, error_type: str | None) -> None:
@@ -310,9 +352,11 @@ class Worker:
         status = _exit_status(reason)
         expected = self._stopping or self._timed_out or self._init_error is not None
         if not expected:
+            current = self._current
             self.log.warn(
-                "[{function}] worker {pid} exited ({status})",
+                "[{function}] [{request_id}] worker {pid} exited ({status})",
                 function=self.function,
+                request_id=current.gateway_request_id if current else "-",
                 pid=self.pid,
                 status=status,
             )
@@ -331,7 +375,7 @@ class Worker:
         """
         The process is gone and its output read: close the listener.
         """
-        for call in (self._killer, self._end_timer):
+        for call in (self._init_timer, self._killer, self._end_timer):
             if call is not None and call.active():
                 call.cancel()
         self._close()

@@ -257,7 +257,7 @@ class LocalInvokerTests(TestCase):
             self.assertIn("still starting", caught.exception.detail)
             pid, calls = json.loads((await self.call(invoker, {}, "slow")).payload)
         self.assertEqual(calls, 1)
-        started = [e["pid"] for e in events if e.get("log_format", "").startswith("started")]
+        started = [e["pid"] for e in events if "started worker" in e.get("log_format", "")]
         self.assertEqual(started, [pid])
 
     async def test_init_timeout(self) -> None:

@@ -263,7 +263,7 @@ class FunctionPool:
 
     def _expire(self, worker: PooledWorker) -> None:
         self._idle_timers.pop(worker, None)
-        self.log.debug("[{function}] stopping an idle worker", function=self.function)
+        self.log.info("[{function}] stopping an idle worker", function=self.function)
         self._retire(worker)
 
     def _queue_timeout(self, job: _Job) -> None:

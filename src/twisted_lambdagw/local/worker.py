@@ -182,8 +182,8 @@ class Worker:
         self.pid = self._process.pid
         self._process.closeStdin()
         self._init_timer = self._reactor.callLater(self._init_timeout, self._init_timed_out)
-        self.log.debug(
-            "started worker {pid} for {function} on {address}",
+        self.log.info(
+            "[{function}] started worker {pid} (cold start), Runtime API on {address}",
             pid=self.pid,
             function=self.function,
             address=address,

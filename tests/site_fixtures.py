@@ -96,7 +96,8 @@ class Connection:
 
     @property
     def received(self) -> bytes:
-        return self.transport.value()
+        value: bytes = self.transport.value()
+        return value
 
     @property
     def closing(self) -> bool:

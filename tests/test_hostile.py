@@ -345,7 +345,11 @@ class FunctionHeaderInjectionTests(SynchronousTestCase):
             {"": "1"},
         ]:
             document = {"type": "HTTPJSON-REP", "meta": {"status": 200, "headers": headers}}
-            gw = FakeAWSGateway("[route:/lambda/]\n", {"fn": lambda e, c, d=document: d})
+
+            def handler(event: Any, context: FakeContext, document: Any = document) -> Any:
+                return document
+
+            gw = FakeAWSGateway("[route:/lambda/]\n", {"fn": handler})
             d = gw.client.get("http://gw/lambda/fn")
             gw.flush()
             response = self.successResultOf(d)

@@ -5,10 +5,13 @@ keep-alive and pipelining, on a memory reactor with a clock.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_lambdagw.config import GatewayConfig
 from twisted_lambdagw.gateway import Gateway
+from twisted_lambdagw.request import GatewayRequest
 from twisted_lambdagw.site import GatewayChannel, GatewaySite
 
 from .gateway_fixtures import config_from
@@ -143,7 +146,9 @@ class SiteAssemblyTests(SynchronousTestCase):
         self.assertIsInstance(site, GatewaySite)
         self.assertEqual(site.header_timeout, 3.0)
         self.assertEqual(site.timeOut, 120.0)
-        self.assertEqual(site.requestFactory.max_body_size, 1024)
+        factory: Any = site.requestFactory
+        self.assertTrue(issubclass(factory, GatewayRequest))
+        self.assertEqual(factory.max_body_size, 1024)
         self.assertFalse(site.displayTracebacks)
 
     def test_defaults(self) -> None:

@@ -28,7 +28,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -41,7 +41,7 @@ from twisted_lambdagw.formats import get_format
 from twisted_lambdagw.listen import http2_available, server_endpoint, split_description
 from twisted_lambdagw.resource import Binding, GatewayResource
 from twisted_lambdagw.site import GatewaySite
-from twisted_lambdagw.tap import Options, check_endpoints
+from twisted_lambdagw.tap import Options, check_endpoints, makeService
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
 
 from .gateway_fixtures import config_from
@@ -210,6 +210,54 @@ class TLSEndpointTests(SynchronousTestCase):
             options.parseOptions(["--config", ini, "--listen", description])
         self.assertNotIn("\n", str(usage.exception))
         self.assertIn("no PEM", str(usage.exception))
+
+
+class TapTLSTests(SynchronousTestCase):
+    """
+    The twistd service listens on ssl: endpoints with the configured TLS floor.
+    """
+
+    def start(self, extra: str = "") -> tuple[Any, Any]:
+        pki = make_pki(temp_dir(self))
+        ini = temp_path(self, "gw.ini")
+        with open(ini, "w") as f:
+            f.write(
+                f"[gateway]\nlisten = {pki.endpoint(8443)}\n{extra}"
+                "[route:/l/]\naws_region = us-east-1\n"
+            )
+        options = Options(MemoryReactor())
+        options.parseOptions(["--config", ini])
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(port, site, context, _, interface)] = reactor.sslServers
+        self.assertEqual((port, interface), (8443, "127.0.0.1"))
+        return site, context
+
+    def test_ssl_listener(self) -> None:
+        """
+        The Site is the gateway's, and TLS 1.1 is off by default.
+        """
+        site, context = self.start()
+        self.assertIsInstance(site, GatewaySite)
+        self.assertTrue(context.getContext().set_options(0) & SSL.OP_NO_TLSv1_1)
+        self.assertFalse(context.getContext().set_options(0) & SSL.OP_NO_TLSv1_2)
+
+    def test_tls13_from_config(self) -> None:
+        """
+        [gateway] tls_min_version = 1.3 reaches the listener.
+        """
+        _, context = self.start("tls_min_version = 1.3\n")
+        self.assertTrue(context.getContext().set_options(0) & SSL.OP_NO_TLSv1_2)
+
+    def test_lower_minimum_refused(self) -> None:
+        """
+        tls_min_version accepts only 1.2 and 1.3.
+        """
+        with self.assertRaises(ConfigError) as raised:
+            config_from("[gateway]\ntls_min_version = 1.1\n[route:/l/]\naws_region = us-east-1")
+        self.assertIn("[gateway] tls_min_version: must be one of 1.2, 1.3", str(raised.exception))
 
 
 @implementer(IPolicyForHTTPS)

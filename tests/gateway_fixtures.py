@@ -59,7 +59,7 @@ class FakeAWSGateway:
             self.config,
             self.clock,
             client=self.lambda_client,
-            endpoint_for=lambda region, url: url or f"https://lambda.{region}.amazonaws.com",
+            endpoint_for=lambda spec: spec.url or f"https://lambda.{spec.region}.amazonaws.com",
             **gateway_kwargs,
         )
         self.client: Any = StubTreq(self.gateway.resource)

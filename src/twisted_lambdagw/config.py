@@ -24,6 +24,7 @@ FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
 BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
 INVOCATION_TYPES = ("RequestResponse", "Event")
+LOG_TYPES = ("None", "Tail")
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_AFFIX = re.compile(r"[A-Za-z0-9_-]{0,63}")
@@ -33,6 +34,9 @@ FUNCTION_ARN = re.compile(
     r":function:(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
 )
 REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+-\d+")
+ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>b|kb|mb|gb|kib|mib|gib)?", re.IGNORECASE)
 DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?", re.IGNORECASE)
 TRUE = frozenset({"1", "yes", "true", "on"})
@@ -83,6 +87,13 @@ class AWSConfig:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     endpoint_url: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    role_session_name: str = "lambdagw"
+    use_fips_endpoint: bool = False
+    use_dualstack_endpoint: bool = False
+    max_connections: int = 1000
+    connect_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +130,9 @@ class RouteConfig:
     ``prefix`` always ends in ``/``: ``/lambda`` and ``/lambda/`` are one
     prefix.  ``region`` is the region the route's calls go to, already
     resolved from the route, ``[aws]``, the environment or the profile (or
-    the ARN in ``single``); it is None only for local routes.
+    the ARN in ``single``); it is None only for local routes.  ``role_arn``
+    and the endpoint switches are resolved the same way: the route's own
+    value, else ``[aws]``'s.
     """
 
     prefix: str
@@ -141,6 +154,13 @@ class RouteConfig:
     single: str | None = None
     strip_path_prefix: bool = False
     header_upstream: tuple[HeaderTemplate, ...] = ()
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    role_session_name: str = "lambdagw"
+    use_fips_endpoint: bool = False
+    use_dualstack_endpoint: bool = False
+    retry_idempotent: bool = False
+    log_type: str = "None"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,8 +344,11 @@ _GATEWAY_KEYS = {
     "max_in_flight", "drain_timeout", "workers", "header_timeout", "idle_timeout",
     "trusted_proxies", "tls_min_version",
 }  # fmt: skip
+_ROLE_KEYS = {"role_arn", "external_id", "role_session_name"}
+_ENDPOINT_SWITCHES = ("use_fips_endpoint", "use_dualstack_endpoint")
 _AWS_KEYS = {
     "region", "profile", "access_key_id", "secret_access_key", "session_token", "endpoint_url",
+    "max_connections", "connect_timeout", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
 }  # fmt: skip
 _AUTH_KEYS = {"realm", "users_file"}
 _LOCAL_KEYS = {
@@ -343,6 +366,7 @@ _ROUTE_KEYS = {
     "backend", "format", "auth", "timeout", "stream", "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
+    "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
 }  # fmt: skip
 
 
@@ -421,6 +445,9 @@ class _Reader:
         endpoint_url = s.text("endpoint_url")
         if endpoint_url is not None and not re.fullmatch(r"https?://[^\s/]+/?", endpoint_url):
             raise s.error("endpoint_url", f"not an http(s) URL with no path: {endpoint_url!r}")
+        default = AWSConfig()
+        role_arn, external_id, session_name = self.role(s, default.role_session_name)
+        fips, dualstack = self.endpoint_switches(s, endpoint_url, False, False)
         return AWSConfig(
             region=region,
             profile=s.text("profile"),
@@ -428,7 +455,51 @@ class _Reader:
             secret_access_key=secret,
             session_token=s.text("session_token"),
             endpoint_url=endpoint_url.rstrip("/") if endpoint_url else None,
+            role_arn=role_arn,
+            external_id=external_id,
+            role_session_name=session_name,
+            use_fips_endpoint=fips,
+            use_dualstack_endpoint=dualstack,
+            max_connections=s.integer("max_connections", default.max_connections),
+            connect_timeout=s.duration("connect_timeout", default.connect_timeout),
         )
+
+    def role(self, s: _Section, default_session_name: str) -> tuple[str | None, str | None, str]:
+        """
+        ``role_arn``, ``external_id`` and ``role_session_name`` of a section.
+        """
+        role_arn = s.text("role_arn")
+        if role_arn is not None and not ROLE_ARN.fullmatch(role_arn):
+            raise s.error("role_arn", f"not an IAM role ARN: {role_arn!r}")
+        external_id = s.text("external_id")
+        session_name = s.text("role_session_name")
+        for key, value in (("external_id", external_id), ("role_session_name", session_name)):
+            if value is not None and role_arn is None:
+                raise s.error(key, "needs role_arn in the same section")
+        if external_id is not None and not EXTERNAL_ID.fullmatch(external_id):
+            raise s.error("external_id", "must be 2-1224 letters, digits or +=,.@:/-")
+        if session_name is not None and not ROLE_SESSION_NAME.fullmatch(session_name):
+            raise s.error(
+                "role_session_name", f"must be 2-64 letters, digits or +=,.@-: {session_name!r}"
+            )
+        return role_arn, external_id, session_name or default_session_name
+
+    def endpoint_switches(
+        self, s: _Section, endpoint_url: str | None, fips: bool, dualstack: bool
+    ) -> tuple[bool, bool]:
+        """
+        ``use_fips_endpoint`` and ``use_dualstack_endpoint``, inheriting the defaults.
+
+        Whether the region has such an endpoint is checked against botocore's
+        endpoint data when the gateway is assembled.
+        """
+        fips = s.boolean("use_fips_endpoint", fips)
+        dualstack = s.boolean("use_dualstack_endpoint", dualstack)
+        if endpoint_url is not None:
+            for key in _ENDPOINT_SWITCHES:
+                if s.boolean(key, False):
+                    raise s.error(key, "has no effect with endpoint_url (the URL is fixed)")
+        return fips, dualstack
 
     def read_auth(self) -> AuthConfig:
         s = self.section("auth", _AUTH_KEYS)
@@ -578,6 +649,16 @@ class _Reader:
         invocation_type = s.choice("invocation_type", INVOCATION_TYPES, "RequestResponse")
         if stream and invocation_type == "Event":
             raise s.error("stream", "a streamed route cannot use invocation_type = Event")
+        log_type = s.choice("log_type", LOG_TYPES, "None")
+        if log_type == "Tail" and invocation_type == "Event":
+            raise s.error("log_type", "Lambda returns no log for invocation_type = Event")
+        role_arn, external_id, session_name = self.role(s, aws.role_session_name)
+        if role_arn is None:
+            role_arn, external_id = aws.role_arn, aws.external_id
+            session_name = aws.role_session_name
+        fips, dualstack = self.endpoint_switches(
+            s, aws.endpoint_url, aws.use_fips_endpoint, aws.use_dualstack_endpoint
+        )
 
         return RouteConfig(
             prefix=prefix,
@@ -599,6 +680,13 @@ class _Reader:
             single=single,
             strip_path_prefix=s.boolean("strip_path_prefix", False),
             header_upstream=tuple(templates),
+            role_arn=role_arn,
+            external_id=external_id,
+            role_session_name=session_name,
+            use_fips_endpoint=fips,
+            use_dualstack_endpoint=dualstack,
+            retry_idempotent=s.boolean("retry_idempotent", False),
+            log_type=log_type,
         )
 
     def globs(self, s: _Section, key: str) -> list[str]:

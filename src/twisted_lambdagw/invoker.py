@@ -33,6 +33,9 @@ class InvokeCall:
     timeout: float = 30.0
     """Seconds the caller will wait; a local runtime uses it as the deadline."""
     trace_id: str | None = None
+    method: str = ""
+    """The client's HTTP method; GET, HEAD and OPTIONS may be retried when the
+    route allows it.  Empty when there is no client request."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,6 +247,7 @@ class GatewayResource(Resource):
             request_id=request_id,
             timeout=route.timeout,
             trace_id=request.getHeader("x-amzn-trace-id"),
+            method=incoming.method,
         )
         result = await self._invoke(binding.invoker, call, exchange)
         if call.invocation_type == "Event":

@@ -3,10 +3,14 @@
 
 The config file is read and checked while the options are parsed, so every
 config or endpoint error ends startup with one line, before anything listens.
+AWS credentials are resolved then too (in threads, with a bounded wait), so
+a gateway with none fails the same way instead of starting to answer 502s;
+see L{twisted_lambdagw.credentials} for why this happens before the reactor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +22,15 @@ from twisted.web.client import HTTPConnectionPool
 
 from .auth import load_users
 from .config import Config, ConfigError, load_config
-from .gateway import Gateway
+from .credentials import (
+    STARTUP_TIMEOUT,
+    BotocoreCredentials,
+    CredentialProvider,
+    CredentialSpec,
+    Resolved,
+    resolve_at_startup,
+)
+from .gateway import Gateway, check_aws_routes
 from .listen import http2_available, server_endpoint
 
 log = Logger()
@@ -65,12 +77,23 @@ class Options(usage.Options):
         ["config", "c", "etc/gw.ini", "The gateway's INI config file."],
     ]
 
-    def __init__(self, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        reactor: Any = None,
+        *,
+        credentials: CredentialProvider | None = None,
+        credentials_timeout: float = STARTUP_TIMEOUT,
+    ) -> None:
         super().__init__()
         self["listen"] = []
         self._reactor = reactor
+        self.credentials: CredentialProvider = credentials or BotocoreCredentials()
+        """Where AWS credentials come from (botocore); tests give their own."""
+        self._credentials_timeout = credentials_timeout
         self._error: str | None = None
         self.config: Config | None = None
+        self.resolved: Mapping[CredentialSpec, Resolved] = {}
+        """AWS credentials resolved while parsing, for the gateway to adopt."""
 
     def opt_listen(self, description: str) -> None:
         """
@@ -87,6 +110,8 @@ class Options(usage.Options):
                 config = replace(config, gateway=gateway)
             check_endpoints(config, reactor)
             check_auth(config)
+            check_aws_routes(config)
+            self.resolved = resolve_at_startup(config, self.credentials, self._credentials_timeout)
         except ConfigError as e:
             # twistd prints this object's usage text before the error line;
             # after a config error that text would only bury the one line
@@ -115,7 +140,9 @@ def makeService(
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
     assert config is not None, "the options were not parsed"
-    gateway = Gateway(config, reactor, pool=pool)
+    gateway = Gateway(
+        config, reactor, pool=pool, credentials=options.credentials, resolved=options.resolved
+    )
     top = MultiService()
     gateway.service.setServiceParent(top)
     site = gateway.site()

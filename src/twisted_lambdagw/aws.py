@@ -331,23 +331,23 @@ class AWSInvoker:
         if refusal.clock_skew:
             self.log.error(
                 "Lambda refused to invoke {function}: the request's signing time is off"
-                " ({code}: {message}); check this host's clock (NTP)"
+                " ({code}: {error_message}); check this host's clock (NTP)"
                 " (aws_request_id={aws_request_id})",
                 function=call.function,
                 status=refusal.status,
                 code=refusal.code,
-                message=refusal.message,
+                error_message=refusal.message,
                 aws_request_id=refusal.aws_request_id,
                 request_id=call.request_id,
             )
             return
         self.log.warn(
-            "Lambda refused to invoke {function}: {status} {code}: {message}"
+            "Lambda refused to invoke {function}: {status} {code}: {error_message}"
             " (aws_request_id={aws_request_id})",
             function=call.function,
             status=refusal.status,
             code=refusal.code,
-            message=refusal.message,
+            error_message=refusal.message,
             aws_request_id=refusal.aws_request_id,
             request_id=call.request_id,
         )

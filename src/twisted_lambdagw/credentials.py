@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -369,7 +369,7 @@ class CredentialSource:
                 await self._shared(lambda: (credentials, credentials.get_frozen_credentials()))
         except NoCredentials:
             raise InvokeFailed(detail=f"no AWS credentials ({self.description})") from None
-        except InvokeFailed:
+        except (InvokeFailed, CancelledError):
             raise
         except Exception as e:
             raise InvokeFailed(detail=f"AWS credentials unavailable: {_one_line(e)}") from None

@@ -31,6 +31,7 @@ the failure; its AWS requests then fail with 502 and retry the lookup.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -269,7 +270,13 @@ class CredentialSource:
 
     @classmethod
     def from_keys(
-        cls, access_key: str, secret_key: str, token: str | None = None, *, name: str = ""
+        cls,
+        access_key: str,
+        secret_key: str,
+        token: str | None = None,
+        *,
+        name: str = "AWS routes",
+        description: str = "static keys",
     ) -> CredentialSource:
         """
         A source of fixed keys; nothing to resolve, nothing to refresh.
@@ -279,7 +286,7 @@ class CredentialSource:
             raise AssertionError("static credentials never need a thread")
 
         keys = ReadOnlyCredentials(access_key, secret_key, token, None)
-        return cls(no_threads, static=keys, name=name or "AWS routes")
+        return cls(no_threads, static=keys, name=name, description=description)
 
     @property
     def method(self) -> str | None:
@@ -302,9 +309,7 @@ class CredentialSource:
 
         Raises L{NoCredentials} when there are none, or what resolving raised.
         """
-        if self._static is not None:
-            return
-        if self._credentials is None:
+        if self._credentials is None and self._static is None:
             await self._shared(self._lookup)
         self.log.info(
             "AWS credentials for {routes}: {method} ({description})",
@@ -313,7 +318,8 @@ class CredentialSource:
             description=self.description,
         )
         self._announced = True
-        assert self._credentials is not None
+        if self._credentials is None:
+            return
         if self._clock is not None and _refreshable(self._credentials) and self._timer is None:
             self._timer = LoopingCall(self.refresh_if_due)
             self._timer.clock = self._clock
@@ -504,8 +510,6 @@ def resolve_at_startup(
     with one line naming the routes when a source finds nothing, fails, or
     takes too long.
     """
-    import time
-
     needed = {spec: routes for spec, routes in specs_by_route(config).items() if not spec.static}
     outcomes: dict[CredentialSpec, Resolved | BaseException | None] = {}
     threads = []

@@ -224,6 +224,8 @@ class TapTLSTests(SynchronousTestCase):
             f.write(
                 f"[gateway]\nlisten = {pki.endpoint(8443)}\n{extra}"
                 "[route:/l/]\naws_region = us-east-1\n"
+                # Keys of its own, so parsing the options looks up no credentials.
+                "aws_access = AKIDEXAMPLEFAKEKEY01\naws_secret = fake-secret\n"
             )
         options = Options(MemoryReactor())
         options.parseOptions(["--config", ini])

@@ -280,6 +280,37 @@ class CredentialSourceTests(SynchronousTestCase):
         self.assertEqual(again.access_key, "ASIAKEY1")  # type: ignore[union-attr]
         self.assertEqual(s.resolved, 2)
 
+    def test_forced_refresh_joins_a_timer_refresh(self) -> None:
+        """
+        A forced refresh during a timer refresh that kept the old keys looks again.
+        """
+        s = Setup()
+        s.start()
+        stale = self.successResultOf(Deferred.fromCoroutine(s.source.frozen()))
+        s.time.at(14 * 60, s.issuer.expiry(0))
+        s.issuer.fail_from = 1  # the advisory refresh fails quietly in botocore
+        s.clock.advance(60)
+        newer = Deferred.fromCoroutine(s.source.refreshed(stale))
+        self.assertEqual(len(s.threads.jobs), 1, "joined the timer's refresh")
+        job, done = s.threads.jobs.pop(0)
+        done.callback(job())
+        s.issuer.fail_from = None
+        s.threads.run_all()
+        self.assertEqual(s.resolved, 2)
+        self.assertEqual(self.successResultOf(newer).access_key, "ASIAKEY1")  # type: ignore[union-attr]
+
+    def test_cancelled_forced_refresh(self) -> None:
+        """
+        Cancelling a call waiting for a forced refresh cancels it; nothing is swallowed.
+        """
+        s = Setup()
+        s.start()
+        stale = self.successResultOf(Deferred.fromCoroutine(s.source.frozen()))
+        waiting = Deferred.fromCoroutine(s.source.refreshed(stale))
+        waiting.cancel()
+        self.failureResultOf(waiting, CancelledError)
+        s.threads.run_all()
+
     def test_static_keys(self) -> None:
         """
         Static keys need no thread and cannot be refreshed.

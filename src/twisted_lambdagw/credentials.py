@@ -391,9 +391,14 @@ class CredentialSource:
         """
         if self._static is not None:
             return None
-        if self._snapshot is None or self._snapshot == stale:
+        # Twice: the first wait may join a timer refresh that kept the old keys.
+        for _ in range(2):
+            if self._snapshot is not None and self._snapshot != stale:
+                return self._snapshot
             try:
                 await self._shared(self._lookup)
+            except CancelledError:
+                raise
             except Exception as e:
                 self.log.warn(
                     "forced refresh of AWS credentials for {routes} failed: {error}",

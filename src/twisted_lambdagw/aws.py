@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
+from .aws_stream import EventStreamResponse
 from .errors import InvokeFailed, PayloadTooLarge, Throttled
 from .invoker import InvokeCall, InvokeResult
 
@@ -32,17 +33,19 @@ T = TypeVar("T")
 RunInThread = Callable[[Callable[[], T]], Deferred[T]]
 
 INVOKE_PATH = "/2015-03-31/functions/{}/invocations"
+STREAM_PATH = "/2021-11-15/functions/{}/response-streaming-invocations"
 _SAFE = "-_.~"
 
 
-def invoke_url(endpoint: str, function: str, qualifier: str | None) -> str:
+def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = INVOKE_PATH) -> str:
     """
     The Invoke URL, encoded exactly as botocore encodes it.
 
     The function name is a URI label: ``:`` in an ARN becomes ``%3A``.  The
-    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.
+    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.  C{path} is
+    L{STREAM_PATH} for InvokeWithResponseStream, which takes the same.
     """
-    url = endpoint.rstrip("/") + INVOKE_PATH.format(quote(function, safe=_SAFE))
+    url = endpoint.rstrip("/") + path.format(quote(function, safe=_SAFE))
     if qualifier:
         url += "?Qualifier=" + quote(qualifier, safe=_SAFE)
     return url
@@ -265,6 +268,38 @@ class AWSInvoker:
                 raise CancelledError() from None
             raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
         return self._result(call, response, body)
+
+    async def invoke_stream(self, call: InvokeCall) -> EventStreamResponse:
+        """
+        Call InvokeWithResponseStream; return once Lambda has started streaming.
+
+        Refusals (any status but 200) are classified exactly as for Invoke.
+        The body is not read here: the caller starts the returned stream.
+        """
+        credentials = await self._credentials.frozen()
+        url = invoke_url(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+        headers: dict[str, str] = {"X-Amz-Invocation-Type": "RequestResponse"}
+        signed = sign(credentials, self._region, url, call.payload, headers, self._now())
+        if call.trace_id:
+            signed["X-Amzn-Trace-Id"] = call.trace_id
+        try:
+            # unbuffered: treq would otherwise keep the whole body in memory.
+            response: IResponse = await self._client.post(
+                url,
+                data=call.payload,
+                headers={k: [v] for k, v in signed.items()},
+                unbuffered=True,
+            )
+            if response.code != 200:
+                body: bytes = await content(response)
+        except Exception as e:
+            if is_cancellation(e):
+                raise CancelledError() from None
+            raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
+        if response.code != 200:
+            self._result(call, response, body)  # raises for every refusal
+            raise InvokeFailed(detail=f"{call.function}: streaming answered {response.code}")
+        return EventStreamResponse(response, call.function, call.request_id)
 
     def _result(self, call: InvokeCall, response: IResponse, body: bytes) -> InvokeResult:
         headers = response.headers

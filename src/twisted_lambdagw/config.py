@@ -20,6 +20,7 @@ FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
 BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
 INVOCATION_TYPES = ("RequestResponse", "Event")
+PRELUDE_MODES = ("auto", "always", "never")
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_AFFIX = re.compile(r"[A-Za-z0-9_-]{0,63}")
@@ -98,6 +99,10 @@ class RouteConfig:
     auth: str = "none"
     timeout: float = 30.0
     stream: bool = False
+    stream_idle_timeout: float = 30.0
+    """Streamed routes: the longest gap allowed between chunks once sending began."""
+    stream_prelude: str = "auto"
+    """Streamed routes: whether the stream starts with an HTTP prelude (auto/always/never)."""
     invocation_type: str = "RequestResponse"
     aws_access: str | None = None
     aws_secret: str | None = field(default=None, repr=False)
@@ -299,7 +304,8 @@ _AWS_KEYS = {
 _AUTH_KEYS = {"realm", "users_file"}
 _LOCAL_KEYS = {"functions_dir"}
 _ROUTE_KEYS = {
-    "backend", "format", "auth", "timeout", "stream", "invocation_type", "aws_access",
+    "backend", "format", "auth", "timeout", "stream", "stream_idle_timeout", "stream_prelude",
+    "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
 }  # fmt: skip
@@ -480,6 +486,10 @@ class _Reader:
         invocation_type = s.choice("invocation_type", INVOCATION_TYPES, "RequestResponse")
         if stream and invocation_type == "Event":
             raise s.error("stream", "a streamed route cannot use invocation_type = Event")
+        if not stream:
+            for key in ("stream_idle_timeout", "stream_prelude"):
+                if s.text(key):
+                    raise s.error(key, "has no effect without 'stream = yes'")
 
         return RouteConfig(
             prefix=prefix,
@@ -488,6 +498,8 @@ class _Reader:
             auth=auth_mode,
             timeout=s.duration("timeout", gateway.timeout),
             stream=stream,
+            stream_idle_timeout=s.duration("stream_idle_timeout", 30.0),
+            stream_prelude=s.choice("stream_prelude", PRELUDE_MODES, "auto"),
             invocation_type=invocation_type,
             aws_access=aws_access,
             aws_secret=aws_secret,

@@ -332,6 +332,13 @@ class ParseMalformedTests(SynchronousTestCase):
         for body in (1, True, ["a"], {"a": 1}):
             self.assertMalformed(envelope(body=body))
 
+    def test_loneSurrogateBody(self) -> None:
+        """
+        A body holding an escaped lone surrogate cannot be UTF-8: malformed,
+        rather than invalid bytes sent to the client.
+        """
+        self.assertMalformed(b'{"type": "HTTPJSON-REP", "body": "bad \\ud800 text"}')
+
     def test_badBase64(self) -> None:
         """
         A base64 body that does not decode strictly is malformed.

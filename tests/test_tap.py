@@ -196,8 +196,11 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IService, self.service))
         children = self.service.services
         self.assertEqual(len(children), 3)
-        self.assertIsInstance(children[0], PoolService)
-        self.assertIs(children[0].pool, self.pool)
+        gateway_service = children[0]
+        assert isinstance(gateway_service, MultiService)
+        [pool_service] = gateway_service.services
+        assert isinstance(pool_service, PoolService)
+        self.assertIs(pool_service.pool, self.pool)
         for child in children[1:]:
             self.assertIsInstance(child, StreamServerEndpointService)
 
@@ -238,7 +241,9 @@ class MakeServiceTests(SynchronousTestCase):
         """
         service = makeService(self.options, reactor=self.reactor)
         assert isinstance(service, MultiService)
-        pool_service = service.services[0]
+        gateway_service = service.services[0]
+        assert isinstance(gateway_service, MultiService)
+        [pool_service] = gateway_service.services
         assert isinstance(pool_service, PoolService)
         self.assertTrue(pool_service.pool.persistent)
         service.startService()

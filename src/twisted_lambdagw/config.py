@@ -11,6 +11,8 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -79,7 +81,22 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class LocalConfig:
+    """
+    The ``[local]`` section: where local functions live and how they run.
+
+    ``env`` holds the extra environment entries every worker gets, in file
+    order; ``python`` is the interpreter that runs ``awslambdaric`` for
+    ``NAME.py`` functions.
+    """
+
     functions_dir: str
+    concurrency: int = 4
+    queue_size: int = 100
+    idle_timeout: float = 300.0
+    memory_size: int = 128
+    region: str = "us-east-1"
+    env: tuple[tuple[str, str], ...] = ()
+    python: str = field(default_factory=lambda: sys.executable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +319,17 @@ _AWS_KEYS = {
     "region", "profile", "access_key_id", "secret_access_key", "session_token", "endpoint_url",
 }  # fmt: skip
 _AUTH_KEYS = {"realm", "users_file"}
-_LOCAL_KEYS = {"functions_dir"}
+_LOCAL_KEYS = {
+    "functions_dir", "concurrency", "queue_size", "idle_timeout", "memory_size", "region",
+    "env", "python",
+}  # fmt: skip
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LOCAL_RESERVED_ENV = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})  # fmt: skip
 _ROUTE_KEYS = {
     "backend", "format", "auth", "timeout", "stream", "stream_idle_timeout", "stream_prelude",
     "invocation_type", "aws_access",
@@ -392,10 +419,51 @@ class _Reader:
 
     def read_local(self) -> LocalConfig:
         s = self.section("local", _LOCAL_KEYS)
+        default = LocalConfig(functions_dir="")
         functions_dir = s.text("functions_dir")
         if functions_dir is None:
             raise s.error("functions_dir", "required: the directory holding the functions")
-        return LocalConfig(functions_dir=functions_dir)
+        if not os.path.isdir(functions_dir):
+            raise s.error("functions_dir", f"not a directory: {functions_dir!r}")
+        memory_size = s.integer("memory_size", default.memory_size, minimum=128)
+        if memory_size > 10240:
+            raise s.error("memory_size", f"at most 10240 (MB), as in Lambda: {memory_size}")
+        region = s.text("region", default.region)
+        assert region is not None
+        if not REGION.fullmatch(region):
+            raise s.error("region", f"not an AWS region: {region!r}")
+        python = s.text("python")
+        if python is None:
+            python = default.python
+        else:
+            found = shutil.which(python)
+            if found is None:
+                raise s.error("python", f"no such executable: {python!r}")
+            python = os.path.abspath(found)
+        return LocalConfig(
+            functions_dir=functions_dir,
+            concurrency=s.integer("concurrency", default.concurrency),
+            queue_size=s.integer("queue_size", default.queue_size, minimum=0),
+            idle_timeout=s.duration("idle_timeout", default.idle_timeout),
+            memory_size=memory_size,
+            region=region,
+            env=self.local_env(s),
+            python=python,
+        )
+
+    def local_env(self, s: _Section) -> tuple[tuple[str, str], ...]:
+        env: dict[str, str] = {}
+        for line in s.lines("env"):
+            name, equals, value = line.partition("=")
+            name = name.strip()
+            if not equals or not ENV_NAME.fullmatch(name):
+                raise s.error("env", f"not a NAME=VALUE line: {line!r}")
+            if name in LOCAL_RESERVED_ENV:
+                raise s.error("env", f"{name} is set by the local runtime itself")
+            if name in env:
+                raise s.error("env", f"{name} is given twice")
+            env[name] = value.strip()
+        return tuple(env.items())
 
     def read_routes(
         self,

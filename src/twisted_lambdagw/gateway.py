@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.credentials import Credentials
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -23,6 +23,7 @@ from .aws import AWSInvoker, CredentialSource, RunInThread, resolve_endpoint
 from .config import Config, RouteConfig, load_config
 from .formats import get_format
 from .invoker import Invoker
+from .local.invoker import LocalInvoker
 from .resource import Binding, GatewayResource
 
 
@@ -45,6 +46,19 @@ def _default_chain(profile: str | None) -> Callable[[], Credentials | None]:
         return credentials
 
     return resolve
+
+
+class LocalBackendService(Service):
+    """
+    Stops the local backend's worker processes when the gateway stops.
+    """
+
+    def __init__(self, local: LocalInvoker) -> None:
+        self.local = local
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self.local.stop())
 
 
 class PoolService(Service):
@@ -109,12 +123,22 @@ class Gateway:
         self._endpoint_for = endpoint_for
         self._endpoints: dict[tuple[str, str | None], str] = {}
         self._chain: CredentialSource | None = None
+        self.local: LocalInvoker | None = None
+        if config.local is not None and any(r.backend == "local" for r in config.routes):
+            self.local = LocalInvoker(reactor, config.local)
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         self.resource = GatewayResource(
-            self.bindings, clock, health_path=config.gateway.health_path
+            self.bindings,
+            clock,
+            health_path=config.gateway.health_path,
+            max_in_flight=config.gateway.max_in_flight,
         )
-        self.service = PoolService(self.pool) if self.pool is not None else Service()
+        self.service = MultiService()
+        if self.pool is not None:
+            PoolService(self.pool).setServiceParent(self.service)
+        if self.local is not None:
+            LocalBackendService(self.local).setServiceParent(self.service)
 
     @classmethod
     def from_file(cls, path: str, reactor: Any, **kwargs: Any) -> Gateway:
@@ -128,7 +152,8 @@ class Gateway:
         if route.backend == "aws":
             invoker = self._aws_invoker(route)
         else:
-            raise NotImplementedError("the local backend is not available yet")
+            assert self.local is not None, "config checks local routes have [local]"
+            invoker = self.local
         return Binding(route=route, invoker=invoker, format=get_format(route.format))
 
     def _aws_invoker(self, route: RouteConfig) -> AWSInvoker:

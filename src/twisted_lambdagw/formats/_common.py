@@ -297,19 +297,32 @@ def reply_body(document: dict[str, Any]) -> bytes:
 
     A missing or null body is empty; anything but a string is malformed.
     """
-    body = document.get("body")
-    if body is None:
-        body = ""
-    if not isinstance(body, str):
-        raise MalformedReply(detail="body is not a string")
     encoded = document.get("isBase64Encoded")
     if encoded is None:
         encoded = False
     if not isinstance(encoded, bool):
         raise MalformedReply(detail=f"isBase64Encoded is not a boolean: {encoded!r}")
-    if encoded:
+    return body_bytes(document.get("body"), base64_encoded=encoded)
+
+
+def body_bytes(body: object, *, base64_encoded: bool) -> bytes:
+    """
+    The bytes of a reply's body field: text as UTF-8, or decoded base64.
+
+    A missing or null body is empty.  Anything but a string, and a string
+    that cannot be UTF-8 (a lone surrogate escaped in the JSON), is a
+    malformed reply rather than invalid bytes sent to the client.
+    """
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise MalformedReply(detail="body is not a string")
+    if base64_encoded:
         return decode_base64(body)
-    return body.encode("utf-8", "surrogatepass")
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedReply(detail="body is not valid Unicode text") from None
 
 
 def merged_header_lines(document: dict[str, Any]) -> list[tuple[str, str]]:

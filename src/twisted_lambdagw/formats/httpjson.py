@@ -17,9 +17,9 @@ from __future__ import annotations
 from ..errors import MalformedReply
 from ..messages import IncomingRequest, Reply, group_headers
 from ._common import (
+    body_bytes,
     body_text,
     checked_status,
-    decode_base64,
     dump_json,
     has_header,
     header_lines,
@@ -79,16 +79,8 @@ def parse(payload: bytes) -> Reply:
     if not has_header(headers, "content-type"):
         headers = (*headers, DEFAULT_CONTENT_TYPE)
 
-    body = document.get("body")
-    if body is None:
-        body = ""
-    if not isinstance(body, str):
-        raise MalformedReply(detail="body is not a string")
     encoding = document.get("bodyEncoding")
-    if encoding in (None, ""):
-        data = body.encode("utf-8", "surrogatepass")
-    elif encoding == "base64":
-        data = decode_base64(body)
-    else:
+    if encoding not in (None, "", "base64"):
         raise MalformedReply(detail=f"unknown bodyEncoding {encoding!r}")
+    data = body_bytes(document.get("body"), base64_encoded=encoding == "base64")
     return Reply(status, headers, data)

@@ -27,7 +27,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
 from twisted_lambdagw.aws_stream import EventStreamResponse
-from twisted_lambdagw.errors import InvokeFailed
+from twisted_lambdagw.errors import GatewayError, InvokeFailed
 from twisted_lambdagw.eventstream import ChecksumMismatchError, InvokeComplete
 from twisted_lambdagw.exchange import Exchange
 from twisted_lambdagw.formats import get_format
@@ -263,7 +263,7 @@ class Received:
     def stream_complete(self, complete: InvokeComplete) -> None:
         self.ends.append(complete)
 
-    def stream_failed(self, error: InvokeFailed) -> None:
+    def stream_failed(self, error: GatewayError) -> None:
         self.ends.append(error)
 
 

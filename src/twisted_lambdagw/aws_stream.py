@@ -26,7 +26,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
-from .errors import InvokeFailed
+from .errors import GatewayError, InvokeFailed
 from .eventstream import (
     InvokeComplete,
     PayloadChunk,
@@ -50,7 +50,7 @@ class _Ignore:
     def stream_complete(self, complete: InvokeComplete) -> None:
         pass
 
-    def stream_failed(self, error: InvokeFailed) -> None:
+    def stream_failed(self, error: GatewayError) -> None:
         pass
 
 

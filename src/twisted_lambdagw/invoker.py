@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from .errors import InvokeFailed
+from .errors import GatewayError
 from .eventstream import InvokeComplete
 
 InvocationType = Literal["RequestResponse", "Event"]
@@ -96,10 +96,11 @@ class StreamReceiver(Protocol):
         """
         ...
 
-    def stream_failed(self, error: InvokeFailed) -> None:
+    def stream_failed(self, error: GatewayError) -> None:
         """
         The stream broke: it cannot be decoded, Lambda reported an error in
-        it, or the connection ended before the stream did.
+        it, the connection ended before the stream did, or (local functions)
+        the function never got to answer.
         """
         ...
 

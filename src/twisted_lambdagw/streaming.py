@@ -191,7 +191,7 @@ class StreamRelay:
         if not self._ended:
             self._finish()
 
-    def stream_failed(self, error: InvokeFailed) -> None:
+    def stream_failed(self, error: GatewayError) -> None:
         if self._ended:
             return
         if self._head_sent:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_lambdagw.cli import route_table
 from twisted_lambdagw.config import ConfigError, RouteConfig
 
 from .gateway_fixtures import config_from
@@ -57,3 +58,15 @@ class StreamKeysTests(SynchronousTestCase):
         for key, value in [("stream_idle_timeout", "5s"), ("stream_prelude", "never")]:
             error = self.assertRaises(ConfigError, route, f"{key} = {value}\n")
             self.assertIn(f"[route:/s/] {key}: has no effect without 'stream = yes'", str(error))
+
+    def test_route_table(self) -> None:
+        """
+        ``lambdagw check`` shows which routes stream, with their idle timeout and prelude mode.
+        """
+        config = config_from(
+            "[route:/s/]\naws_region = us-east-1\nstream = yes\nstream_prelude = never\n"
+            "[route:/b/]\naws_region = us-east-1\n"
+        )
+        streamed, buffered = route_table(config).splitlines()
+        self.assertIn("timeout=30s, stream (idle 30s, prelude never)]", streamed)
+        self.assertNotIn("stream", buffered)

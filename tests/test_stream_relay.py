@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
@@ -24,7 +23,7 @@ from twisted.web._newclient import Response, TransportProxyProducer
 from twisted.web.client import ResponseDone
 from twisted.web.http import HTTPChannel, _DataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from twisted_lambdagw.aws_stream import EventStreamResponse
 from twisted_lambdagw.errors import GatewayError, InvokeFailed
@@ -39,6 +38,7 @@ from twisted_lambdagw.invoker import (
     StreamReceiver,
 )
 from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.streaming import cut_connection
 
 from .eventstream_encoder import flip, invoke_complete, payload_chunk
 from .gateway_fixtures import config_from
@@ -88,7 +88,6 @@ class ScriptedInvoker:
 
     def __init__(self) -> None:
         self.streams: list[ScriptedStream] = []
-        self.answer: Deferred[ResponseStream] | None = None
 
     async def invoke(self, call: InvokeCall) -> InvokeResult:
         raise AssertionError("a streamed route must not use invoke")
@@ -246,6 +245,59 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual(self.exchanges[0].stream_outcome, "client_gone")
         self.assertEqual(self.exchanges[0].bytes_out, 4)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class CapacityTests(SynchronousTestCase):
+    """
+    A stream occupies a slot of ``max_in_flight`` until it ends.
+    """
+
+    def test_at_capacity(self) -> None:
+        """
+        While one stream runs, a second request over the limit gets 503.
+        """
+        [route] = config_from(ROUTE).routes
+        invoker = ScriptedInvoker()
+        resource = GatewayResource(
+            [Binding(route, invoker, get_format(route.format))], Clock(), max_in_flight=1
+        )
+        channels = []
+        for _ in range(2):
+            channel: Any = cast(Any, HTTPChannel())
+            channel.site = Site(resource)
+            channel.requestFactory = channel.site.requestFactory
+            channel.makeConnection(StringTransport())
+            channel.dataReceived(b"GET /s/fn HTTP/1.1\r\nHost: gw\r\n\r\n")
+            channels.append(channel)
+        self.assertEqual(len(invoker.streams), 1)
+        self.assertTrue(channels[1].transport.value().startswith(b"HTTP/1.1 503 "))
+        [stream] = invoker.streams
+        assert stream.receiver is not None
+        stream.receiver.stream_complete(InvokeComplete())
+        self.assertEqual(resource.in_flight, 0)
+
+
+class CutConnectionTests(SynchronousTestCase):
+    """
+    Cutting a started response never sends its final chunk.
+    """
+
+    def test_http2(self) -> None:
+        """
+        On HTTP/2 (a channel without a transport) only the stream is reset.
+        """
+
+        class Stream:
+            transport = None
+            aborted = False
+
+            def abortConnection(self) -> None:
+                self.aborted = True
+
+        request: Any = cast(Any, object.__new__(Request))
+        request.channel = Stream()
+        cut_connection(request, Clock())
+        self.assertTrue(request.channel.aborted)
 
 
 class Received:

@@ -44,7 +44,6 @@ def serve(port: int, lambda_url: str, no_backpressure: bool) -> None:
     from tests.gateway_fixtures import config_from
     from tests.streaming_fixtures import aws_section
     from twisted.internet import reactor
-    from twisted.web.server import Site
 
     from twisted_lambdagw.gateway import Gateway, default_pool
 
@@ -56,7 +55,7 @@ def serve(port: int, lambda_url: str, no_backpressure: bool) -> None:
     gateway = Gateway(
         config, reactor, pool=default_pool(reactor), endpoint_for=lambda region, url: url or ""
     )
-    reactor.listenTCP(port, Site(gateway.resource), interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.listenTCP(port, gateway.site(), interface="127.0.0.1")  # type: ignore[attr-defined]
     print("ready", flush=True)
     reactor.run()  # type: ignore[attr-defined]
 

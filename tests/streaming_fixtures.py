@@ -120,11 +120,13 @@ class LoopbackStreaming:
         config = config_from(aws_section(endpoint) + self.routes)
         self.gateway = Gateway(config, self.reactor, pool=self.pool, endpoint_for=_endpoint)
         self.gateway.resource.observers.append(self.exchanges.append)
-        self.site = Site(self.gateway.resource)
+        # The production Site: body cap, header deadline, idle timeout.
+        self.site = self.gateway.site()
         transports = self.transports
+        factory = self.site.requestFactory
 
         def recording(*args: Any, **kwargs: Any) -> Request:
-            request = Request(*args, **kwargs)
+            request = factory(*args, **kwargs)
             transports.append(request.transport)
             return request
 

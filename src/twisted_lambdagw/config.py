@@ -9,6 +9,7 @@ key, because that line is all an operator sees when startup refuses to go on.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .routing import HeaderTemplate, parse_glob, parse_header_template
 
+TLS_VERSIONS = ("1.2", "1.3")
 FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
 BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
@@ -50,6 +52,10 @@ class ConfigError(Exception):
     """
 
 
+TrustedProxy = ipaddress.IPv4Network | ipaddress.IPv6Network | str
+"""An address or network, or the word ``unix`` for Unix socket peers."""
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
@@ -61,6 +67,13 @@ class GatewayConfig:
     max_in_flight: int = 10000
     drain_timeout: float = 30.0
     workers: int = 1
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's headers, from its first byte."""
+    idle_timeout: float = 60.0
+    """Seconds an open connection may stay silent between requests."""
+    trusted_proxies: tuple[TrustedProxy, ...] = ()
+    """Peers whose X-Forwarded-For/-Proto/-Port are believed; ``unix`` is a Unix socket."""
+    tls_min_version: str = "1.2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +326,8 @@ class _Section:
 
 _GATEWAY_KEYS = {
     "listen", "max_body_size", "timeout", "access_log", "health_path", "metrics_path",
-    "max_in_flight", "drain_timeout", "workers",
+    "max_in_flight", "drain_timeout", "workers", "header_timeout", "idle_timeout",
+    "trusted_proxies", "tls_min_version",
 }  # fmt: skip
 _AWS_KEYS = {
     "region", "profile", "access_key_id", "secret_access_key", "session_token", "endpoint_url",
@@ -383,7 +397,23 @@ class _Reader:
             max_in_flight=s.integer("max_in_flight", default.max_in_flight),
             drain_timeout=s.duration("drain_timeout", default.drain_timeout),
             workers=s.integer("workers", default.workers),
+            header_timeout=s.duration("header_timeout", default.header_timeout),
+            idle_timeout=s.duration("idle_timeout", default.idle_timeout),
+            trusted_proxies=self.trusted_proxies(s),
+            tls_min_version=s.choice("tls_min_version", TLS_VERSIONS, default.tls_min_version),
         )
+
+    def trusted_proxies(self, s: _Section) -> tuple[TrustedProxy, ...]:
+        proxies: list[TrustedProxy] = []
+        for word in s.words("trusted_proxies"):
+            if word == "unix":
+                proxies.append(word)
+                continue
+            try:
+                proxies.append(ipaddress.ip_network(word, strict=True))
+            except ValueError as e:
+                raise s.error("trusted_proxies", f"not an IP address or network: {e}") from None
+        return tuple(proxies)
 
     def read_aws(self) -> AWSConfig:
         s = self.section("aws", _AWS_KEYS)

@@ -19,12 +19,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from .auth import BasicAuthenticator, basic_authenticator
 from .aws import AWSInvoker, CredentialSource, RunInThread, resolve_endpoint
 from .config import Config, RouteConfig, load_config
 from .formats import get_format
 from .invoker import Invoker
 from .local.invoker import LocalInvoker
 from .resource import Binding, GatewayResource
+from .site import GatewaySite
 
 
 def _thread_runner(reactor: Any) -> RunInThread[Any]:
@@ -126,6 +128,12 @@ class Gateway:
         self.local: LocalInvoker | None = None
         if config.local is not None and any(r.backend == "local" for r in config.routes):
             self.local = LocalInvoker(reactor, config.local)
+        self.authenticator: BasicAuthenticator | None = None
+        """The login check for ``auth = basic`` routes, when there are any."""
+        if config.auth is not None and any(r.auth == "basic" for r in config.routes):
+            self.authenticator = basic_authenticator(
+                config.auth.users_file, config.auth.realm, self._run_in_thread, reactor.seconds
+            )
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         self.resource = GatewayResource(
@@ -133,12 +141,26 @@ class Gateway:
             clock,
             health_path=config.gateway.health_path,
             max_in_flight=config.gateway.max_in_flight,
+            trusted_proxies=config.gateway.trusted_proxies,
         )
         self.service = MultiService()
         if self.pool is not None:
             PoolService(self.pool).setServiceParent(self.service)
         if self.local is not None:
             LocalBackendService(self.local).setServiceParent(self.service)
+
+    def site(self) -> GatewaySite:
+        """
+        A Site serving the gateway alone, with the configured limits and timeouts.
+        """
+        gateway = self.config.gateway
+        return GatewaySite(
+            self.resource,
+            reactor=self._reactor,
+            max_body_size=gateway.max_body_size,
+            header_timeout=gateway.header_timeout,
+            idle_timeout=gateway.idle_timeout,
+        )
 
     @classmethod
     def from_file(cls, path: str, reactor: Any, **kwargs: Any) -> Gateway:
@@ -154,7 +176,13 @@ class Gateway:
         else:
             assert self.local is not None, "config checks local routes have [local]"
             invoker = self.local
-        return Binding(route=route, invoker=invoker, format=get_format(route.format))
+        authenticator = self.authenticator if route.auth == "basic" else None
+        return Binding(
+            route=route,
+            invoker=invoker,
+            format=get_format(route.format),
+            authenticator=authenticator,
+        )
 
     def _aws_invoker(self, route: RouteConfig) -> AWSInvoker:
         aws = self.config.aws

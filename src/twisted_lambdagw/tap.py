@@ -10,17 +10,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 
+from .auth import load_users
 from .config import Config, ConfigError, load_config
 from .gateway import Gateway
-from .request import request_factory
+from .listen import http2_available, server_endpoint
 
-SITE_TIMEOUT = 60.0
+log = Logger()
 
 
 def _default_reactor() -> Any:
@@ -33,19 +34,25 @@ def check_endpoints(config: Config, reactor: Any) -> None:
     """
     Parse every listen endpoint, raising ConfigError for a bad one.
 
-    An ``ssl:`` endpoint reads its key and certificate here, so a missing
-    file is reported now rather than after the daemon has started.
+    An ``ssl:`` endpoint reads its key and certificate here, so a missing or
+    bad file is reported now rather than after the daemon has started.
     """
-    from twisted.internet.endpoints import serverFromString
-
     for description in config.gateway.listen:
         try:
-            serverFromString(reactor, description)
+            server_endpoint(reactor, description, tls_min_version=config.gateway.tls_min_version)
         except Exception as e:
             message = " ".join(str(e).split()) or type(e).__name__
             raise ConfigError(
                 f"{config.path}: [gateway] listen: bad endpoint {description!r}: {message}"
             ) from None
+
+
+def check_auth(config: Config) -> None:
+    """
+    Read the users file of an ``[auth]`` section, raising ConfigError if it is bad.
+    """
+    if config.auth is not None and any(route.auth == "basic" for route in config.routes):
+        load_users(config.auth.users_file)
 
 
 class Options(usage.Options):
@@ -79,6 +86,7 @@ class Options(usage.Options):
                 gateway = replace(config.gateway, listen=tuple(self["listen"]))
                 config = replace(config, gateway=gateway)
             check_endpoints(config, reactor)
+            check_auth(config)
         except ConfigError as e:
             # twistd prints this object's usage text before the error line;
             # after a config error that text would only bury the one line
@@ -110,9 +118,20 @@ def makeService(
     gateway = Gateway(config, reactor, pool=pool)
     top = MultiService()
     gateway.service.setServiceParent(top)
-    site = Site(gateway.resource, timeout=SITE_TIMEOUT)
-    site.requestFactory = request_factory(config.gateway.max_body_size)
-    site.displayTracebacks = False
+    site = gateway.site()
+    tls_min_version = config.gateway.tls_min_version
     for description in config.gateway.listen:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
+        endpoint = server_endpoint(reactor, description, tls_min_version=tls_min_version)
+        listening = StreamServerEndpointService(endpoint, site)
+        # As strports.service does: a port that cannot be bound fails
+        # startup instead of being logged by a daemon that serves nothing.
+        listening._raiseSynchronously = True
+        listening.setServiceParent(top)
+        if description.lower().startswith("ssl:"):
+            log.info(
+                "TLS on {listen}: minimum TLS {version}, HTTP/2 {http2}",
+                listen=description,
+                version=tls_min_version,
+                http2="offered by ALPN" if http2_available() else "unavailable (no h2 package)",
+            )
     return top

@@ -49,6 +49,7 @@ from twisted.web._newclient import RequestNotSent
 from twisted.web.iweb import IResponse
 
 from .aws_errors import Refusal, error_code, error_message, header
+from .aws_stream import EventStreamResponse
 from .credentials import CredentialSource, RunInThread
 from .errors import InvokeFailed
 from .invoker import InvokeCall, InvokeResult
@@ -66,17 +67,19 @@ __all__ = [
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INVOKE_PATH = "/2015-03-31/functions/{}/invocations"
+STREAM_PATH = "/2021-11-15/functions/{}/response-streaming-invocations"
 _SAFE = "-_.~"
 
 
-def invoke_url(endpoint: str, function: str, qualifier: str | None) -> str:
+def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = INVOKE_PATH) -> str:
     """
     The Invoke URL, encoded exactly as botocore encodes it.
 
     The function name is a URI label: ``:`` in an ARN becomes ``%3A``.  The
-    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.
+    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.  C{path} is
+    L{STREAM_PATH} for InvokeWithResponseStream, which takes the same.
     """
-    url = endpoint.rstrip("/") + INVOKE_PATH.format(quote(function, safe=_SAFE))
+    url = endpoint.rstrip("/") + path.format(quote(function, safe=_SAFE))
     if qualifier:
         url += "?Qualifier=" + quote(qualifier, safe=_SAFE)
     return url
@@ -267,6 +270,39 @@ class AWSInvoker:
             ):
                 continue
             raise refusal.error()
+
+    async def invoke_stream(self, call: InvokeCall) -> EventStreamResponse:
+        """
+        Call InvokeWithResponseStream; return once Lambda has started streaming.
+
+        Refusals (any status but 200) are classified and logged exactly as for
+        Invoke.  The body is not read here: the caller starts the returned
+        stream.  Nothing is retried: once sent, a streamed call may have run.
+        """
+        credentials = await self._credentials.frozen()
+        url = invoke_url(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+        headers = {"X-Amz-Invocation-Type": "RequestResponse"}
+        signed = sign(credentials, self._region, url, call.payload, headers, self._now())
+        if call.trace_id:
+            signed["X-Amzn-Trace-Id"] = call.trace_id
+        try:
+            # unbuffered: treq would otherwise keep the whole body in memory.
+            response: IResponse = await self._client.post(
+                url,
+                data=call.payload,
+                headers={k: [v] for k, v in signed.items()},
+                unbuffered=True,
+            )
+            body = b"" if response.code == 200 else await content(response)
+        except Exception as e:
+            if is_cancellation(e):
+                raise CancelledError() from None
+            raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
+        if response.code != 200:
+            refusal = Refusal.parse(response.code, response.headers, body)
+            self._log_refusal(call, refusal)
+            raise refusal.error()
+        return EventStreamResponse(response, call.function, call.request_id)
 
     async def _send(
         self, call: InvokeCall, url: str, headers: dict[str, str], credentials: ReadOnlyCredentials

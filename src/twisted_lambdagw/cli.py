@@ -22,10 +22,15 @@ def route_table(config: Config) -> str:
         target = route.single or f"{route.name_prepend}<name>{route.name_append}"
         where = route.region if route.backend == "aws" else "local"
         qualifier = f":{route.qualifier}" if route.qualifier else ""
+        streamed = (
+            f", stream (idle {route.stream_idle_timeout:g}s, prelude {route.stream_prelude})"
+            if route.stream
+            else ""
+        )
         lines.append(
             f"{route.prefix:<24} -> {target}{qualifier}  "
             f"[{route.backend} {where}, {route.format}, auth={route.auth},"
-            f" timeout={route.timeout:g}s]"
+            f" timeout={route.timeout:g}s{streamed}]"
         )
     return "\n".join(lines)
 

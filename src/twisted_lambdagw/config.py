@@ -25,6 +25,7 @@ BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
 INVOCATION_TYPES = ("RequestResponse", "Event")
 LOG_TYPES = ("None", "Tail")
+PRELUDE_MODES = ("auto", "always", "never")
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_AFFIX = re.compile(r"[A-Za-z0-9_-]{0,63}")
@@ -141,6 +142,10 @@ class RouteConfig:
     auth: str = "none"
     timeout: float = 30.0
     stream: bool = False
+    stream_idle_timeout: float = 30.0
+    """Streamed routes: the longest gap allowed between chunks once sending began."""
+    stream_prelude: str = "auto"
+    """Streamed routes: whether the stream starts with an HTTP prelude (auto/always/never)."""
     invocation_type: str = "RequestResponse"
     aws_access: str | None = None
     aws_secret: str | None = field(default=None, repr=False)
@@ -363,7 +368,8 @@ LOCAL_RESERVED_ENV = frozenset({
     "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
 })  # fmt: skip
 _ROUTE_KEYS = {
-    "backend", "format", "auth", "timeout", "stream", "invocation_type", "aws_access",
+    "backend", "format", "auth", "timeout", "stream", "stream_idle_timeout", "stream_prelude",
+    "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
     "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
@@ -659,6 +665,10 @@ class _Reader:
         fips, dualstack = self.endpoint_switches(
             s, aws.endpoint_url, aws.use_fips_endpoint, aws.use_dualstack_endpoint
         )
+        if not stream:
+            for key in ("stream_idle_timeout", "stream_prelude"):
+                if s.text(key):
+                    raise s.error(key, "has no effect without 'stream = yes'")
 
         return RouteConfig(
             prefix=prefix,
@@ -667,6 +677,8 @@ class _Reader:
             auth=auth_mode,
             timeout=s.duration("timeout", gateway.timeout),
             stream=stream,
+            stream_idle_timeout=s.duration("stream_idle_timeout", 30.0),
+            stream_prelude=s.choice("stream_prelude", PRELUDE_MODES, "auto"),
             invocation_type=invocation_type,
             aws_access=aws_access,
             aws_secret=aws_secret,

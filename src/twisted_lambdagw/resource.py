@@ -6,6 +6,8 @@ even looked at), resolve the function, build the event, invoke with the
 route's timeout, validate the whole reply, then write it once.  Every failure
 on the way is a L{GatewayError} answered with its status and a JSON body.
 If the client goes away, the invocation is cancelled and nothing is written.
+Routes with ``stream = yes`` hand the response to L{streaming} instead,
+which writes it as it arrives.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ from .errors import (
 from .exchange import Exchange, ExchangeObserver
 from .formats import EventFormat
 from .formats._common import HOP_BY_HOP
-from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult
+from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult, StreamingInvoker
 from .messages import IncomingRequest, Reply
 from .proxies import Origin, TrustedProxies
 from .routing import RouteTable, Target, resolve
+from .streaming import StreamSettings, serve_stream
 
 if TYPE_CHECKING:
     from .config import RouteConfig, TrustedProxy
@@ -156,8 +159,10 @@ class GatewayResource(Resource):
             method=request.method.decode("ascii", "replace"),
             path=request.path.decode("latin-1"),
         )
+        streamed = False
         try:
             reply = await self._serve(request, exchange, origin)
+            streamed = reply is None
         except CancelledError:
             if not gone:
                 raise
@@ -175,7 +180,10 @@ class GatewayResource(Resource):
             self.log.failure("error serving {uri}", uri=request.uri, request_id=request_id)
             exchange.outcome = "error"
             reply = error_reply(GatewayError(), request_id)
-        if reply is not None and not gone:
+        if streamed:
+            pass  # the stream relay wrote the response, or cut it
+        elif reply is not None and not gone:
+            exchange.first_byte = self._clock.seconds()
             write_reply(request, reply, request_id)
             exchange.status = reply.status
             exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
@@ -215,7 +223,10 @@ class GatewayResource(Resource):
             values(b"x-forwarded-port"),
         )
 
-    async def _serve(self, request: Request, exchange: Exchange, origin: Origin) -> Reply:
+    async def _serve(self, request: Request, exchange: Exchange, origin: Origin) -> Reply | None:
+        """
+        The reply to write, or None when it was streamed (already written).
+        """
         request_id = exchange.request_id
         if len(request.uri) > MAX_URI_LENGTH:
             raise URITooLong(detail=f"{len(request.uri)} bytes")
@@ -249,6 +260,9 @@ class GatewayResource(Resource):
             trace_id=request.getHeader("x-amzn-trace-id"),
             method=incoming.method,
         )
+        if route.stream and isinstance(binding.invoker, StreamingInvoker):
+            await self._stream(request, binding.invoker, call, route, exchange)
+            return None
         result = await self._invoke(binding.invoker, call, exchange)
         if call.invocation_type == "Event":
             return accepted_reply(request_id, result)
@@ -275,6 +289,28 @@ class GatewayResource(Resource):
         exchange.executed_version = result.executed_version
         exchange.function_error = result.function_error
         return result
+
+    async def _stream(
+        self,
+        request: Request,
+        invoker: StreamingInvoker,
+        call: InvokeCall,
+        route: RouteConfig,
+        exchange: Exchange,
+    ) -> None:
+        """
+        Relay a streamed invocation; it counts as in flight until it ends.
+        """
+        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
+            raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
+        self.in_flight += 1
+        exchange.invoke_started = self._clock.seconds()
+        settings = StreamSettings.for_route(route)
+        try:
+            await serve_stream(request, invoker, call, exchange, self._clock, settings)
+        finally:
+            self.in_flight -= 1
+            exchange.invoke_finished = self._clock.seconds()
 
     def _incoming(
         self,

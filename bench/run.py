@@ -440,6 +440,26 @@ def others_cpu_pct(before: Snapshot, after: Snapshot) -> float:
     return 100 * others / capacity if capacity > 0 else 0.0
 
 
+def wait_for_quiet(limit: float, busy_pct: float = 10.0) -> None:
+    """
+    Wait (up to ``limit`` seconds) for a second in which the machine is idle.
+
+    On a shared machine other work skews every row; between rows nothing of
+    the bench's is busy, so any CPU used now is someone else's.
+    """
+    deadline = time.monotonic() + limit
+    capacity = os.cpu_count() or 1
+    while True:
+        start = machine_busy()
+        time.sleep(1.0)
+        used = 100 * (machine_busy() - start) / capacity
+        if used < busy_pct:
+            return
+        if time.monotonic() >= deadline:
+            print(f"   the machine is still busy ({used:.0f}% CPU); measuring anyway", flush=True)
+            return
+
+
 def settle(root: int, limit: float = 5.0) -> Usage:
     """
     The tree's usage once it has stopped using CPU (work the run caused).
@@ -866,6 +886,7 @@ class Settings:
     tmp: Path
     fake_port: int
     fake_pid: int
+    quiet_wait: float = 0.0
 
     def duration(self, row: Row) -> float:
         return row.quick_duration if self.quick else row.duration
@@ -884,6 +905,8 @@ def run_row(
     duration = settings.duration(row)
     result = Result(row.name, row.description, row.connections, row.threads, duration)
     print(f"== {row.name}: {row.description}, -c{row.connections} -d{duration:g}s", flush=True)
+    if settings.quiet_wait > 0:
+        wait_for_quiet(settings.quiet_wait)
     profile_to = None
     if profile == "cprofile" and profile_stem is not None and row.kind == "gateway":
         profile_to = profile_stem.with_suffix(".pstats")
@@ -1213,6 +1236,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         choices=("py-spy", "cprofile"),
         help="py-spy flamegraph (default when py-spy is installed) or twistd's cProfile pstats",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each row, wait up to SECONDS for the machine to be idle (shared machines)",
+    )
     parser.add_argument("--list", action="store_true", help="print the rows and exit")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, configs)"
@@ -1256,7 +1286,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         try:
             fake_pid, fake_port = start_fake(procs, tmp, tools, fd_limit)
-            settings = Settings(args.quick, tools, tmp, fake_port, fake_pid)
+            settings = Settings(args.quick, tools, tmp, fake_port, fake_pid, args.quiet_wait)
             for row in rows:
                 results.append(run_row(row, settings, procs, profiler, stem))
         finally:

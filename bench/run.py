@@ -440,20 +440,22 @@ def others_cpu_pct(before: Snapshot, after: Snapshot) -> float:
     return 100 * others / capacity if capacity > 0 else 0.0
 
 
-def wait_for_quiet(limit: float, busy_pct: float = 10.0) -> None:
+def wait_for_quiet(limit: float, busy_pct: float = 10.0, quiet_for: int = 3) -> None:
     """
-    Wait (up to ``limit`` seconds) for a second in which the machine is idle.
+    Wait (up to ``limit`` seconds) for ``quiet_for`` idle seconds in a row.
 
     On a shared machine other work skews every row; between rows nothing of
     the bench's is busy, so any CPU used now is someone else's.
     """
     deadline = time.monotonic() + limit
     capacity = os.cpu_count() or 1
+    quiet = 0
     while True:
         start = machine_busy()
         time.sleep(1.0)
         used = 100 * (machine_busy() - start) / capacity
-        if used < busy_pct:
+        quiet = quiet + 1 if used < busy_pct else 0
+        if quiet >= quiet_for:
             return
         if time.monotonic() >= deadline:
             print(f"   the machine is still busy ({used:.0f}% CPU); measuring anyway", flush=True)
@@ -547,6 +549,17 @@ def git_rev() -> str:
     if git("status", "--porcelain", "--untracked-files=no", "--", "src", "twisted"):
         rev += "-dirty"
     return rev
+
+
+def gateway_rev() -> str:
+    """
+    The last commit that changed the gateway's code (src/, twisted/).
+    """
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%h %s", "--", "src", "twisted"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return out.stdout.strip() or "?"
 
 
 # --------------------------------------------------------------------------
@@ -1107,12 +1120,15 @@ def verdict(check: Check) -> str:
     return {True: "PASS", False: "FAIL", None: "-"}[check.passed]
 
 
+NOISY_PCT = 10.0
 QUICK_NOTE = " - QUICK (3 s runs, 8 s for the 10k row): for comparing, not for the issue"
 
 
 def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: str) -> str:
     lines = [
         f"# Benchmark {meta['date']} at {meta['git_rev']}",
+        "",
+        f"Gateway code as of {meta['gateway_rev']}.",
         "",
         f"`{meta['command']}` on {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['kernel']},"
         f" Python {meta['python']}, Twisted {meta['twisted']}, {meta['wrk']}, {meta['nginx']};"
@@ -1121,7 +1137,8 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
         "CPU and RSS are the server under test's (the fake's own for the fake rows), summed"
         " over its process tree; CPU per request is its utime+stime over the measured run"
         " divided by the requests wrk completed. Errors are wrk's socket errors (connect, read,"
-        " write, timeout) plus responses with status ≥ 400. Others' CPU is the share of the"
+        " write), replies later than wrk's timeout, requests still unanswered past the timeout"
+        " when the run ended, and replies with status ≥ 400. Others' CPU is the share of the"
         " machine's CPU used during the run by processes outside the bench (the server, the"
         " fake, wrk): above a few per cent, that row is noisy.",
         "",
@@ -1140,6 +1157,14 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
             f" | {r.p99_ms:.2f} | {fmt(r.cpu_ms_per_request, '.3f')} | {r.peak_rss_mb:.0f}"
             f" | {errors} | {r.others_cpu_pct:.0f}% |"
         )
+    noisy = [r.name for r in results if not r.skipped and r.others_cpu_pct > NOISY_PCT]
+    if noisy:
+        lines += [
+            "",
+            f"Other processes used more than {NOISY_PCT:.0f}% of the machine during"
+            f" {', '.join(noisy)}: their req/s and latencies understate the server, and their"
+            " CPU per request is less sure. Run again on an idle machine (or with --quiet-wait).",
+        ]
     lines += ["", "| measure | value | target | |", "|---|--:|--:|---|"]
     for c in checks({r.name: r for r in results}):
         lines.append(f"| {c.what} | {c.shown} | {c.target} | {verdict(c)} |")
@@ -1178,6 +1203,7 @@ def metadata(quick: bool, fd_limit: int, tools: Tools) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "git_rev": git_rev(),
+        "gateway_rev": gateway_rev(),
         "command": " ".join(["python bench/run.py", *sys.argv[1:]]),
         "quick": quick,
         "cpus": os.cpu_count(),

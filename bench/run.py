@@ -918,8 +918,6 @@ def run_row(
     duration = settings.duration(row)
     result = Result(row.name, row.description, row.connections, row.threads, duration)
     print(f"== {row.name}: {row.description}, -c{row.connections} -d{duration:g}s", flush=True)
-    if settings.quiet_wait > 0:
-        wait_for_quiet(settings.quiet_wait)
     profile_to = None
     if profile == "cprofile" and profile_stem is not None and row.kind == "gateway":
         profile_to = profile_stem.with_suffix(".pstats")
@@ -942,6 +940,8 @@ def run_row(
         pid, port, path = server.process.pid, server.port, server.path
     spy: subprocess.Popen[bytes] | None = None
     try:
+        if settings.quiet_wait > 0:
+            wait_for_quiet(settings.quiet_wait)  # the server is up and idle
         if row.warmup:
             wrk(settings.tools, procs, settings.tmp, port, path, row.connections,
                 row.threads, settings.warmup(), row.timeout, row.name + "-warmup")  # fmt: skip

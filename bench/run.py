@@ -61,6 +61,7 @@ INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 GATEWAY_PREFIX = "/lambda/"
 REQUEST_BODY = '{"hello":"world","n":1}'
 BACKLOG = 4096
+STATUS_PATH = "/nginx-status"  # the fake's request counter (bench/cpuprobe.py)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The fake's replies, one per event format, each a valid reply of that
@@ -615,6 +616,7 @@ http {{
         add_header x-amzn-RequestId $request_id always;
         add_header X-Amz-Executed-Version ${{dollar}}LATEST always;
         {"".join(locations)}
+        location = {STATUS_PATH} {{ stub_status; }}
         location / {{
             add_header x-amzn-ErrorType ResourceNotFoundException always;
             return 404 '{not_found}';
@@ -946,8 +948,8 @@ def run_row(
             wrk(settings.tools, procs, settings.tmp, port, path, row.connections,
                 row.threads, settings.warmup(), row.timeout, row.name + "-warmup")  # fmt: skip
             settle(pid, limit=3)
-        if profile == "py-spy" and profile_stem is not None and row.kind != "fake":
-            spy = start_py_spy(procs, settings.tmp, pid, duration, profile_stem)
+        if profile in PY_SPY_FORMATS and profile_stem is not None and row.kind != "fake":
+            spy = start_py_spy(procs, settings.tmp, pid, duration, profile_stem, profile)
         before = snapshot(pid, settings.fake_pid)
         numbers, text = wrk(settings.tools, procs, settings.tmp, port, path, row.connections,
                             row.threads, duration, row.timeout, row.name)  # fmt: skip
@@ -955,6 +957,8 @@ def run_row(
         after = snapshot(pid, settings.fake_pid)
         if spy is not None:
             finish_py_spy(procs, spy, duration)
+            if profile == "py-spy-text" and profile_stem is not None:
+                write_folded_summary(profile_stem.with_suffix(".folded"))
     finally:
         if not isinstance(server, int):
             procs.stop(server.process, grace=30 if profile_to else 10)
@@ -1002,17 +1006,71 @@ def summary_line(r: Result) -> str:
 # Profiling
 
 
+# py-spy's output format and file suffix for each --profiler that uses it.
+PY_SPY_FORMATS = {"py-spy": ("flamegraph", ".svg"), "py-spy-text": ("raw", ".folded")}
+
+
 def start_py_spy(
-    procs: Processes, tmp: Path, pid: int, duration: float, stem: Path
+    procs: Processes, tmp: Path, pid: int, duration: float, stem: Path, profiler: str = "py-spy"
 ) -> subprocess.Popen[bytes]:
     py_spy = py_spy_path()
     assert py_spy is not None
+    output, suffix = PY_SPY_FORMATS[profiler]
     argv = [
         py_spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "250",
-        "--duration", str(int(duration)), "--format", "flamegraph",
-        "-o", str(stem.with_suffix(".svg")),
+        "--duration", str(int(duration)), "--format", output,
+        "-o", str(stem.with_suffix(suffix)),
     ]  # fmt: skip
+    if profiler == "py-spy-text":
+        argv.append("--nonblocking")  # not paused to sample: costs it less CPU
     return procs.start(argv, tmp / "py-spy.out")
+
+
+# Innermost frames of threads waiting for work: py-spy does not always see
+# them as idle.
+IDLE_FRAMES = frozenset({"Condition.wait (threading.py)"})
+
+
+def folded_summary(lines: Sequence[str], top: int = 60) -> str:
+    """
+    The functions most often on CPU in py-spy's folded stacks: self and total.
+
+    Each line is ``frame;frame;...;frame COUNT`` (outermost first); "self"
+    counts the samples where the function was the innermost frame, "total"
+    those where it was anywhere on the stack (once per sample).  Samples of
+    idle pool threads are left out.
+    """
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = idle = 0
+    for line in lines:
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        if frames[-1] in IDLE_FRAMES:
+            idle += count
+            continue
+        samples += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    out = [f"{samples} samples ({idle} of idle threads left out)"]
+    for title, table in (("self", own), ("total", total)):
+        out += ["", f"{title:>6}  %   function"]
+        ranked = sorted(table.items(), key=lambda item: -item[1])[:top]
+        out += [f"{n:6d} {100 * n / max(samples, 1):5.1f}  {f}" for f, n in ranked]
+    return "\n".join(out) + "\n"
+
+
+def write_folded_summary(path: Path) -> None:
+    if not path.exists():
+        print(f"   py-spy wrote no {path}", flush=True)
+        return
+    text_path = path.with_suffix(".txt")
+    text_path.write_text(folded_summary(path.read_text(errors="replace").splitlines()))
+    print(f"   profile: {path} and {text_path}", flush=True)
 
 
 def finish_py_spy(procs: Processes, spy: subprocess.Popen[bytes], duration: float) -> None:
@@ -1259,8 +1317,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profiler",
-        choices=("py-spy", "cprofile"),
-        help="py-spy flamegraph (default when py-spy is installed) or twistd's cProfile pstats",
+        choices=(*PY_SPY_FORMATS, "cprofile"),
+        help="py-spy flamegraph (default when py-spy is installed), py-spy-text (folded"
+        " stacks and a summary of the top functions) or twistd's cProfile pstats",
     )
     parser.add_argument(
         "--quiet-wait",
@@ -1292,7 +1351,7 @@ def main(argv: Sequence[str]) -> int:
         profiler = args.profiler or ("py-spy" if py_spy_path() else "cprofile")
         if profiler == "cprofile" and rows[0].kind != "gateway":
             raise BenchError("--profiler cprofile works on gateway rows only")
-        if profiler == "py-spy" and py_spy_path() is None:
+        if profiler in PY_SPY_FORMATS and py_spy_path() is None:
             raise BenchError("py-spy is not installed (pip install py-spy)")
     tag = "-quick" if args.quick else ""
     if args.profile:

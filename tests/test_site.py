@@ -5,6 +5,7 @@ keep-alive and pipelining, on a memory reactor with a clock.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -157,3 +158,32 @@ class SiteAssemblyTests(SynchronousTestCase):
         """
         self.assertEqual(GatewayConfig().header_timeout, 10.0)
         self.assertEqual(GatewayConfig().idle_timeout, 60.0)
+
+
+class AccessLineTests(SynchronousTestCase):
+    """
+    twisted.web's combined-format access line per request is off unless asked for.
+    """
+
+    def served_with_log_file(self, twisted_access_log: bool) -> str:
+        gw = SiteUnderTest()
+        self.addCleanup(gw.stop)
+        log_file = io.StringIO()
+        gw.site.logFile = log_file
+        gw.site.twisted_access_log = twisted_access_log
+        connection = gw.connect()
+        connection.send(GET)
+        self.assertEqual(connection.statuses(), [200])
+        return log_file.getvalue()
+
+    def test_no_line_by_default(self) -> None:
+        """
+        A served request writes nothing to twisted.web's access log file.
+        """
+        self.assertEqual(self.served_with_log_file(False), "")
+
+    def test_line_when_asked(self) -> None:
+        """
+        With twisted_access_log set, twisted.web writes its usual line.
+        """
+        self.assertIn('"GET /lambda/fn HTTP/1.1" 200', self.served_with_log_file(True))

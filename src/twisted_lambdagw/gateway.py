@@ -41,6 +41,7 @@ from .invoker import Invoker
 from .local.invoker import LocalInvoker
 from .resource import Binding, GatewayResource
 from .site import GatewaySite
+from .upstream import persistent_pool
 
 
 def _thread_runner(reactor: Any) -> RunInThread[Any]:
@@ -84,10 +85,7 @@ def default_pool(reactor: Any, max_per_host: int = 1000) -> HTTPConnectionPool:
     The persistent pool for AWS calls: Lambda is one host per region, so keep
     many connections to it, and drop idle ones before Lambda's side does.
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = max_per_host
-    pool.cachedConnectionTimeout = 60
-    return pool
+    return persistent_pool(reactor, max_per_host, idle_timeout=60)
 
 
 def endpoint_spec(config: Config, route: RouteConfig) -> EndpointSpec:

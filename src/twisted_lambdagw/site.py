@@ -29,7 +29,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -183,7 +183,15 @@ class GatewaySite(Site):
 
     twisted.web error pages never show tracebacks here, and each HTTP/1.1
     connection is served by a L{GatewayChannel}.
+
+    twisted.web's own access log (a combined-format line per request through
+    the legacy log, which costs about as much as a whole invocation's
+    signing) is off unless ``twisted_access_log`` is set: the gateway keeps
+    its own access log.
     """
+
+    twisted_access_log = False
+    """Whether twisted.web writes its combined-format line for each request."""
 
     def __init__(
         self,
@@ -198,6 +206,10 @@ class GatewaySite(Site):
         self.requestFactory = request_factory(max_body_size)
         self.displayTracebacks = False
         self.header_timeout = header_timeout
+
+    def log(self, request: Request) -> None:
+        if self.twisted_access_log:
+            super().log(request)
 
     def protocol(self) -> _GenericHTTPChannelProtocol:
         # The generic protocol switches to HTTP/2 when ALPN chose it; the

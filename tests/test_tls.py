@@ -43,6 +43,7 @@ from twisted_lambdagw.resource import Binding, GatewayResource
 from twisted_lambdagw.site import GatewaySite
 from twisted_lambdagw.tap import Options, check_endpoints, makeService
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
+from twisted_lambdagw.upstream import lambda_client, persistent_pool
 
 from .gateway_fixtures import config_from
 from .loopback import real_reactor
@@ -430,6 +431,38 @@ class HTTPSLoopbackTests(TestCase):
         client = HTTPClient(Agent(self.reactor, contextFactory=BrowserLikePolicyForHTTPS()))
         with self.assertRaises(ResponseNeverReceived):
             await client.get(f"https://localhost:{port}/lambda/fn")
+        self.assertEqual(self.events, [])
+
+    async def lambda_client_get(self, policy: IPolicyForHTTPS | None, host: str) -> bytes:
+        """
+        GET the route through the gateway's own upstream client.
+        """
+        port = await self.start()
+        pool = persistent_pool(self.reactor, max_per_host=10)
+        self.addCleanup(pool.closeCachedConnections)
+        client = lambda_client(self.reactor, pool, tls=policy)
+        response = await client.get(f"https://{host}:{port}/lambda/fn")
+        self.assertEqual(response.code, 200)
+        body: bytes = await response.content()
+        return body
+
+    async def test_lambda_client_checks_certificates(self) -> None:
+        """
+        The upstream client, trusting the test CA, accepts the server's
+        certificate for its host name and for its IP address.
+        """
+        policy = TrustTestCA(self.pki.ca_pem)
+        self.assertEqual(await self.lambda_client_get(policy, "localhost"), b"secure hello")
+        self.assertEqual(await self.lambda_client_get(policy, "127.0.0.1"), b"secure hello")
+
+    async def test_lambda_client_untrusted_certificate_fails(self) -> None:
+        """
+        By default the upstream client trusts the public CAs only, as twisted.web's Agent does.
+        """
+        from twisted.web._newclient import ResponseNeverReceived
+
+        with self.assertRaises(ResponseNeverReceived):
+            await self.lambda_client_get(None, "127.0.0.1")
         self.assertEqual(self.events, [])
 
     async def test_http2_by_alpn(self) -> None:

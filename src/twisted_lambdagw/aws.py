@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import random
 import time
@@ -39,6 +40,7 @@ from urllib.parse import quote
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
+from hyperlink import EncodedURL
 from treq.content import content
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
@@ -83,6 +85,21 @@ def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = 
     if qualifier:
         url += "?Qualifier=" + quote(qualifier, safe=_SAFE)
     return url
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(
+    endpoint: str, function: str, qualifier: str | None, path: str
+) -> tuple[str, EncodedURL]:
+    """
+    The Invoke URL as text (what is signed) and parsed (what treq sends).
+
+    Cached: a gateway calls few functions many times, and parsing a URL
+    costs more than signing it.  Names come from clients, so the cache is
+    bounded.
+    """
+    url = invoke_url(endpoint, function, qualifier, path)
+    return url, EncodedURL.from_text(url)
 
 
 class _TimedSigV4Auth(SigV4Auth):
@@ -232,7 +249,7 @@ class AWSInvoker:
 
     async def invoke(self, call: InvokeCall) -> InvokeResult:
         started = self._now()
-        url = invoke_url(self._endpoint, call.function, call.qualifier)
+        url = _target(self._endpoint, call.function, call.qualifier, INVOKE_PATH)
         headers: dict[str, str] = {"X-Amz-Invocation-Type": call.invocation_type}
         if self._log_type == "Tail" and call.invocation_type == "RequestResponse":
             headers["X-Amz-Log-Type"] = "Tail"
@@ -280,7 +297,7 @@ class AWSInvoker:
         stream.  Nothing is retried: once sent, a streamed call may have run.
         """
         credentials = await self._credentials.frozen()
-        url = invoke_url(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+        url, parsed = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
         headers = {"X-Amz-Invocation-Type": "RequestResponse"}
         signed = sign(credentials, self._region, url, call.payload, headers, self._now())
         if call.trace_id:
@@ -288,7 +305,7 @@ class AWSInvoker:
         try:
             # unbuffered: treq would otherwise keep the whole body in memory.
             response: IResponse = await self._client.post(
-                url,
+                parsed,
                 data=call.payload,
                 headers={k: [v] for k, v in signed.items()},
                 unbuffered=True,
@@ -305,18 +322,23 @@ class AWSInvoker:
         return EventStreamResponse(response, call.function, call.request_id)
 
     async def _send(
-        self, call: InvokeCall, url: str, headers: dict[str, str], credentials: ReadOnlyCredentials
+        self,
+        call: InvokeCall,
+        target: tuple[str, EncodedURL],
+        headers: dict[str, str],
+        credentials: ReadOnlyCredentials,
     ) -> tuple[int, IResponse, bytes]:
         """
         One signed POST and its whole body; transport failures as L{_Transport}.
         """
+        url, parsed = target
         signed = sign(credentials, self._region, url, call.payload, headers, self._now())
         if call.trace_id:
             # Never signed (botocore leaves it out too): X-Ray may rewrite it.
             signed["X-Amzn-Trace-Id"] = call.trace_id
         try:
             response: IResponse = await self._client.post(
-                url, data=call.payload, headers={k: [v] for k, v in signed.items()}
+                parsed, data=call.payload, headers={k: [v] for k, v in signed.items()}
             )
         except Exception as e:
             if is_cancellation(e):

@@ -18,7 +18,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
 from .auth import BasicAuthenticator, basic_authenticator
 from .aws import AWSInvoker
@@ -41,7 +41,7 @@ from .invoker import Invoker
 from .local.invoker import LocalInvoker
 from .resource import Binding, GatewayResource
 from .site import GatewaySite
-from .upstream import persistent_pool
+from .upstream import lambda_client, persistent_pool
 
 
 def _thread_runner(reactor: Any) -> RunInThread[Any]:
@@ -173,12 +173,9 @@ class Gateway:
         self._reactor = reactor
         self.pool = pool
         if client is None:
-            from treq.client import HTTPClient
-
             if self.pool is None:
                 self.pool = default_pool(reactor, config.aws.max_connections)
-            agent = Agent(reactor, pool=self.pool, connectTimeout=config.aws.connect_timeout)
-            client = HTTPClient(agent)
+            client = lambda_client(reactor, self.pool, config.aws.connect_timeout)
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
         self._endpoints = check_aws_routes(config, endpoint_for)

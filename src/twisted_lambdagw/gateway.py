@@ -95,6 +95,8 @@ class Gateway:
     :param pool: the connection pool the default client uses; by default a
         new L{default_pool} on ``reactor``.  C{service} closes it on stop,
         whether it was given or made here.
+    :param worker_id: which of the gateway's processes this is, with
+        ``workers = N``: 0 for the parent, 1 to N-1 for the workers.
     """
 
     log = Logger()
@@ -108,8 +110,10 @@ class Gateway:
         pool: HTTPConnectionPool | None = None,
         run_in_thread: RunInThread[Any] | None = None,
         endpoint_for: Callable[[str, str | None], str] = resolve_endpoint,
+        worker_id: int = 0,
     ) -> None:
         self.config = config
+        self.worker_id = worker_id
         self._reactor = reactor
         self.pool = pool
         if client is None:

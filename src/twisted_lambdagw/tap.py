@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
@@ -19,6 +20,8 @@ from twisted.web.server import Site
 from .config import Config, ConfigError, load_config
 from .gateway import Gateway
 from .request import request_factory
+from .reuseport import check_workers
+from .workers import WorkerHandoff, listening_service
 
 SITE_TIMEOUT = 60.0
 
@@ -36,8 +39,6 @@ def check_endpoints(config: Config, reactor: Any) -> None:
     An ``ssl:`` endpoint reads its key and certificate here, so a missing
     file is reported now rather than after the daemon has started.
     """
-    from twisted.internet.endpoints import serverFromString
-
     for description in config.gateway.listen:
         try:
             serverFromString(reactor, description)
@@ -79,6 +80,7 @@ class Options(usage.Options):
                 gateway = replace(config.gateway, listen=tuple(self["listen"]))
                 config = replace(config, gateway=gateway)
             check_endpoints(config, reactor)
+            check_workers(config, serverFromString)
         except ConfigError as e:
             # twistd prints this object's usage text before the error line;
             # after a config error that text would only bury the one line
@@ -95,24 +97,34 @@ class Options(usage.Options):
 
 
 def makeService(
-    options: Options, reactor: Any = None, *, pool: HTTPConnectionPool | None = None
+    options: Options,
+    reactor: Any = None,
+    *,
+    pool: HTTPConnectionPool | None = None,
+    worker: WorkerHandoff | None = None,
 ) -> IService:
     """
     The gateway service: the listeners, and what owns the upstream pool.
 
     twistd passes only C{options}; C{reactor} and C{pool} (the upstream
     connection pool, closed when the service stops) are for embedding and
-    tests.
+    tests; C{worker} is what a worker process was handed (L{workers}).
     """
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
     assert config is not None, "the options were not parsed"
-    gateway = Gateway(config, reactor, pool=pool)
+    gateway = Gateway(config, reactor, pool=pool, worker_id=worker.worker_id if worker else 0)
     top = MultiService()
     gateway.service.setServiceParent(top)
     site = Site(gateway.resource, timeout=SITE_TIMEOUT)
     site.requestFactory = request_factory(config.gateway.max_body_size)
     site.displayTracebacks = False
+    if worker is not None or config.gateway.workers > 1:
+        listening = listening_service(
+            config, options, site, reactor, worker, endpoint_for=serverFromString
+        )
+        listening.setServiceParent(top)
+        return top
     for description in config.gateway.listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     return top

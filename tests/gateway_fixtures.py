@@ -40,10 +40,16 @@ class FakeAWSGateway:
     The real gateway, talking to a L{FakeLambda} through the real AWSInvoker.
 
     ``client`` drives the gateway's resource through a real Site; ``clock``
-    is the gateway's time, for timeouts.
+    is the gateway's time, for timeouts.  ``gateway_kwargs`` go to the
+    L{Gateway} (a thread runner for bcrypt, for instance).
     """
 
-    def __init__(self, routes: str, functions: Mapping[str, Handler] | None = None) -> None:
+    def __init__(
+        self,
+        routes: str,
+        functions: Mapping[str, Handler] | None = None,
+        **gateway_kwargs: Any,
+    ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.lambda_api = FakeLambda(functions)
@@ -53,7 +59,8 @@ class FakeAWSGateway:
             self.config,
             self.clock,
             client=self.lambda_client,
-            endpoint_for=lambda region, url: url or f"https://lambda.{region}.amazonaws.com",
+            endpoint_for=lambda spec: spec.url or f"https://lambda.{spec.region}.amazonaws.com",
+            **gateway_kwargs,
         )
         self.client: Any = StubTreq(self.gateway.resource)
 

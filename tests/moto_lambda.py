@@ -69,8 +69,9 @@ from botocore.config import Config
 DOCKERLESS_BODY_PREFIX = b"error running docker: "
 """How moto's payload starts when it cannot reach Docker to run a function."""
 
-PROVISIONING_CALLS = 6
-"""create_user, create_access_key, create_policy, attach_user_policy, create_role,
+PROVISIONING_CALLS = 8
+"""create_user, create_access_key, create_policy, attach_user_policy, create_role (the
+function's), create_role and attach_role_policy (the role the key may assume),
 create_function: moto lets exactly this many calls through unauthenticated."""
 
 _PROVISIONING_KEY_ID = "AKIAPROVISIONING0000"
@@ -85,7 +86,8 @@ _INVOKE_POLICY = {
             "Effect": "Allow",
             "Action": ["lambda:InvokeFunction", "lambda:Invoke"],
             "Resource": "*",
-        }
+        },
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"},
     ],
 }
 _LAMBDA_TRUST = {
@@ -110,6 +112,8 @@ class MotoLambda:
     secret_access_key: str
     function_name: str
     function_arn: str
+    role_arn: str
+    """A role the key may assume (its trust policy names the key's user) that may invoke."""
 
     def client(
         self,
@@ -362,7 +366,7 @@ class MotoLambdaServer:
         iam = provisioningClient("iam")
         lam = provisioningClient("lambda")
         userName = "lambdagw-invoker"
-        iam.create_user(UserName=userName)
+        user = iam.create_user(UserName=userName)["User"]
         key = iam.create_access_key(UserName=userName)["AccessKey"]
         policy = iam.create_policy(
             PolicyName="lambdagw-invoke", PolicyDocument=json.dumps(_INVOKE_POLICY)
@@ -371,6 +375,17 @@ class MotoLambdaServer:
         role = iam.create_role(
             RoleName="lambdagw-function", AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST)
         )
+        # moto checks a role's trust policy on AssumeRole: this one trusts the user.
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": user["Arn"]}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        assumed = iam.create_role(
+            RoleName="lambdagw-invoker-role", AssumeRolePolicyDocument=json.dumps(trust)
+        )
+        iam.attach_role_policy(RoleName="lambdagw-invoker-role", PolicyArn=policy["Policy"]["Arn"])
         function = lam.create_function(
             FunctionName=self.function_name,
             Runtime="python3.12",
@@ -389,6 +404,7 @@ class MotoLambdaServer:
             secret_access_key=key["SecretAccessKey"],
             function_name=self.function_name,
             function_arn=function["FunctionArn"],
+            role_arn=assumed["Role"]["Arn"],
         )
 
 

@@ -6,18 +6,11 @@ inherited sockets on a memory reactor.
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from treq.client import HTTPClient
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.ssl import Certificate
 from twisted.internet.testing import MemoryReactor
@@ -28,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twisted_lambdagw.config import ConfigError
+from twisted_lambdagw.listen import server_endpoint
 from twisted_lambdagw.reuseport import (
     AdoptedListeners,
     Listener,
@@ -38,6 +32,7 @@ from twisted_lambdagw.reuseport import (
 
 from .gateway_fixtures import config_from
 from .process_fixtures import temp_dir
+from .tls_fixtures import make_pki
 
 ROUTES = """
 [aws]
@@ -53,36 +48,6 @@ endpoint_url = http://127.0.0.1:1
 def gateway_config(*listen: str, workers: int = 2) -> Any:
     lines = "\n         ".join(listen)
     return config_from(f"[gateway]\nlisten = {lines}\nworkers = {workers}\n" + ROUTES)
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """
-    A throwaway key and certificate for localhost, as PEM files.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_file, cert_file = directory / "key.pem", directory / "cert.pem"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return key_file, cert_file
 
 
 def loopback(port: int = 0, backlog: int = 50) -> Listener:
@@ -104,7 +69,7 @@ class SharedListenersTests(SynchronousTestCase):
         A tcp: line gives its interface, port and backlog, without TLS.
         """
         config = gateway_config("tcp:8080:interface=127.0.0.1:backlog=77")
-        [listener] = shared_listeners(config, serverFromString)
+        [listener] = shared_listeners(config, server_endpoint)
         self.assertEqual(
             (listener.family, listener.interface, listener.port, listener.backlog),
             (socket.AF_INET, "127.0.0.1", 8080, 77),
@@ -118,7 +83,7 @@ class SharedListenersTests(SynchronousTestCase):
         A tcp6: line is an IPv6 listener, bound to a resolved IPv6 address.
         """
         config = gateway_config(r"tcp6:8081:interface=\:\:1")
-        [listener] = shared_listeners(config, serverFromString)
+        [listener] = shared_listeners(config, server_endpoint)
         self.assertEqual((listener.family, listener.interface), (socket.AF_INET6, "::1"))
         self.assertEqual(listener.address(8081)[:2], ("::1", 8081))
 
@@ -126,9 +91,9 @@ class SharedListenersTests(SynchronousTestCase):
         """
         An ssl: line keeps its context factory; its connections go through TLS to the site.
         """
-        key, cert = self_signed(temp_dir(self))
-        config = gateway_config(f"ssl:8443:interface=127.0.0.1:privateKey={key}:certKey={cert}")
-        [listener] = shared_listeners(config, serverFromString)
+        pki = make_pki(str(temp_dir(self)))
+        config = gateway_config(pki.endpoint(8443))
+        [listener] = shared_listeners(config, server_endpoint)
         self.assertEqual((listener.interface, listener.port), ("127.0.0.1", 8443))
         self.assertIsNotNone(listener.tls)
         site = Site(Resource())
@@ -141,7 +106,7 @@ class SharedListenersTests(SynchronousTestCase):
         Several lines give one listener each, in the config's order.
         """
         config = gateway_config("tcp:8080:interface=127.0.0.1", "tcp:9090")
-        listeners = shared_listeners(config, serverFromString)
+        listeners = shared_listeners(config, server_endpoint)
         self.assertEqual(
             [(x.interface, x.port) for x in listeners], [("127.0.0.1", 8080), ("", 9090)]
         )
@@ -152,7 +117,7 @@ class SharedListenersTests(SynchronousTestCase):
         """
         config = gateway_config("tcp:8080", "unix:/tmp/gw.sock")
         with self.assertRaises(ConfigError) as caught:
-            check_workers(config, serverFromString)
+            check_workers(config, server_endpoint)
         message = str(caught.exception)
         self.assertTrue(message.startswith("test.ini: [gateway] workers: 2 processes"), message)
         self.assertIn("'unix:/tmp/gw.sock'", message)
@@ -162,7 +127,7 @@ class SharedListenersTests(SynchronousTestCase):
         """
         With workers = 1 nothing is shared, so a unix: line is fine.
         """
-        check_workers(gateway_config("unix:/tmp/gw.sock", workers=1), serverFromString)
+        check_workers(gateway_config("unix:/tmp/gw.sock", workers=1), server_endpoint)
 
 
 class BindSharedTests(SynchronousTestCase):
@@ -286,9 +251,9 @@ class AdoptedTLSTests(TestCase):
         from twisted.internet import reactor as global_reactor
 
         reactor: Any = global_reactor
-        key, cert = self_signed(temp_dir(self))
-        config = gateway_config(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
-        [listener] = shared_listeners(config, serverFromString)
+        pki = make_pki(str(temp_dir(self)))
+        config = gateway_config(pki.endpoint())
+        [listener] = shared_listeners(config, server_endpoint)
         [sock] = bind_shared(listener, 1)
         port = sock.getsockname()[1]
         service = AdoptedListeners(
@@ -299,7 +264,7 @@ class AdoptedTLSTests(TestCase):
         self.addCleanup(service.stopService)
 
         pool = HTTPConnectionPool(reactor, persistent=False)
-        trust = Certificate.loadPEM(cert.read_bytes())
+        trust = Certificate.loadPEM(pki.ca_pem)
         agent = Agent(reactor, BrowserLikePolicyForHTTPS(trustRoot=trust), pool=pool)
         response = await HTTPClient(agent).get(f"https://localhost:{port}/")
         self.assertEqual(await response.content(), b"hello over TLS")

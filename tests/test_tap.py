@@ -24,6 +24,7 @@ from twisted.web.server import Site
 from zope.interface.verify import verifyObject
 
 from twisted_lambdagw import cli
+from twisted_lambdagw.credentials import CredentialsService
 from twisted_lambdagw.gateway import PoolService
 from twisted_lambdagw.request import GatewayRequest
 from twisted_lambdagw.tap import Options, makeService
@@ -191,14 +192,16 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The children are the pool's service, then one endpoint service per --listen.
+        The children are the gateway's (its pool's and its credentials'), then one
+        endpoint service per --listen.
         """
         self.assertTrue(verifyObject(IService, self.service))
         children = self.service.services
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
         assert isinstance(gateway_service, MultiService)
-        [pool_service] = gateway_service.services
+        pool_service, credentials_service = gateway_service.services
+        self.assertIsInstance(credentials_service, CredentialsService)
         assert isinstance(pool_service, PoolService)
         self.assertIs(pool_service.pool, self.pool)
         for child in children[1:]:
@@ -243,7 +246,7 @@ class MakeServiceTests(SynchronousTestCase):
         assert isinstance(service, MultiService)
         gateway_service = service.services[0]
         assert isinstance(gateway_service, MultiService)
-        [pool_service] = gateway_service.services
+        pool_service = gateway_service.services[0]
         assert isinstance(pool_service, PoolService)
         self.assertTrue(pool_service.pool.persistent)
         service.startService()

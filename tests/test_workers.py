@@ -18,7 +18,6 @@ from typing import Any, AnyStr
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import (
     CannotListenError,
     ConnectionLost,
@@ -44,6 +43,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from twisted_lambdagw.config import Config
+from twisted_lambdagw.listen import server_endpoint
 from twisted_lambdagw.reuseport import AdoptedListeners
 from twisted_lambdagw.tap import Options, makeService
 from twisted_lambdagw.worker_main import ParentWatch
@@ -242,7 +242,7 @@ class PoolHarness:
             {"config": "gw.ini", "listen": ["tcp:0"], "reactor": object()},
             self.site,
             self.reactor,
-            endpoint_for=serverFromString,
+            endpoint_for=server_endpoint,
             spawner=self.spawner,
             observer=self.events.append,
             give_up=lambda: self.gave_up.append(True),

@@ -3,46 +3,83 @@ Lambda's Invoke API over treq, signed by botocore.
 
 botocore does the signing (SigV4) and the endpoint resolution, because those
 are the parts AWS changes and botocore tracks; treq does the sending, on the
-reactor, through one persistent connection pool.  Nothing here blocks:
-credential lookups that may touch the network run in a thread.
+reactor, through one persistent connection pool shared by every route.
+Nothing here blocks: credentials come from L{CredentialSource}, which keeps
+botocore's blocking refreshes in threads.
+
+What the invoker promises, beyond signing:
+
+  - A call that may have reached the function is never sent twice, unless
+    the route says ``retry_idempotent`` and the client's method is GET,
+    HEAD or OPTIONS.  A connection that failed before the request went out
+    (refused, DNS, connect timeout) is retried once, re-signed, for any
+    method; so is a call refused for an expired session token, after a
+    forced credential refresh.  Idempotent calls also retry 429 and 5xx
+    answers and dropped connections, with jittered backoff and Lambda's
+    ``Retry-After``, only while the route's timeout leaves room.
+  - Lambda's own payload is always JSON, so a 200 whose body is empty or not
+    JSON is an upstream fault (502), never passed on as a reply.
+  - Refusals are logged with their error type, message and
+    ``x-amzn-RequestId``; function errors with the decoded log tail when the
+    route asks for one (``log_type = Tail``).  Neither reaches the client.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.credentials import ReadOnlyCredentials
 from treq.content import content
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.http_headers import Headers
+from twisted.web._newclient import RequestNotSent
 from twisted.web.iweb import IResponse
 
-from .errors import InvokeFailed, PayloadTooLarge, Throttled
+from .aws_errors import Refusal, error_code, error_message, header
+from .aws_stream import EventStreamResponse
+from .credentials import CredentialSource, RunInThread
+from .errors import InvokeFailed
 from .invoker import InvokeCall, InvokeResult
 
-T = TypeVar("T")
-RunInThread = Callable[[Callable[[], T]], Deferred[T]]
+__all__ = [
+    "AWSInvoker",
+    "CredentialSource",
+    "RunInThread",
+    "error_code",
+    "error_message",
+    "invoke_url",
+    "is_cancellation",
+    "sign",
+]
 
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INVOKE_PATH = "/2015-03-31/functions/{}/invocations"
+STREAM_PATH = "/2021-11-15/functions/{}/response-streaming-invocations"
 _SAFE = "-_.~"
 
 
-def invoke_url(endpoint: str, function: str, qualifier: str | None) -> str:
+def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = INVOKE_PATH) -> str:
     """
     The Invoke URL, encoded exactly as botocore encodes it.
 
     The function name is a URI label: ``:`` in an ARN becomes ``%3A``.  The
-    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.
+    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.  C{path} is
+    L{STREAM_PATH} for InvokeWithResponseStream, which takes the same.
     """
-    url = endpoint.rstrip("/") + INVOKE_PATH.format(quote(function, safe=_SAFE))
+    url = endpoint.rstrip("/") + path.format(quote(function, safe=_SAFE))
     if qualifier:
         url += "?Qualifier=" + quote(qualifier, safe=_SAFE)
     return url
@@ -87,127 +124,6 @@ def sign(
     return {str(k): str(v) for k, v in request.headers.items()}
 
 
-class CredentialSource:
-    """
-    Credentials for signing, from static keys or botocore's default chain.
-
-    The chain may probe the instance metadata service or call STS, which is
-    blocking network I/O, so it is resolved in a thread once, and refreshed
-    in a thread when botocore says it is due.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        run_in_thread: RunInThread[Any],
-        *,
-        static: ReadOnlyCredentials | None = None,
-        resolve: Callable[[], Credentials | None] | None = None,
-    ) -> None:
-        self._run_in_thread = run_in_thread
-        self._resolve = resolve
-        self._credentials: Credentials | None = None
-        self._static = static
-        self._waiting: list[Deferred[Credentials | None]] | None = None
-
-    @classmethod
-    def from_keys(
-        cls, access_key: str, secret_key: str, token: str | None = None
-    ) -> CredentialSource:
-        """
-        A source of fixed keys; nothing to resolve, nothing to refresh.
-        """
-
-        def no_threads(f: Callable[[], Any]) -> Deferred[Any]:
-            raise AssertionError("static credentials never need a thread")
-
-        return cls(no_threads, static=ReadOnlyCredentials(access_key, secret_key, token, None))
-
-    async def frozen(self) -> ReadOnlyCredentials:
-        """
-        Current credentials; raises L{InvokeFailed} when there are none.
-        """
-        if self._static is not None:
-            return self._static
-        credentials = self._credentials
-        if credentials is None:
-            credentials = await self._resolved()
-            if credentials is None:
-                raise InvokeFailed(detail="no AWS credentials found in the default chain")
-        refresh_needed = getattr(credentials, "refresh_needed", None)
-        if refresh_needed is not None and refresh_needed():
-            frozen: ReadOnlyCredentials = await self._run_in_thread(
-                credentials.get_frozen_credentials
-            )
-            return frozen
-        result: ReadOnlyCredentials = credentials.get_frozen_credentials()
-        return result
-
-    def _resolved(self) -> Deferred[Credentials | None]:
-        waiter: Deferred[Credentials | None] = Deferred()
-        if self._waiting is not None:
-            self._waiting.append(waiter)
-            return waiter
-        self._waiting = [waiter]
-        assert self._resolve is not None
-        lookup: Deferred[Credentials | None] = self._run_in_thread(self._resolve)
-
-        def deliver(result: Any) -> None:
-            waiting, self._waiting = self._waiting or [], None
-            if isinstance(result, Credentials):
-                self._credentials = result
-                if getattr(result, "method", None):
-                    self.log.info("AWS credentials from {method}", method=result.method)
-            elif not isinstance(result, Exception) and result is not None:
-                result = None
-            for d in waiting:
-                if isinstance(result, Exception):
-                    d.errback(result)
-                else:
-                    d.callback(result)
-
-        def failed(failure: Any) -> None:
-            self.log.failure("resolving AWS credentials failed", failure)
-            deliver(InvokeFailed(detail="resolving AWS credentials failed"))
-
-        lookup.addCallbacks(deliver, failed)
-        return waiter
-
-
-def error_code(headers: Headers, document: object, status: int) -> str:
-    """
-    The AWS error code of a failed call, derived as botocore derives it.
-
-    The ``x-amzn-ErrorType`` header first, then ``__type``/``code`` in the
-    body, then the status; the part before the first ``:`` and after the
-    last ``#`` is the code.
-    """
-    raw: object = None
-    values = headers.getRawHeaders(b"x-amzn-errortype")
-    if values:
-        raw = values[0].decode("latin-1")
-    elif isinstance(document, dict):
-        raw = document.get("__type") or document.get("code") or document.get("Code")
-    if not isinstance(raw, str) or not raw:
-        return str(status)
-    return raw.split(":", 1)[0].rsplit("#", 1)[-1]
-
-
-def error_message(document: object) -> str:
-    if isinstance(document, dict):
-        for key in ("Message", "message", "errorMessage"):
-            value = document.get(key)
-            if isinstance(value, str):
-                return value
-    return ""
-
-
-def _header(headers: Headers, name: bytes) -> str | None:
-    values = headers.getRawHeaders(name)
-    return values[-1].decode("latin-1") if values else None
-
-
 def is_cancellation(error: BaseException) -> bool:
     """
     Whether a failure from treq was caused by cancelling the request.
@@ -216,7 +132,7 @@ def is_cancellation(error: BaseException) -> bool:
     the caller needs a plain CancelledError so timeouts and client
     disconnects are told apart from a broken upstream.
     """
-    if isinstance(error, CancelledError):
+    if isinstance(error, CancelledError | ConnectingCancelledError):
         return True
     reasons = getattr(error, "reasons", None)
     if reasons:
@@ -224,87 +140,15 @@ def is_cancellation(error: BaseException) -> bool:
     return False
 
 
-class AWSInvoker:
+def not_sent(error: BaseException) -> bool:
     """
-    Invokes functions in one region through Lambda's Invoke API.
+    Whether a failure from treq happened before any byte of the request left.
 
-    :param client: a treq HTTPClient over a persistent pool, shared by every
-        route; the service that owns the pool closes it on shutdown.
+    Refused connections, failed DNS lookups and connect timeouts (all
+    ConnectError but the DNS one) and a pooled connection found closed
+    before writing; a reset after sending is none of these.
     """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        client: Any,
-        credentials: CredentialSource,
-        region: str,
-        endpoint: str,
-        now: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._credentials = credentials
-        self._region = region
-        self._endpoint = endpoint
-        self._now = now
-
-    async def invoke(self, call: InvokeCall) -> InvokeResult:
-        credentials = await self._credentials.frozen()
-        url = invoke_url(self._endpoint, call.function, call.qualifier)
-        headers: dict[str, str] = {"X-Amz-Invocation-Type": call.invocation_type}
-        signed = sign(credentials, self._region, url, call.payload, headers, self._now())
-        if call.trace_id:
-            signed["X-Amzn-Trace-Id"] = call.trace_id
-        try:
-            response: IResponse = await self._client.post(
-                url, data=call.payload, headers={k: [v] for k, v in signed.items()}
-            )
-            body: bytes = await content(response)
-        except Exception as e:
-            if is_cancellation(e):
-                raise CancelledError() from None
-            raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
-        return self._result(call, response, body)
-
-    def _result(self, call: InvokeCall, response: IResponse, body: bytes) -> InvokeResult:
-        headers = response.headers
-        aws_request_id = _header(headers, b"x-amzn-requestid")
-        if response.code in (200, 202, 204):
-            return InvokeResult(
-                payload=body,
-                status=response.code,
-                function_error=_header(headers, b"x-amz-function-error"),
-                aws_request_id=aws_request_id,
-                executed_version=_header(headers, b"x-amz-executed-version"),
-                log_result=_header(headers, b"x-amz-log-result"),
-            )
-        try:
-            document: object = json.loads(body) if body else None
-        except ValueError:
-            document = None
-        code = error_code(headers, document, response.code)
-        message = error_message(document)
-        self.log.warn(
-            "Lambda refused to invoke {function}: {status} {code}: {message}"
-            " (aws_request_id={aws_request_id})",
-            function=call.function,
-            status=response.code,
-            code=code,
-            message=message,
-            aws_request_id=aws_request_id,
-            request_id=call.request_id,
-        )
-        detail = f"{response.code} {code}: {message}"
-        if response.code == 429:
-            raise Throttled(
-                detail=detail,
-                code=code,
-                aws_request_id=aws_request_id,
-                retry_after=_header(headers, b"retry-after"),
-            )
-        if response.code == 413:
-            raise PayloadTooLarge(detail=detail, code=code, aws_request_id=aws_request_id)
-        raise InvokeFailed(detail=detail, code=code, aws_request_id=aws_request_id)
+    return isinstance(error, ConnectError | DNSLookupError | RequestNotSent)
 
 
 def _describe(error: BaseException) -> str:
@@ -314,25 +158,282 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def resolve_endpoint(region: str, endpoint_url: str | None = None) -> str:
+def decode_log_tail(log_result: str | None) -> str | None:
     """
-    The Lambda endpoint for a region, from botocore's endpoint rules.
-
-    Loading the rules takes tens of milliseconds, so this runs once per
-    region at startup, never per request.
+    The function's log tail from ``X-Amz-Log-Result`` (base64), as text.
     """
-    if endpoint_url:
-        return endpoint_url.rstrip("/")
-    import botocore.session
+    if not log_result:
+        return None
+    try:
+        raw = base64.b64decode(log_result, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.decode("utf-8", "replace")
 
-    session = botocore.session.Session()
-    # Endpoint rules need no credentials; placeholders keep botocore from
-    # searching the credential chain, which may block on the network.
-    placeholder = "endpoint-lookup-only"
-    client = session.create_client(
-        "lambda",
-        region_name=region,
-        aws_access_key_id=placeholder,
-        aws_secret_access_key=placeholder,
-    )
-    return str(client.meta.endpoint_url)
+
+class _Transport(Exception):
+    """
+    The HTTP exchange itself failed; ``sent`` says whether the request may have gone out.
+    """
+
+    def __init__(self, reason: str, sent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+
+
+class AWSInvoker:
+    """
+    Invokes functions in one region through Lambda's Invoke API.
+
+    :param client: a treq HTTPClient over a persistent pool, shared by every
+        route; the service that owns the pool closes it on shutdown.
+    :param now: the time signatures carry; by default C{clock}'s.
+    :param clock: for retry backoff; without it nothing is retried after a
+        wait (the one immediate retry of an unsent request still happens).
+    :param log_type: ``Tail`` asks Lambda for the last 4 KB of the log of
+        synchronous calls, to log with function errors.
+    :param retry_idempotent: retry GET, HEAD and OPTIONS calls that failed
+        in a way worth retrying, up to C{max_attempts} in all.
+    :param jitter: uniform in [0, 1), to spread retries out.
+    """
+
+    log = Logger()
+
+    max_attempts = 3
+    backoff_base = 0.05
+    """Seconds before the second attempt (half of it, plus up to as much again)."""
+    backoff_cap = 1.0
+
+    def __init__(
+        self,
+        client: Any,
+        credentials: CredentialSource,
+        region: str,
+        endpoint: str,
+        now: Callable[[], float] | None = None,
+        *,
+        clock: IReactorTime | None = None,
+        log_type: str = "None",
+        retry_idempotent: bool = False,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._credentials = credentials
+        self._region = region
+        self._endpoint = endpoint
+        if now is None:
+            now = clock.seconds if clock is not None else time.time
+        self._now = now
+        self._clock = clock
+        self._log_type = log_type
+        self._retry_idempotent = retry_idempotent
+        self._jitter = jitter
+
+    async def invoke(self, call: InvokeCall) -> InvokeResult:
+        started = self._now()
+        url = invoke_url(self._endpoint, call.function, call.qualifier)
+        headers: dict[str, str] = {"X-Amz-Invocation-Type": call.invocation_type}
+        if self._log_type == "Tail" and call.invocation_type == "RequestResponse":
+            headers["X-Amz-Log-Type"] = "Tail"
+        idempotent = self._retry_idempotent and call.method.upper() in IDEMPOTENT_METHODS
+        attempt = 0
+        resent_unsent = refreshed = False
+        while True:
+            attempt += 1
+            credentials = await self._credentials.frozen()
+            try:
+                status, response, body = await self._send(call, url, headers, credentials)
+            except _Transport as failure:
+                if not failure.sent and not resent_unsent:
+                    resent_unsent = True
+                    self._log_retry(call, attempt, failure.reason, 0.0)
+                    continue
+                if idempotent and await self._backoff(call, started, attempt, failure.reason):
+                    continue
+                raise InvokeFailed(
+                    detail=f"calling {call.function}: {failure.reason} (attempt {attempt})"
+                ) from None
+            if 200 <= status < 300:
+                return self._result(call, response, body)
+            refusal = Refusal.parse(status, response.headers, body)
+            self._log_refusal(call, refusal)
+            if refusal.expired_token and not refreshed:
+                refreshed = True
+                if await self._credentials.refreshed(credentials) is not None:
+                    self._log_retry(call, attempt, "credentials refreshed", 0.0)
+                    continue
+            if (
+                idempotent
+                and refusal.retryable
+                and await self._backoff(call, started, attempt, refusal.code, refusal.retry_after)
+            ):
+                continue
+            raise refusal.error()
+
+    async def invoke_stream(self, call: InvokeCall) -> EventStreamResponse:
+        """
+        Call InvokeWithResponseStream; return once Lambda has started streaming.
+
+        Refusals (any status but 200) are classified and logged exactly as for
+        Invoke.  The body is not read here: the caller starts the returned
+        stream.  Nothing is retried: once sent, a streamed call may have run.
+        """
+        credentials = await self._credentials.frozen()
+        url = invoke_url(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+        headers = {"X-Amz-Invocation-Type": "RequestResponse"}
+        signed = sign(credentials, self._region, url, call.payload, headers, self._now())
+        if call.trace_id:
+            signed["X-Amzn-Trace-Id"] = call.trace_id
+        try:
+            # unbuffered: treq would otherwise keep the whole body in memory.
+            response: IResponse = await self._client.post(
+                url,
+                data=call.payload,
+                headers={k: [v] for k, v in signed.items()},
+                unbuffered=True,
+            )
+            body = b"" if response.code == 200 else await content(response)
+        except Exception as e:
+            if is_cancellation(e):
+                raise CancelledError() from None
+            raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
+        if response.code != 200:
+            refusal = Refusal.parse(response.code, response.headers, body)
+            self._log_refusal(call, refusal)
+            raise refusal.error()
+        return EventStreamResponse(response, call.function, call.request_id)
+
+    async def _send(
+        self, call: InvokeCall, url: str, headers: dict[str, str], credentials: ReadOnlyCredentials
+    ) -> tuple[int, IResponse, bytes]:
+        """
+        One signed POST and its whole body; transport failures as L{_Transport}.
+        """
+        signed = sign(credentials, self._region, url, call.payload, headers, self._now())
+        if call.trace_id:
+            # Never signed (botocore leaves it out too): X-Ray may rewrite it.
+            signed["X-Amzn-Trace-Id"] = call.trace_id
+        try:
+            response: IResponse = await self._client.post(
+                url, data=call.payload, headers={k: [v] for k, v in signed.items()}
+            )
+        except Exception as e:
+            if is_cancellation(e):
+                raise CancelledError() from None
+            raise _Transport(_describe(e), sent=not not_sent(e)) from None
+        try:
+            body: bytes = await content(response)
+        except Exception as e:
+            if is_cancellation(e):
+                raise CancelledError() from None
+            raise _Transport(_describe(e), sent=True) from None
+        return response.code, response, body
+
+    async def _backoff(
+        self,
+        call: InvokeCall,
+        started: float,
+        attempt: int,
+        reason: str,
+        retry_after: str | None = None,
+    ) -> bool:
+        """
+        Wait before another attempt, if one is allowed and fits in the timeout.
+        """
+        if self._clock is None or attempt >= self.max_attempts:
+            return False
+        base = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        delay = base / 2 + self._jitter() * base / 2
+        if retry_after is not None:
+            delay = max(delay, float(retry_after))
+        if self._now() - started + delay >= call.timeout:
+            return False
+        self._log_retry(call, attempt, reason, delay)
+        await deferLater(self._clock, delay)
+        return True
+
+    def _log_retry(self, call: InvokeCall, attempt: int, reason: str, delay: float) -> None:
+        self.log.info(
+            "retrying {function} after attempt {attempt} ({reason}) in {delay:.3f}s",
+            function=call.function,
+            attempt=attempt,
+            reason=reason,
+            delay=delay,
+            request_id=call.request_id,
+        )
+
+    def _log_refusal(self, call: InvokeCall, refusal: Refusal) -> None:
+        if refusal.clock_skew:
+            self.log.error(
+                "Lambda refused to invoke {function}: the request's signing time is off"
+                " ({code}: {error_message}); check this host's clock (NTP)"
+                " (aws_request_id={aws_request_id})",
+                function=call.function,
+                status=refusal.status,
+                code=refusal.code,
+                error_message=refusal.message,
+                aws_request_id=refusal.aws_request_id,
+                request_id=call.request_id,
+            )
+            return
+        self.log.warn(
+            "Lambda refused to invoke {function}: {status} {code}: {error_message}"
+            " (aws_request_id={aws_request_id})",
+            function=call.function,
+            status=refusal.status,
+            code=refusal.code,
+            error_message=refusal.message,
+            aws_request_id=refusal.aws_request_id,
+            request_id=call.request_id,
+        )
+
+    def _result(self, call: InvokeCall, response: IResponse, body: bytes) -> InvokeResult:
+        headers = response.headers
+        result = InvokeResult(
+            payload=body,
+            status=response.code,
+            function_error=header(headers, b"x-amz-function-error"),
+            aws_request_id=header(headers, b"x-amzn-requestid"),
+            executed_version=header(headers, b"x-amz-executed-version"),
+            log_result=header(headers, b"x-amz-log-result"),
+        )
+        if result.function_error is not None:
+            tail = decode_log_tail(result.log_result)
+            if tail is not None:
+                self.log.warn(
+                    "function {function} failed ({kind}); its log ends with:\n{log_tail}",
+                    function=call.function,
+                    kind=result.function_error,
+                    log_tail=tail,
+                    aws_request_id=result.aws_request_id,
+                    request_id=call.request_id,
+                )
+        elif call.invocation_type == "RequestResponse" and response.code == 200:
+            problem = _not_json(body)
+            if problem is not None:
+                self.log.warn(
+                    "Lambda answered {function} with {problem} (aws_request_id={aws_request_id})",
+                    function=call.function,
+                    problem=problem,
+                    aws_request_id=result.aws_request_id,
+                    request_id=call.request_id,
+                )
+                raise InvokeFailed(
+                    detail=f"{call.function}: 200 with {problem}",
+                    aws_request_id=result.aws_request_id,
+                )
+        return result
+
+
+def _not_json(body: bytes) -> str | None:
+    """
+    Why a synchronous result is not a JSON document, or None when it is one.
+    """
+    if not body.strip():
+        return "an empty body"
+    try:
+        json.loads(body)
+    except ValueError:
+        return f"a body that is not JSON ({len(body)} bytes)"
+    return None

@@ -9,6 +9,7 @@ key, because that line is all an operator sees when startup refuses to go on.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import shutil
@@ -18,10 +19,13 @@ from dataclasses import dataclass, field
 
 from .routing import HeaderTemplate, parse_glob, parse_header_template
 
+TLS_VERSIONS = ("1.2", "1.3")
 FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
 BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
 INVOCATION_TYPES = ("RequestResponse", "Event")
+LOG_TYPES = ("None", "Tail")
+PRELUDE_MODES = ("auto", "always", "never")
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_AFFIX = re.compile(r"[A-Za-z0-9_-]{0,63}")
@@ -31,6 +35,9 @@ FUNCTION_ARN = re.compile(
     r":function:(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
 )
 REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+-\d+")
+ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>b|kb|mb|gb|kib|mib|gib)?", re.IGNORECASE)
 DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?", re.IGNORECASE)
 TRUE = frozenset({"1", "yes", "true", "on"})
@@ -49,6 +56,10 @@ class ConfigError(Exception):
     """
 
 
+TrustedProxy = ipaddress.IPv4Network | ipaddress.IPv6Network | str
+"""An address or network, or the word ``unix`` for Unix socket peers."""
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
@@ -60,6 +71,13 @@ class GatewayConfig:
     max_in_flight: int = 10000
     drain_timeout: float = 30.0
     workers: int = 1
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's headers, from its first byte."""
+    idle_timeout: float = 60.0
+    """Seconds an open connection may stay silent between requests."""
+    trusted_proxies: tuple[TrustedProxy, ...] = ()
+    """Peers whose X-Forwarded-For/-Proto/-Port are believed; ``unix`` is a Unix socket."""
+    tls_min_version: str = "1.2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +88,13 @@ class AWSConfig:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     endpoint_url: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    role_session_name: str = "lambdagw"
+    use_fips_endpoint: bool = False
+    use_dualstack_endpoint: bool = False
+    max_connections: int = 1000
+    connect_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +131,9 @@ class RouteConfig:
     ``prefix`` always ends in ``/``: ``/lambda`` and ``/lambda/`` are one
     prefix.  ``region`` is the region the route's calls go to, already
     resolved from the route, ``[aws]``, the environment or the profile (or
-    the ARN in ``single``); it is None only for local routes.
+    the ARN in ``single``); it is None only for local routes.  ``role_arn``
+    and the endpoint switches are resolved the same way: the route's own
+    value, else ``[aws]``'s.
     """
 
     prefix: str
@@ -115,6 +142,10 @@ class RouteConfig:
     auth: str = "none"
     timeout: float = 30.0
     stream: bool = False
+    stream_idle_timeout: float = 30.0
+    """Streamed routes: the longest gap allowed between chunks once sending began."""
+    stream_prelude: str = "auto"
+    """Streamed routes: whether the stream starts with an HTTP prelude (auto/always/never)."""
     invocation_type: str = "RequestResponse"
     aws_access: str | None = None
     aws_secret: str | None = field(default=None, repr=False)
@@ -128,6 +159,13 @@ class RouteConfig:
     single: str | None = None
     strip_path_prefix: bool = False
     header_upstream: tuple[HeaderTemplate, ...] = ()
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    role_session_name: str = "lambdagw"
+    use_fips_endpoint: bool = False
+    use_dualstack_endpoint: bool = False
+    retry_idempotent: bool = False
+    log_type: str = "None"
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,10 +346,14 @@ class _Section:
 
 _GATEWAY_KEYS = {
     "listen", "max_body_size", "timeout", "access_log", "health_path", "metrics_path",
-    "max_in_flight", "drain_timeout", "workers",
+    "max_in_flight", "drain_timeout", "workers", "header_timeout", "idle_timeout",
+    "trusted_proxies", "tls_min_version",
 }  # fmt: skip
+_ROLE_KEYS = {"role_arn", "external_id", "role_session_name"}
+_ENDPOINT_SWITCHES = ("use_fips_endpoint", "use_dualstack_endpoint")
 _AWS_KEYS = {
     "region", "profile", "access_key_id", "secret_access_key", "session_token", "endpoint_url",
+    "max_connections", "connect_timeout", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
 }  # fmt: skip
 _AUTH_KEYS = {"realm", "users_file"}
 _LOCAL_KEYS = {
@@ -326,9 +368,11 @@ LOCAL_RESERVED_ENV = frozenset({
     "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
 })  # fmt: skip
 _ROUTE_KEYS = {
-    "backend", "format", "auth", "timeout", "stream", "invocation_type", "aws_access",
+    "backend", "format", "auth", "timeout", "stream", "stream_idle_timeout", "stream_prelude",
+    "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
+    "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
 }  # fmt: skip
 
 
@@ -377,7 +421,23 @@ class _Reader:
             max_in_flight=s.integer("max_in_flight", default.max_in_flight),
             drain_timeout=s.duration("drain_timeout", default.drain_timeout),
             workers=s.integer("workers", default.workers),
+            header_timeout=s.duration("header_timeout", default.header_timeout),
+            idle_timeout=s.duration("idle_timeout", default.idle_timeout),
+            trusted_proxies=self.trusted_proxies(s),
+            tls_min_version=s.choice("tls_min_version", TLS_VERSIONS, default.tls_min_version),
         )
+
+    def trusted_proxies(self, s: _Section) -> tuple[TrustedProxy, ...]:
+        proxies: list[TrustedProxy] = []
+        for word in s.words("trusted_proxies"):
+            if word == "unix":
+                proxies.append(word)
+                continue
+            try:
+                proxies.append(ipaddress.ip_network(word, strict=True))
+            except ValueError as e:
+                raise s.error("trusted_proxies", f"not an IP address or network: {e}") from None
+        return tuple(proxies)
 
     def read_aws(self) -> AWSConfig:
         s = self.section("aws", _AWS_KEYS)
@@ -391,6 +451,9 @@ class _Reader:
         endpoint_url = s.text("endpoint_url")
         if endpoint_url is not None and not re.fullmatch(r"https?://[^\s/]+/?", endpoint_url):
             raise s.error("endpoint_url", f"not an http(s) URL with no path: {endpoint_url!r}")
+        default = AWSConfig()
+        role_arn, external_id, session_name = self.role(s, default.role_session_name)
+        fips, dualstack = self.endpoint_switches(s, endpoint_url, False, False)
         return AWSConfig(
             region=region,
             profile=s.text("profile"),
@@ -398,7 +461,51 @@ class _Reader:
             secret_access_key=secret,
             session_token=s.text("session_token"),
             endpoint_url=endpoint_url.rstrip("/") if endpoint_url else None,
+            role_arn=role_arn,
+            external_id=external_id,
+            role_session_name=session_name,
+            use_fips_endpoint=fips,
+            use_dualstack_endpoint=dualstack,
+            max_connections=s.integer("max_connections", default.max_connections),
+            connect_timeout=s.duration("connect_timeout", default.connect_timeout),
         )
+
+    def role(self, s: _Section, default_session_name: str) -> tuple[str | None, str | None, str]:
+        """
+        ``role_arn``, ``external_id`` and ``role_session_name`` of a section.
+        """
+        role_arn = s.text("role_arn")
+        if role_arn is not None and not ROLE_ARN.fullmatch(role_arn):
+            raise s.error("role_arn", f"not an IAM role ARN: {role_arn!r}")
+        external_id = s.text("external_id")
+        session_name = s.text("role_session_name")
+        for key, value in (("external_id", external_id), ("role_session_name", session_name)):
+            if value is not None and role_arn is None:
+                raise s.error(key, "needs role_arn in the same section")
+        if external_id is not None and not EXTERNAL_ID.fullmatch(external_id):
+            raise s.error("external_id", "must be 2-1224 letters, digits or +=,.@:/-")
+        if session_name is not None and not ROLE_SESSION_NAME.fullmatch(session_name):
+            raise s.error(
+                "role_session_name", f"must be 2-64 letters, digits or +=,.@-: {session_name!r}"
+            )
+        return role_arn, external_id, session_name or default_session_name
+
+    def endpoint_switches(
+        self, s: _Section, endpoint_url: str | None, fips: bool, dualstack: bool
+    ) -> tuple[bool, bool]:
+        """
+        ``use_fips_endpoint`` and ``use_dualstack_endpoint``, inheriting the defaults.
+
+        Whether the region has such an endpoint is checked against botocore's
+        endpoint data when the gateway is assembled.
+        """
+        fips = s.boolean("use_fips_endpoint", fips)
+        dualstack = s.boolean("use_dualstack_endpoint", dualstack)
+        if endpoint_url is not None:
+            for key in _ENDPOINT_SWITCHES:
+                if s.boolean(key, False):
+                    raise s.error(key, "has no effect with endpoint_url (the URL is fixed)")
+        return fips, dualstack
 
     def read_auth(self) -> AuthConfig:
         s = self.section("auth", _AUTH_KEYS)
@@ -548,6 +655,20 @@ class _Reader:
         invocation_type = s.choice("invocation_type", INVOCATION_TYPES, "RequestResponse")
         if stream and invocation_type == "Event":
             raise s.error("stream", "a streamed route cannot use invocation_type = Event")
+        log_type = s.choice("log_type", LOG_TYPES, "None")
+        if log_type == "Tail" and invocation_type == "Event":
+            raise s.error("log_type", "Lambda returns no log for invocation_type = Event")
+        role_arn, external_id, session_name = self.role(s, aws.role_session_name)
+        if role_arn is None:
+            role_arn, external_id = aws.role_arn, aws.external_id
+            session_name = aws.role_session_name
+        fips, dualstack = self.endpoint_switches(
+            s, aws.endpoint_url, aws.use_fips_endpoint, aws.use_dualstack_endpoint
+        )
+        if not stream:
+            for key in ("stream_idle_timeout", "stream_prelude"):
+                if s.text(key):
+                    raise s.error(key, "has no effect without 'stream = yes'")
 
         return RouteConfig(
             prefix=prefix,
@@ -556,6 +677,8 @@ class _Reader:
             auth=auth_mode,
             timeout=s.duration("timeout", gateway.timeout),
             stream=stream,
+            stream_idle_timeout=s.duration("stream_idle_timeout", 30.0),
+            stream_prelude=s.choice("stream_prelude", PRELUDE_MODES, "auto"),
             invocation_type=invocation_type,
             aws_access=aws_access,
             aws_secret=aws_secret,
@@ -569,6 +692,13 @@ class _Reader:
             single=single,
             strip_path_prefix=s.boolean("strip_path_prefix", False),
             header_upstream=tuple(templates),
+            role_arn=role_arn,
+            external_id=external_id,
+            role_session_name=session_name,
+            use_fips_endpoint=fips,
+            use_dualstack_endpoint=dualstack,
+            retry_idempotent=s.boolean("retry_idempotent", False),
+            log_type=log_type,
         )
 
     def globs(self, s: _Section, key: str) -> list[str]:

@@ -38,13 +38,32 @@ class BadRequest(GatewayError):
 
 
 class Unauthorized(GatewayError):
+    """
+    No valid login for a route that needs one: a 401 with its challenge.
+    """
+
     status = 401
     message = "authentication required"
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", challenge: str | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.challenge = challenge
+        """The ``WWW-Authenticate`` value, e.g. ``Basic realm="lambdagw"``."""
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", self.challenge)] if self.challenge else []
 
 
 class NotFound(GatewayError):
     status = 404
     message = "no such function"
+
+
+class URITooLong(GatewayError):
+    status = 414
+    message = "request URI too long"
 
 
 class RequestTooLarge(GatewayError):

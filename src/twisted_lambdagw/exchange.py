@@ -39,12 +39,30 @@ class Exchange:
     """The AWS error code, when Lambda refused the call."""
     outcome: str = "served"
     """served, error, or client_gone."""
+    first_byte: float | None = None
+    """Clock time the status line and headers were written, or None if never."""
+    stream_outcome: str | None = None
+    """
+    How a streamed invocation ended (None on routes without ``stream``):
+    ``complete``; ``function_error`` (the function failed); ``truncated``
+    (the stream from Lambda broke); ``malformed`` (a bad prelude);
+    ``timeout`` (no head within the route's timeout); ``idle_timeout`` (no
+    data within ``stream_idle_timeout``); ``client_gone``; ``refused``
+    (Lambda refused the call before streaming).  When C{first_byte} is set
+    and this is not ``complete``, the client saw a truncated response.
+    """
 
     @property
     def duration(self) -> float | None:
         if self.finished is None:
             return None
         return self.finished - self.started
+
+    @property
+    def time_to_first_byte(self) -> float | None:
+        if self.first_byte is None:
+            return None
+        return self.first_byte - self.started
 
     @property
     def invoke_duration(self) -> float | None:

@@ -9,22 +9,38 @@ your application so the connection pool and workers are cleaned up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import random
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.credentials import Credentials
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from .aws import AWSInvoker, CredentialSource, RunInThread, resolve_endpoint
-from .config import Config, RouteConfig, load_config
+from .auth import BasicAuthenticator, basic_authenticator
+from .aws import AWSInvoker
+from .config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
+from .credentials import (
+    BotocoreCredentials,
+    CredentialProvider,
+    CredentialSource,
+    CredentialSpec,
+    CredentialsService,
+    Resolved,
+    RunInThread,
+    credential_spec,
+    route_names,
+    specs_by_route,
+)
+from .endpoints import EndpointError, EndpointSpec, partition_of, resolve_endpoint
 from .formats import get_format
 from .invoker import Invoker
 from .local.invoker import LocalInvoker
 from .resource import Binding, GatewayResource
+from .site import GatewaySite
 
 
 def _thread_runner(reactor: Any) -> RunInThread[Any]:
@@ -34,18 +50,6 @@ def _thread_runner(reactor: Any) -> RunInThread[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f)
 
     return run
-
-
-def _default_chain(profile: str | None) -> Callable[[], Credentials | None]:
-    def resolve() -> Credentials | None:
-        import botocore.session
-
-        credentials: Credentials | None = botocore.session.Session(
-            profile=profile
-        ).get_credentials()
-        return credentials
-
-    return resolve
 
 
 class LocalBackendService(Service):
@@ -75,15 +79,62 @@ class PoolService(Service):
         return closing
 
 
-def default_pool(reactor: Any) -> HTTPConnectionPool:
+def default_pool(reactor: Any, max_per_host: int = 1000) -> HTTPConnectionPool:
     """
-    The persistent pool for AWS calls: Lambda is one host, so keep many
-    connections to it, and drop idle ones before Lambda's side does.
+    The persistent pool for AWS calls: Lambda is one host per region, so keep
+    many connections to it, and drop idle ones before Lambda's side does.
     """
     pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = 1000
+    pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = 60
     return pool
+
+
+def endpoint_spec(config: Config, route: RouteConfig) -> EndpointSpec:
+    """
+    What decides an AWS route's endpoint.
+    """
+    assert route.region is not None
+    return EndpointSpec(
+        region=route.region,
+        url=config.aws.endpoint_url,
+        fips=route.use_fips_endpoint,
+        dualstack=route.use_dualstack_endpoint,
+    )
+
+
+def check_aws_routes(
+    config: Config, endpoint_for: Callable[[EndpointSpec], str] = resolve_endpoint
+) -> dict[EndpointSpec, str]:
+    """
+    Every AWS route's endpoint, raising ConfigError for one that cannot exist.
+
+    An ARN in ``single`` must name a region of its own partition (an
+    ``arn:aws-cn:`` function lives in a ``cn-`` region); a FIPS or
+    dual-stack endpoint must be one botocore's data lists for the region.
+    """
+    endpoints: dict[EndpointSpec, str] = {}
+    for route in config.routes:
+        if route.backend != "aws":
+            continue
+        section = f"{config.path}: [route:{route.prefix}]"
+        arn = FUNCTION_ARN.fullmatch(route.single) if route.single else None
+        if arn is not None:
+            partition = partition_of(arn["region"])
+            if partition is not None and partition != arn["partition"]:
+                raise ConfigError(
+                    f"{section} single: region {arn['region']} is in partition"
+                    f" {partition}, not {arn['partition']}"
+                )
+        spec = endpoint_spec(config, route)
+        if spec not in endpoints:
+            # Resolving loads botocore's endpoint rules: once per region.
+            try:
+                endpoints[spec] = endpoint_for(spec)
+            except EndpointError as e:
+                key = "use_fips_endpoint" if spec.fips else "use_dualstack_endpoint"
+                raise ConfigError(f"{section} {key}: {e}") from None
+    return endpoints
 
 
 class Gateway:
@@ -93,10 +144,18 @@ class Gateway:
     :param client: the treq HTTPClient for AWS calls; by default one over
         C{pool}.
     :param pool: the connection pool the default client uses; by default a
-        new L{default_pool} on ``reactor``.  C{service} closes it on stop,
-        whether it was given or made here.
+        new L{default_pool} on ``reactor``, sized by ``[aws] max_connections``.
+        C{service} closes it on stop, whether it was given or made here.
+    :param credentials: turns credential specs into botocore credentials
+        (blocking; run in threads); by default botocore's chain and STS.
+    :param resolved: credentials already resolved for some specs, e.g. by
+        L{twisted_lambdagw.credentials.resolve_at_startup} before the
+        reactor ran; the others are resolved when C{service} starts.
+    :param jitter: uniform in [0, 1), spreading retries out.
     :param worker_id: which of the gateway's processes this is, with
         ``workers = N``: 0 for the parent, 1 to N-1 for the workers.
+
+    Raises ConfigError for an AWS route whose endpoint cannot exist.
     """
 
     log = Logger()
@@ -109,7 +168,10 @@ class Gateway:
         client: Any = None,
         pool: HTTPConnectionPool | None = None,
         run_in_thread: RunInThread[Any] | None = None,
-        endpoint_for: Callable[[str, str | None], str] = resolve_endpoint,
+        endpoint_for: Callable[[EndpointSpec], str] = resolve_endpoint,
+        credentials: CredentialProvider | None = None,
+        resolved: Mapping[CredentialSpec, Resolved] | None = None,
+        jitter: Callable[[], float] = random.random,
         worker_id: int = 0,
     ) -> None:
         self.config = config
@@ -120,16 +182,25 @@ class Gateway:
             from treq.client import HTTPClient
 
             if self.pool is None:
-                self.pool = default_pool(reactor)
-            client = HTTPClient(Agent(reactor, pool=self.pool, connectTimeout=10))
+                self.pool = default_pool(reactor, config.aws.max_connections)
+            agent = Agent(reactor, pool=self.pool, connectTimeout=config.aws.connect_timeout)
+            client = HTTPClient(agent)
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
-        self._endpoint_for = endpoint_for
-        self._endpoints: dict[tuple[str, str | None], str] = {}
-        self._chain: CredentialSource | None = None
+        self._endpoints = check_aws_routes(config, endpoint_for)
+        self._provider = credentials if credentials is not None else BotocoreCredentials()
+        self._jitter = jitter
+        self.credential_sources = self._credential_sources(resolved or {})
+        """One per distinct way of finding credentials, shared by its routes."""
         self.local: LocalInvoker | None = None
         if config.local is not None and any(r.backend == "local" for r in config.routes):
             self.local = LocalInvoker(reactor, config.local)
+        self.authenticator: BasicAuthenticator | None = None
+        """The login check for ``auth = basic`` routes, when there are any."""
+        if config.auth is not None and any(r.auth == "basic" for r in config.routes):
+            self.authenticator = basic_authenticator(
+                config.auth.users_file, config.auth.realm, self._run_in_thread, reactor.seconds
+            )
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         self.resource = GatewayResource(
@@ -137,12 +208,29 @@ class Gateway:
             clock,
             health_path=config.gateway.health_path,
             max_in_flight=config.gateway.max_in_flight,
+            trusted_proxies=config.gateway.trusted_proxies,
         )
         self.service = MultiService()
         if self.pool is not None:
             PoolService(self.pool).setServiceParent(self.service)
         if self.local is not None:
             LocalBackendService(self.local).setServiceParent(self.service)
+        if self.credential_sources:
+            credentials_service = CredentialsService(self.credential_sources.values())
+            credentials_service.setServiceParent(self.service)
+
+    def site(self) -> GatewaySite:
+        """
+        A Site serving the gateway alone, with the configured limits and timeouts.
+        """
+        gateway = self.config.gateway
+        return GatewaySite(
+            self.resource,
+            reactor=self._reactor,
+            max_body_size=gateway.max_body_size,
+            header_timeout=gateway.header_timeout,
+            idle_timeout=gateway.idle_timeout,
+        )
 
     @classmethod
     def from_file(cls, path: str, reactor: Any, **kwargs: Any) -> Gateway:
@@ -158,27 +246,55 @@ class Gateway:
         else:
             assert self.local is not None, "config checks local routes have [local]"
             invoker = self.local
-        return Binding(route=route, invoker=invoker, format=get_format(route.format))
+        authenticator = self.authenticator if route.auth == "basic" else None
+        return Binding(
+            route=route,
+            invoker=invoker,
+            format=get_format(route.format),
+            authenticator=authenticator,
+        )
+
+    def _credential_sources(
+        self, resolved: Mapping[CredentialSpec, Resolved]
+    ) -> dict[CredentialSpec, CredentialSource]:
+        """
+        One credential source per distinct spec, shared by the routes using it.
+        """
+        sources: dict[CredentialSpec, CredentialSource] = {}
+        for spec, routes in specs_by_route(self.config).items():
+            name = route_names(routes)
+            if spec.static:
+                assert spec.access_key is not None and spec.secret_key is not None
+                sources[spec] = CredentialSource.from_keys(
+                    spec.access_key,
+                    spec.secret_key,
+                    spec.session_token,
+                    name=name,
+                    description=spec.describe(),
+                )
+                continue
+            source = CredentialSource(
+                self._run_in_thread,
+                resolve=functools.partial(self._provider.resolve, spec),
+                clock=self._reactor,
+                name=name,
+                description=spec.describe(),
+            )
+            if spec in resolved:
+                source.adopt(resolved[spec])
+            sources[spec] = source
+        return sources
 
     def _aws_invoker(self, route: RouteConfig) -> AWSInvoker:
-        aws = self.config.aws
         assert route.region is not None
-        if route.aws_access is not None and route.aws_secret is not None:
-            credentials = CredentialSource.from_keys(route.aws_access, route.aws_secret)
-        elif aws.access_key_id is not None and aws.secret_access_key is not None:
-            credentials = CredentialSource.from_keys(
-                aws.access_key_id, aws.secret_access_key, aws.session_token
-            )
-        else:
-            if self._chain is None:
-                self._chain = CredentialSource(
-                    self._run_in_thread, resolve=_default_chain(aws.profile)
-                )
-            credentials = self._chain
-        key = (route.region, aws.endpoint_url)
-        if key not in self._endpoints:
-            # Resolving loads botocore's endpoint rules: once per region.
-            self._endpoints[key] = self._endpoint_for(*key)
-        endpoint = self._endpoints[key]
-        now = self._reactor.seconds
-        return AWSInvoker(self._client, credentials, route.region, endpoint, now=now)
+        credentials = self.credential_sources[credential_spec(self.config.aws, route)]
+        return AWSInvoker(
+            self._client,
+            credentials,
+            route.region,
+            self._endpoints[endpoint_spec(self.config, route)],
+            clock=self._reactor,
+            log_type=route.log_type,
+            retry_idempotent=route.retry_idempotent,
+            jitter=self._jitter,
+        )

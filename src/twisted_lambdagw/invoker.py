@@ -6,12 +6,19 @@ calls Lambda's Invoke API; the local backend runs functions on this machine.
 Both raise the same L{twisted_lambdagw.errors} for service-side failures and
 report a function's own error in L{InvokeResult.function_error}, so error
 mapping, logging and limits live in one place above them.
+
+Routes with ``stream = yes`` use L{StreamingInvoker.invoke_stream} instead:
+the function's output arrives as a L{ResponseStream} that the gateway
+relays to the client as it comes, pausing it while the client is slow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
+
+from .errors import GatewayError
+from .eventstream import InvokeComplete
 
 InvocationType = Literal["RequestResponse", "Event"]
 
@@ -33,6 +40,9 @@ class InvokeCall:
     timeout: float = 30.0
     """Seconds the caller will wait; a local runtime uses it as the deadline."""
     trace_id: str | None = None
+    method: str = ""
+    """The client's HTTP method; GET, HEAD and OPTIONS may be retried when the
+    route allows it.  Empty when there is no client request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,5 +74,81 @@ class Invoker(Protocol):
 
         Raises a L{twisted_lambdagw.errors.GatewayError} when the call itself
         fails.  Cancelling the awaiting Deferred cancels the call.
+        """
+        ...
+
+
+class StreamReceiver(Protocol):
+    """
+    What a streamed invocation hands the function's output to, as it comes.
+
+    Exactly one of L{stream_complete} and L{stream_failed} is called, once,
+    after the last L{stream_data}; nothing is called after C{stopProducing}.
+    """
+
+    def stream_data(self, data: bytes) -> None:
+        """
+        The next bytes the function streamed, in order; never empty.
+        """
+        ...
+
+    def stream_complete(self, complete: InvokeComplete) -> None:
+        """
+        The stream ended as Lambda meant it to; ``complete.error_code`` says
+        whether the function failed, possibly after some data.
+        """
+        ...
+
+    def stream_failed(self, error: GatewayError) -> None:
+        """
+        The stream broke: it cannot be decoded, Lambda reported an error in
+        it, the connection ended before the stream did, or (local functions)
+        the function never got to answer.
+        """
+        ...
+
+
+class ResponseStream(Protocol):
+    """
+    A streamed invocation that Lambda accepted: its body is still to come.
+
+    It is an C{IPushProducer} for the body: pausing it stops reading from
+    the upstream connection (so a slow client slows the function down, and
+    nothing piles up in the gateway) and C{stopProducing} abandons the call.
+    """
+
+    aws_request_id: str | None
+    executed_version: str | None
+
+    def start(self, receiver: StreamReceiver) -> None:
+        """
+        Start delivering the body to C{receiver}; call once.
+        """
+        ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+    def stopProducing(self) -> None:
+        """
+        Abandon the stream and close its connection; the receiver hears nothing more.
+        """
+        ...
+
+
+@runtime_checkable
+class StreamingInvoker(Invoker, Protocol):
+    """
+    An invoker that can also return a function's response as a stream.
+    """
+
+    async def invoke_stream(self, call: InvokeCall) -> ResponseStream:
+        """
+        Start a streamed invocation; return once the stream has begun.
+
+        Raises a L{twisted_lambdagw.errors.GatewayError} when the call is
+        refused before any streaming starts, with the same classification as
+        L{Invoker.invoke}.  Cancelling the awaiting Deferred cancels the call.
         """
         ...

@@ -6,6 +6,8 @@ even looked at), resolve the function, build the event, invoke with the
 route's timeout, validate the whole reply, then write it once.  Every failure
 on the way is a L{GatewayError} answered with its status and a JSON body.
 If the client goes away, the invocation is cancelled and nothing is written.
+Routes with ``stream = yes`` hand the response to L{streaming} instead,
+which writes it as it arrives.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
@@ -35,22 +37,35 @@ from .errors import (
     NotFound,
     RequestTooLarge,
     Throttled,
+    URITooLong,
 )
 from .exchange import Exchange, ExchangeObserver
 from .formats import EventFormat
 from .formats._common import HOP_BY_HOP
-from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult
+from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult, StreamingInvoker
 from .messages import IncomingRequest, Reply
+from .proxies import Origin, TrustedProxies
 from .routing import RouteTable, Target, resolve
+from .streaming import StreamSettings, serve_stream
 
 if TYPE_CHECKING:
-    from .config import RouteConfig
+    from .config import RouteConfig, TrustedProxy
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 GATEWAY_SET = frozenset(
-    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id"}
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-request-id",
+        "x-authenticated-user",
+    }
 )
+"""Request headers only the gateway sets: a client's values never reach a function."""
 JSON_TYPE = ("Content-Type", "application/json")
+MAX_URI_LENGTH = 8 * 1024
+"""Longer request URIs (path and query) get 414, as nginx's default buffers would."""
+CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
 
 
 class Authenticator(Protocol):
@@ -103,6 +118,7 @@ class GatewayResource(Resource):
         observers: Sequence[ExchangeObserver] = (),
         new_id: Callable[[], str] = new_request_id,
         now: Callable[[], float] = time.time,
+        trusted_proxies: Sequence[TrustedProxy] = (),
     ) -> None:
         super().__init__()
         self._bindings = {b.route.prefix: b for b in bindings}
@@ -113,6 +129,7 @@ class GatewayResource(Resource):
         self.observers = list(observers)
         self._new_id = new_id
         self._now = now
+        self._proxies = TrustedProxies(trusted_proxies)
         self.in_flight = 0
         """Invocations under way now."""
         self.draining = False
@@ -134,15 +151,18 @@ class GatewayResource(Resource):
 
     async def _respond(self, request: Request, gone: list[Failure]) -> None:
         request_id = self._request_id(request)
+        origin = self.origin(request)
         exchange = Exchange(
             request_id=request_id,
             started=self._clock.seconds(),
-            remote=getattr(request.getClientAddress(), "host", "") or "",
+            remote=origin.remote,
             method=request.method.decode("ascii", "replace"),
             path=request.path.decode("latin-1"),
         )
+        streamed = False
         try:
-            reply = await self._serve(request, exchange)
+            reply = await self._serve(request, exchange, origin)
+            streamed = reply is None
         except CancelledError:
             if not gone:
                 raise
@@ -160,7 +180,10 @@ class GatewayResource(Resource):
             self.log.failure("error serving {uri}", uri=request.uri, request_id=request_id)
             exchange.outcome = "error"
             reply = error_reply(GatewayError(), request_id)
-        if reply is not None and not gone:
+        if streamed:
+            pass  # the stream relay wrote the response, or cut it
+        elif reply is not None and not gone:
+            exchange.first_byte = self._clock.seconds()
             write_reply(request, reply, request_id)
             exchange.status = reply.status
             exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
@@ -176,13 +199,38 @@ class GatewayResource(Resource):
             return given
         return self._new_id()
 
-    async def _serve(self, request: Request, exchange: Exchange) -> Reply:
+    def origin(self, request: Request) -> Origin:
+        """
+        The client's address, scheme and port, through trusted proxies if any.
+        """
+        client = request.getClientAddress()
+        host = getattr(client, "host", None)
+        scheme = "https" if request.isSecure() else "http"
+        port = getattr(request.getHost(), "port", 0) or 0
+        if not self._proxies:
+            return Origin(host or "", scheme, port)
+        headers = request.requestHeaders
+
+        def values(name: bytes) -> list[str]:
+            return [_text(v) for v in headers.getRawHeaders(name, [])]
+
+        return self._proxies.origin(
+            host,
+            scheme,
+            port,
+            values(b"x-forwarded-for"),
+            values(b"x-forwarded-proto"),
+            values(b"x-forwarded-port"),
+        )
+
+    async def _serve(self, request: Request, exchange: Exchange, origin: Origin) -> Reply | None:
+        """
+        The reply to write, or None when it was streamed (already written).
+        """
         request_id = exchange.request_id
-        try:
-            raw_path = request.path.decode("ascii")
-            path = unquote(raw_path, errors="strict")
-        except UnicodeDecodeError:
-            raise BadRequest("request path is not valid UTF-8") from None
+        if len(request.uri) > MAX_URI_LENGTH:
+            raise URITooLong(detail=f"{len(request.uri)} bytes")
+        raw_path, path = checked_path(request)
         if self._health_path is not None and raw_path == self._health_path:
             return health_reply(self.draining)
         route = self._table.match(raw_path)
@@ -190,16 +238,18 @@ class GatewayResource(Resource):
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
         exchange.route = route.prefix
         binding = self._bindings[route.prefix]
-        target = resolve(route, raw_path)
-        exchange.function = target.function
-        exchange.qualifier = target.qualifier
         user = None
+        # The login is checked before the name is even looked at, so a
+        # client without one learns nothing about which names exist.
         if binding.authenticator is not None:
             user = await binding.authenticator.authenticate(request)
             exchange.user = user
+        target = resolve(route, raw_path)
+        exchange.function = target.function
+        exchange.qualifier = target.qualifier
         if getattr(request, "body_too_large", False):
             raise RequestTooLarge(detail=f"body over the limit for {target.function}")
-        incoming = self._incoming(request, request_id, raw_path, path, route, target, user)
+        incoming = self._incoming(request, request_id, raw_path, path, route, target, user, origin)
         call = InvokeCall(
             function=target.function,
             payload=binding.format.build(incoming),
@@ -208,7 +258,11 @@ class GatewayResource(Resource):
             request_id=request_id,
             timeout=route.timeout,
             trace_id=request.getHeader("x-amzn-trace-id"),
+            method=incoming.method,
         )
+        if route.stream and isinstance(binding.invoker, StreamingInvoker):
+            await self._stream(request, binding.invoker, call, route, exchange)
+            return None
         result = await self._invoke(binding.invoker, call, exchange)
         if call.invocation_type == "Event":
             return accepted_reply(request_id, result)
@@ -236,6 +290,28 @@ class GatewayResource(Resource):
         exchange.function_error = result.function_error
         return result
 
+    async def _stream(
+        self,
+        request: Request,
+        invoker: StreamingInvoker,
+        call: InvokeCall,
+        route: RouteConfig,
+        exchange: Exchange,
+    ) -> None:
+        """
+        Relay a streamed invocation; it counts as in flight until it ends.
+        """
+        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
+            raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
+        self.in_flight += 1
+        exchange.invoke_started = self._clock.seconds()
+        settings = StreamSettings.for_route(route)
+        try:
+            await serve_stream(request, invoker, call, exchange, self._clock, settings)
+        finally:
+            self.in_flight -= 1
+            exchange.invoke_finished = self._clock.seconds()
+
     def _incoming(
         self,
         request: Request,
@@ -245,12 +321,12 @@ class GatewayResource(Resource):
         route: RouteConfig,
         target: Target,
         user: str | None,
+        origin: Origin,
     ) -> IncomingRequest:
         body = request.content.read() if request.content is not None else b""
-        client = request.getClientAddress()
-        remote = getattr(client, "host", "") or ""
+        remote = origin.remote
         server_port = getattr(request.getHost(), "port", 0)
-        scheme = "https" if request.isSecure() else "http"
+        scheme = origin.scheme
         host = request.getHeader("host") or f"{getattr(request.getHost(), 'host', '')}"
         uri = request.uri.decode("latin-1")
         values = {
@@ -265,9 +341,11 @@ class GatewayResource(Resource):
         gateway_headers = [
             ("X-Forwarded-For", remote),
             ("X-Forwarded-Proto", scheme),
-            ("X-Forwarded-Port", str(server_port)),
+            ("X-Forwarded-Port", str(origin.port)),
             ("X-Request-ID", request_id),
         ]
+        if user is not None:
+            gateway_headers.append(("X-Authenticated-User", user))
         upstream = [(t.name, t.expand(values)) for t in route.header_upstream]
         headers = forwarded_headers(request, body, gateway_headers + upstream)
         _, _, query = uri.partition("?")
@@ -320,6 +398,34 @@ class GatewayResource(Resource):
             aws_request_id=result.aws_request_id,
             request_id=request_id,
         )
+
+
+def checked_path(request: Request) -> tuple[str, str]:
+    """
+    The request path as received and percent-decoded, or L{BadRequest}.
+
+    The URI must be ASCII, the decoded path and query valid UTF-8, and the
+    decoded path free of control characters (``%00``, ``%0d``, ``%0a``...),
+    which no function name or sane path holds and some code mistakes for
+    the end of a string or a line.
+    """
+    try:
+        uri = request.uri.decode("ascii")
+        raw_path = request.path.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest("request URI is not ASCII") from None
+    try:
+        path = unquote(raw_path, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("request path is not valid UTF-8") from None
+    if not CONTROL_CHARACTERS.isdisjoint(path):
+        raise BadRequest("request path holds a control character")
+    _, _, query = uri.partition("?")
+    try:
+        unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request query is not valid UTF-8") from None
+    return raw_path, path
 
 
 def _invocation_type(value: str) -> InvocationType:

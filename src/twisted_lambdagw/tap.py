@@ -3,27 +3,40 @@
 
 The config file is read and checked while the options are parsed, so every
 config or endpoint error ends startup with one line, before anything listens.
+AWS credentials are resolved then too (in threads, with a bounded wait), so
+a gateway with none fails the same way instead of starting to answer 502s;
+see L{twisted_lambdagw.credentials} for why this happens before the reactor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 
+from .auth import load_users
 from .config import Config, ConfigError, load_config
-from .gateway import Gateway
-from .request import request_factory
-from .reuseport import check_workers
+from .credentials import (
+    STARTUP_TIMEOUT,
+    BotocoreCredentials,
+    CredentialProvider,
+    CredentialSpec,
+    Resolved,
+    resolve_at_startup,
+)
+from .gateway import Gateway, check_aws_routes
+from .listen import http2_available, server_endpoint
+from .reuseport import EndpointFor, check_workers
 from .workers import WorkerHandoff, listening_service
 
-SITE_TIMEOUT = 60.0
+log = Logger()
 
 
 def _default_reactor() -> Any:
@@ -36,17 +49,29 @@ def check_endpoints(config: Config, reactor: Any) -> None:
     """
     Parse every listen endpoint, raising ConfigError for a bad one.
 
-    An ``ssl:`` endpoint reads its key and certificate here, so a missing
-    file is reported now rather than after the daemon has started.
+    An ``ssl:`` endpoint reads its key and certificate here, so a missing or
+    bad file is reported now rather than after the daemon has started.
     """
     for description in config.gateway.listen:
         try:
-            serverFromString(reactor, description)
+            server_endpoint(reactor, description, tls_min_version=config.gateway.tls_min_version)
         except Exception as e:
             message = " ".join(str(e).split()) or type(e).__name__
             raise ConfigError(
                 f"{config.path}: [gateway] listen: bad endpoint {description!r}: {message}"
             ) from None
+
+
+def _endpoint_for(config: Config) -> EndpointFor:
+    return partial(server_endpoint, tls_min_version=config.gateway.tls_min_version)
+
+
+def check_auth(config: Config) -> None:
+    """
+    Read the users file of an ``[auth]`` section, raising ConfigError if it is bad.
+    """
+    if config.auth is not None and any(route.auth == "basic" for route in config.routes):
+        load_users(config.auth.users_file)
 
 
 class Options(usage.Options):
@@ -59,12 +84,23 @@ class Options(usage.Options):
         ["config", "c", "etc/gw.ini", "The gateway's INI config file."],
     ]
 
-    def __init__(self, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        reactor: Any = None,
+        *,
+        credentials: CredentialProvider | None = None,
+        credentials_timeout: float = STARTUP_TIMEOUT,
+    ) -> None:
         super().__init__()
         self["listen"] = []
         self._reactor = reactor
+        self.credentials: CredentialProvider = credentials or BotocoreCredentials()
+        """Where AWS credentials come from (botocore); tests give their own."""
+        self._credentials_timeout = credentials_timeout
         self._error: str | None = None
         self.config: Config | None = None
+        self.resolved: Mapping[CredentialSpec, Resolved] = {}
+        """AWS credentials resolved while parsing, for the gateway to adopt."""
 
     def opt_listen(self, description: str) -> None:
         """
@@ -80,7 +116,10 @@ class Options(usage.Options):
                 gateway = replace(config.gateway, listen=tuple(self["listen"]))
                 config = replace(config, gateway=gateway)
             check_endpoints(config, reactor)
-            check_workers(config, serverFromString)
+            check_workers(config, _endpoint_for(config))
+            check_auth(config)
+            check_aws_routes(config)
+            self.resolved = resolve_at_startup(config, self.credentials, self._credentials_timeout)
         except ConfigError as e:
             # twistd prints this object's usage text before the error line;
             # after a config error that text would only bury the one line
@@ -113,18 +152,37 @@ def makeService(
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
     assert config is not None, "the options were not parsed"
-    gateway = Gateway(config, reactor, pool=pool, worker_id=worker.worker_id if worker else 0)
+    gateway = Gateway(
+        config,
+        reactor,
+        pool=pool,
+        credentials=options.credentials,
+        resolved=options.resolved,
+        worker_id=worker.worker_id if worker is not None else 0,
+    )
     top = MultiService()
     gateway.service.setServiceParent(top)
-    site = Site(gateway.resource, timeout=SITE_TIMEOUT)
-    site.requestFactory = request_factory(config.gateway.max_body_size)
-    site.displayTracebacks = False
-    if worker is not None or config.gateway.workers > 1:
-        listening = listening_service(
-            config, options, site, reactor, worker, endpoint_for=serverFromString
-        )
-        listening.setServiceParent(top)
-        return top
+    site = gateway.site()
+    tls_min_version = config.gateway.tls_min_version
+    shared = worker is not None or config.gateway.workers > 1
+    if shared:
+        endpoint_for = _endpoint_for(config)
+        listening_service(
+            config, options, site, reactor, worker, endpoint_for=endpoint_for
+        ).setServiceParent(top)
     for description in config.gateway.listen:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
+        if not shared:
+            endpoint = server_endpoint(reactor, description, tls_min_version=tls_min_version)
+            listening = StreamServerEndpointService(endpoint, site)
+            # As strports.service does: a port that cannot be bound fails
+            # startup instead of being logged by a daemon that serves nothing.
+            listening._raiseSynchronously = True
+            listening.setServiceParent(top)
+        if description.lower().startswith("ssl:") and worker is None:
+            log.info(
+                "TLS on {listen}: minimum TLS {version}, HTTP/2 {http2}",
+                listen=description,
+                version=tls_min_version,
+                http2="offered by ALPN" if http2_available() else "unavailable (no h2 package)",
+            )
     return top

@@ -6,7 +6,10 @@ the reactor thread), keeps one L{FunctionPool} per function and version,
 replaces a pool's workers when the function's file changed, and turns what
 the runtime reported into the same L{InvokeResult} an AWS invoke gives: a
 function error is a result with ``function_error = "Unhandled"`` and the
-runtime's error document as payload, not an exception.
+runtime's error document as payload, not an exception.  For routes with
+``stream = yes`` it is a L{twisted_lambdagw.invoker.StreamingInvoker} too:
+L{LocalInvoker.invoke_stream} passes a custom runtime's streamed response on
+as it is written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
@@ -26,6 +30,7 @@ from ..invoker import InvokeCall, InvokeResult
 from .functions import FunctionSpec, command, environment, find_function, function_arn
 from .pool import FunctionPool, PooledWorker
 from .runtime_api import Invocation, Outcome
+from .stream import LocalResponseStream
 from .worker import INIT_TIMEOUT, LocalReactor, Worker
 
 
@@ -67,6 +72,29 @@ class LocalInvoker:
         return entry[1] if entry is not None else None
 
     async def invoke(self, call: InvokeCall) -> InvokeResult:
+        spec, pool, invocation, deadline = self._prepare(call)
+        if call.invocation_type == "Event":
+            pool.invoke(invocation, deadline).addBoth(self._event_done, invocation, spec)
+            return InvokeResult(b"", status=202, aws_request_id=invocation.request_id)
+        outcome = await pool.invoke(invocation, deadline)
+        return self._result(outcome, invocation, spec)
+
+    async def invoke_stream(self, call: InvokeCall) -> LocalResponseStream:
+        """
+        Run a function whose response is passed on as the runtime writes it.
+
+        The call's timeout bounds the wait for the runtime to start its
+        response; a streamed response may then run for up to
+        L{twisted_lambdagw.local.worker.STREAM_DEADLINE} seconds.  Runtimes that cannot stream (all
+        ``NAME.py`` functions: awslambdaric posts one buffered response)
+        give their whole response as one piece.
+        """
+        spec, pool, invocation, deadline = self._prepare(call)
+        stream = LocalResponseStream(invocation.request_id, spec.version)
+        stream.attach(pool.invoke(replace(invocation, stream=stream), deadline))
+        return stream
+
+    def _prepare(self, call: InvokeCall) -> tuple[FunctionSpec, FunctionPool, Invocation, float]:
         if self._stopped:
             raise InvokeFailed("the gateway is stopping", detail="local backend stopped")
         version = call.qualifier or "$LATEST"
@@ -81,11 +109,7 @@ class LocalInvoker:
             trace_id=call.trace_id or self._trace_id(),
             gateway_request_id=call.request_id,
         )
-        if call.invocation_type == "Event":
-            pool.invoke(invocation, deadline).addBoth(self._event_done, invocation, spec)
-            return InvokeResult(b"", status=202, aws_request_id=invocation.request_id)
-        outcome = await pool.invoke(invocation, deadline)
-        return self._result(outcome, invocation, spec)
+        return spec, pool, invocation, deadline
 
     async def stop(self) -> None:
         """

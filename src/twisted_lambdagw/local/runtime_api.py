@@ -13,28 +13,67 @@ resource never has to tell two runtimes apart: it holds at most one waiting
 poll, one event not yet handed out and one event in progress.  It knows
 nothing about processes or time; the worker enforces deadlines and reports
 a dead process with L{RuntimeAPI.fail}.
+
+Streamed responses: a runtime may post its response with
+``Lambda-Runtime-Function-Response-Mode: streaming`` and a chunked body,
+and report an error after the first byte in the ``Lambda-Runtime-Function-
+Error-Type`` and ``-Error-Body`` (base64) trailers.  twisted.web normally
+reads a whole body before rendering, so L{RuntimeRequest} hands such a body
+to the invocation's L{StreamSink} piece by piece as it arrives, and lets the
+sink pause reading it.  Invocations without a sink (routes without
+``stream = yes``) get a streamed post as one buffered response, as Lambda's
+Invoke API does.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from ..errors import InvokeFailed
 
 MAX_RESPONSE_SIZE = 6 * 1024 * 1024
 """Lambda's limit on a synchronous response; larger ones are a function error."""
 
+MAX_STREAMED_RESPONSE_SIZE = 200 * 1024 * 1024
+"""Lambda's limit on a streamed response; the stream is cut past it."""
+
 _PREFIX = b"/2018-06-01/runtime/"
 _NEXT = b"invocation/next"
 _INIT_ERROR = b"init/error"
 _ERROR_TYPE = b"Lambda-Runtime-Function-Error-Type"
+_ERROR_BODY = b"Lambda-Runtime-Function-Error-Body"
+_RESPONSE_MODE = b"Lambda-Runtime-Function-Response-Mode"
+
+
+class StreamSink(Protocol):
+    """
+    Where a streamed response goes while the runtime writes it.
+    """
+
+    def begin(self, producer: IPushProducer) -> None:
+        """
+        The runtime started streaming; C{producer} pauses, resumes and
+        stops (aborts) reading its response body.
+        """
+        ...
+
+    def data(self, data: bytes) -> None:
+        """
+        The next piece of the response body.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +91,8 @@ class Invocation:
     function_arn: str
     trace_id: str
     gateway_request_id: str = ""
+    stream: StreamSink | None = None
+    """Set when the caller wants a streamed response passed on as it comes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +108,8 @@ class Outcome:
     payload: bytes
     error_type: str | None = None
     reusable: bool = True
+    streamed: bool = False
+    """The response body went to the invocation's stream; ``payload`` is only an error document."""
 
 
 class WithdrawnError(Exception):
@@ -87,17 +130,26 @@ class RuntimeAPI(Resource):
     breaks the protocol or L{fail} is called, and with L{WithdrawnError} after
     L{withdraw}.  ``on_init_error`` gets the body and error type of an
     ``init/error`` post; ``on_initialized`` is called at the runtime's first
-    poll, when its initialization is done.
+    poll, when its initialization is done; ``on_stream_started`` when the
+    runtime starts streaming a response to an invocation's sink.
     """
 
     isLeaf = True
 
     def __init__(
-        self, on_init_error: InitErrorHandler, on_initialized: Callable[[], None] = lambda: None
+        self,
+        on_init_error: InitErrorHandler,
+        on_initialized: Callable[[], None] = lambda: None,
+        on_stream_started: Callable[[], None] = lambda: None,
+        max_streamed_size: int = MAX_STREAMED_RESPONSE_SIZE,
     ) -> None:
         super().__init__()
         self._on_init_error = on_init_error
         self._on_initialized = on_initialized
+        self._on_stream_started = on_stream_started
+        self._max_streamed_size = max_streamed_size
+        self._streaming: RuntimeRequest | None = None
+        self._streamed = 0
         self._poll: Request | None = None
         self._pending: tuple[Invocation, Deferred[Outcome]] | None = None
         self._current: tuple[Invocation, Deferred[Outcome]] | None = None
@@ -156,6 +208,7 @@ class RuntimeAPI(Resource):
             self._failed = reason
         slots = [slot for slot in (self._pending, self._current) if slot is not None]
         self._pending = self._current = None
+        self._stop_streaming()
         for _, done in slots:
             done.errback(reason)
 
@@ -190,6 +243,8 @@ class RuntimeAPI(Resource):
         parts = path[len(_PREFIX) :].split(b"/") if path.startswith(_PREFIX) else []
         if len(parts) != 3 or parts[0] != b"invocation" or parts[2] not in (b"response", b"error"):
             return _reply(request, 404, _error("UnknownPath", "no such endpoint"))
+        if isinstance(request, RuntimeRequest) and request.streamed:
+            return self._stream_ended(request)
         if self._current is None or parts[1] != self._current[0].request_id.encode():
             return _reply(request, 400, _error("InvalidRequestID", "Invalid request ID"))
         _, done = self._current
@@ -210,6 +265,84 @@ class RuntimeAPI(Resource):
         else:
             done.callback(Outcome(body))
         return _reply(request, 202, b'{"status":"OK"}')
+
+    def stream_begins(self, request: RuntimeRequest, path: bytes) -> bool:
+        """
+        A streamed post to C{path} has started: pass its body on if it is the
+        response of the current invocation and that invocation has a sink.
+        """
+        current = self._current
+        if current is None or current[0].stream is None or self._streaming is not None:
+            return False
+        response = _PREFIX + b"invocation/" + current[0].request_id.encode() + b"/response"
+        if path != response:
+            return False
+        self._streaming = request
+        self._streamed = 0
+        current[0].stream.begin(_RequestBody(request))
+        self._on_stream_started()
+        return True
+
+    def stream_data(self, request: RuntimeRequest, data: bytes) -> None:
+        """
+        The next piece of a streamed response body.
+        """
+        if request is not self._streaming or self._current is None:
+            return
+        invocation, done = self._current
+        self._streamed += len(data)
+        if self._streamed > self._max_streamed_size:
+            self._current = None
+            self._stop_streaming()
+            done.errback(
+                InvokeFailed(
+                    detail=f"the streamed response of {invocation.request_id} exceeded"
+                    f" {self._max_streamed_size} bytes"
+                )
+            )
+            return
+        assert invocation.stream is not None
+        invocation.stream.data(data)
+
+    def stream_lost(self, request: RuntimeRequest, reason: Failure) -> None:
+        """
+        The runtime's connection closed before its streamed response ended.
+        """
+        if request is not self._streaming:
+            return
+        self._streaming = None
+        if self._current is not None:
+            invocation, done = self._current
+            self._current = None
+            done.errback(
+                InvokeFailed(
+                    detail=f"the streamed response of {invocation.request_id} ended before"
+                    f" its last chunk: {reason.getErrorMessage()}"
+                )
+            )
+
+    def _stream_ended(self, request: RuntimeRequest) -> bytes:
+        if request is not self._streaming or self._current is None:
+            return _reply(request, 400, _error("InvalidRequestID", "Invalid request ID"))
+        self._streaming = None
+        _, done = self._current
+        self._current = None
+        error_type = request.trailer(_ERROR_TYPE)
+        if error_type is None:
+            done.callback(Outcome(b"", streamed=True))
+        else:
+            raw = request.trailer(_ERROR_BODY) or ""
+            try:
+                document = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                document = raw.encode("utf-8", "replace")
+            done.callback(Outcome(document or _error(error_type, ""), error_type, streamed=True))
+        return _reply(request, 202, b'{"status":"OK"}')
+
+    def _stop_streaming(self) -> None:
+        streaming, self._streaming = self._streaming, None
+        if streaming is not None:
+            _RequestBody(streaming).stopProducing()
 
     def _init_error(self, request: Request) -> bytes:
         if self.initialized:
@@ -235,6 +368,93 @@ class RuntimeAPI(Resource):
     def _poll_lost(self, reason: Failure, request: Request) -> None:
         if self._poll is request:
             self._poll = None
+
+
+class RuntimeRequest(Request):
+    """
+    A Runtime API request whose streamed response body is passed on as it arrives.
+
+    twisted.web gives a request its path only once the whole body is in, so
+    the path and the trailers are read from the channel's request line and
+    chunked decoder (twisted.web.http.HTTPChannel internals, stable for many
+    releases; without them a streamed post is simply buffered).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.streamed = False
+        """The body was handed to a stream sink instead of being stored."""
+        self._complete = False
+        self._decoder: object = None
+        self._api: RuntimeAPI | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        super().gotLength(length)
+        mode = self.requestHeaders.getRawHeaders(_RESPONSE_MODE) or [b""]
+        channel = self.channel
+        api = getattr(getattr(channel, "site", None), "resource", None)
+        path = getattr(channel, "_path", None)
+        if mode[-1].strip().lower() != b"streaming" or not isinstance(api, RuntimeAPI):
+            return
+        if isinstance(path, bytes) and api.stream_begins(self, path.split(b"?", 1)[0]):
+            self.streamed = True
+            self._api = api
+            self._decoder = getattr(channel, "_transferDecoder", None)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._api is not None:
+            self._api.stream_data(self, data)
+        else:
+            super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._complete = True
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._api is not None and not self._complete:
+            self._api.stream_lost(self, reason)
+        super().connectionLost(reason)
+
+    def trailer(self, name: bytes) -> str | None:
+        """
+        The last value of a trailer field of a streamed body, if it had one.
+        """
+        value = None
+        for line in getattr(self._decoder, "_trailerHeaders", ()):
+            field, _, rest = bytes(line).partition(b":")
+            if field.strip().lower() == name.lower():
+                value = rest.strip().decode("utf-8", "replace")
+        return value
+
+
+@implementer(IPushProducer)
+class _RequestBody:
+    """
+    Flow control over the body of one request: the runtime's connection.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def _transport(self) -> Any:
+        channel = self._request.channel
+        return channel.transport if channel is not None else None
+
+    def pauseProducing(self) -> None:
+        transport = self._transport()
+        if transport is not None:
+            transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        transport = self._transport()
+        if transport is not None:
+            transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        transport = self._transport()
+        if transport is not None:
+            transport.abortConnection()
 
 
 def _body(request: Request) -> bytes:

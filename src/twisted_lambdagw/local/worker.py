@@ -40,13 +40,20 @@ from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
 
 from ..errors import InvokeFailed, InvokeTimeout
-from .runtime_api import Invocation, Outcome, RuntimeAPI
+from .runtime_api import Invocation, Outcome, RuntimeAPI, RuntimeRequest
 
 MAX_LINE = 64 * 1024
 """Output without a newline is logged in pieces of this many bytes."""
 
 INIT_TIMEOUT = 10.0
 """Seconds a runtime may take to start and ask for its first event, as in Lambda."""
+
+STREAM_DEADLINE = 900.0
+"""
+Seconds a streamed response may run once it has started: Lambda's longest
+function timeout.  The caller's deadline bounds the wait for it to start;
+the gateway's ``stream_idle_timeout`` bounds each gap after that.
+"""
 
 
 class LocalReactor(IReactorTCP, IReactorProcess, IReactorTime):
@@ -84,6 +91,7 @@ class _RuntimeSite(Site):
     """
 
     protocol = _RuntimeChannel  # type: ignore[assignment]
+    requestFactory = RuntimeRequest
 
     def __init__(self, api: RuntimeAPI, reactor: IReactorTime, function: str) -> None:
         super().__init__(api, timeout=None, reactor=reactor, parsePOSTFormSubmission=False)
@@ -131,7 +139,11 @@ class Worker:
         self._on_exit = on_exit
         self._kill_grace = kill_grace
         self._init_timeout = init_timeout
-        self.api = RuntimeAPI(on_init_error=self._init_failed, on_initialized=self._initialized)
+        self.api = RuntimeAPI(
+            on_init_error=self._init_failed,
+            on_initialized=self._initialized,
+            on_stream_started=self._stream_started,
+        )
         self.reusable = True
         """False once the worker must not get another invocation."""
         self.pid: int | None = None
@@ -149,6 +161,7 @@ class Worker:
         self._init_timer: IDelayedCall | None = None
         self._killer: IDelayedCall | None = None
         self._end_timer: IDelayedCall | None = None
+        self._deadline: IDelayedCall | None = None
         self._closed = False
         self._done = False
         self._closed_waiters: list[Deferred[None]] = []
@@ -200,7 +213,7 @@ class Worker:
         self._current = self._last = invocation
         done = self.api.submit(invocation)
         delay = max(0.0, deadline - self._reactor.seconds())
-        timer = self._reactor.callLater(delay, self._deadline_passed, invocation)
+        timer = self._deadline = self._reactor.callLater(delay, self._deadline_passed, invocation)
 
         def finished(result: Outcome | Failure) -> Outcome | Failure:
             if timer.active():
@@ -292,6 +305,10 @@ class Worker:
         self.log.info("[{function}] [{request_id}] deadline passed: killing worker {pid}", **fields)
         self.api.fail(InvokeTimeout(detail=f"{self.function} did not answer by its deadline"))
         self._signal("KILL")
+
+    def _stream_started(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.reset(STREAM_DEADLINE)
 
     def _initialized(self) -> None:
         if self._init_timer is not None and self._init_timer.active():

@@ -1,0 +1,205 @@
+"""
+The gateway's Site and its HTTP/1.1 channel: header limits and timeouts.
+
+twisted.web's HTTPChannel restarts its idle timer on every byte received, so
+a client that sends its headers one byte at a time (slowloris) could hold a
+connection open for as long as it likes.  L{GatewayChannel} adds a header
+deadline: from the first byte of a request, the whole head (request line and
+headers) must arrive within ``header_timeout``, or the client gets a 408 and
+the connection is closed.  Between requests the Site's idle timeout applies.
+
+It also answers oversized heads itself, as JSON errors like every other
+gateway error, instead of twisted.web's bare 400 or silent close: more than
+L{MAX_HEADER_FIELDS} header lines or more than L{MAX_HEAD_BYTES} bytes of head
+get 431, a request line longer than L{MAX_HEAD_BYTES} gets 414.  (A URI under
+that limit but over L{twisted_lambdagw.resource.MAX_URI_LENGTH} gets its 414
+from the resource.)  Header values with CR, LF or NUL are refused by
+twisted.web itself with a 400.
+
+HTTP/2 connections, negotiated by ALPN, are served by Twisted's H2Connection
+instead: the idle timeout applies to them, and h2 enforces its own framing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+from .request import DEFAULT_MAX_BODY_SIZE, request_factory
+
+MAX_HEADER_FIELDS = 100
+"""Header lines one request may send (Apache's LimitRequestFields)."""
+MAX_HEAD_BYTES = 32 * 1024
+"""Bytes of request line and header lines one request may send."""
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_IDLE_TIMEOUT = 60.0
+
+_REASONS = {
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+class GatewayChannel(HTTPChannel):
+    """
+    An HTTPChannel with a header deadline and JSON answers for oversized heads.
+    """
+
+    log = Logger()
+    max_header_fields = MAX_HEADER_FIELDS
+    max_head_bytes = MAX_HEAD_BYTES
+    # twisted.web's own limits stay as a backstop behind ours, which are
+    # checked first and answer with a proper status.
+    MAX_LENGTH = MAX_HEAD_BYTES
+    maxHeaders = MAX_HEADER_FIELDS
+    totalHeadersSize = MAX_HEAD_BYTES
+
+    def __init__(self, header_timeout: float | None = DEFAULT_HEADER_TIMEOUT) -> None:
+        super().__init__()
+        self.header_timeout = header_timeout
+        self._awaiting_head = True
+        self._header_timer: IDelayedCall | None = None
+        self._abort_timer: IDelayedCall | None = None
+        self._head_lines = 0
+        self._head_bytes = 0
+        self._refused = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if data:
+            self._start_header_timer()
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        self._start_header_timer()
+        self._head_bytes += len(line) + 2
+        if line:
+            self._head_lines += 1
+        if self._head_lines > self.max_header_fields + 1:
+            self._refuse(431, "too many request header fields")
+            return
+        if self._head_bytes > self.max_head_bytes:
+            self._refuse(431, "request header fields too large")
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._head_lines == 0:
+            self._refuse(414, "request line too long")
+        else:
+            self._refuse(431, "request header field too large")
+
+    def allHeadersReceived(self) -> None:
+        self._awaiting_head = False
+        self._head_lines = self._head_bytes = 0
+        self._cancel_header_timer()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        # Set before the base class replays pipelined bytes, which may hold
+        # the start of the next request.
+        self._awaiting_head = True
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._cancel_header_timer()
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
+        self._abort_timer = None
+        super().connectionLost(reason)
+
+    def _start_header_timer(self) -> None:
+        if self._awaiting_head and self._header_timer is None and self.header_timeout:
+            self._header_timer = self.callLater(self.header_timeout, self._header_deadline)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None and self._header_timer.active():
+            self._header_timer.cancel()
+        self._header_timer = None
+
+    def _header_deadline(self) -> None:
+        self._header_timer = None
+        self.log.info(
+            "no complete request head from {peer} within {timeout}s; closing",
+            peer=str(self.transport.getPeer()) if self.transport is not None else "",
+            timeout=self.header_timeout,
+        )
+        self._refuse(408, "request headers not received in time")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """
+        Answer with a JSON error and close; nothing more is read.
+        """
+        if self._refused or self.transport is None:
+            return
+        self._refused = True
+        self._cancel_header_timer()
+        request_id = str(uuid.uuid4())
+        body = json.dumps({"error": message, "request_id": request_id}).encode("utf-8")
+        head = [
+            b"HTTP/1.1 %d %s" % (status, _REASONS[status]),
+            b"Content-Type: application/json",
+            b"Content-Length: %d" % (len(body),),
+            b"X-Request-ID: " + request_id.encode("ascii"),
+            b"Connection: close",
+        ]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        if status != 408:
+            self.log.info(
+                "refused a request from {peer}: {status} {error}",
+                peer=str(self.transport.getPeer()),
+                status=status,
+                error=message,
+                request_id=request_id,
+            )
+        self.loseConnection()
+        # A client that does not read may keep even a closing connection:
+        # after abortTimeout it is cut.
+        if self.abortTimeout is not None:
+            self._abort_timer = self.callLater(self.abortTimeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+
+
+class GatewaySite(Site):
+    """
+    A Site for the gateway resource: body cap, header deadline, idle timeout.
+
+    twisted.web error pages never show tracebacks here, and each HTTP/1.1
+    connection is served by a L{GatewayChannel}.
+    """
+
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        reactor: Any = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        super().__init__(resource, timeout=idle_timeout, reactor=reactor)
+        self.requestFactory = request_factory(max_body_size)
+        self.displayTracebacks = False
+        self.header_timeout = header_timeout
+
+    def protocol(self) -> _GenericHTTPChannelProtocol:
+        # The generic protocol switches to HTTP/2 when ALPN chose it; the
+        # HTTP/1.1 channel inside it is ours.
+        return _GenericHTTPChannelProtocol(GatewayChannel(self.header_timeout))

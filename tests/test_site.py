@@ -1,0 +1,159 @@
+"""
+The gateway's Site and channel: the header deadline, the idle timeout,
+keep-alive and pipelining, on a memory reactor with a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_lambdagw.config import GatewayConfig
+from twisted_lambdagw.gateway import Gateway
+from twisted_lambdagw.request import GatewayRequest
+from twisted_lambdagw.site import GatewayChannel, GatewaySite
+
+from .gateway_fixtures import config_from
+from .site_fixtures import SiteUnderTest
+
+GET = b"GET /lambda/fn HTTP/1.1\r\nHost: gw\r\n\r\n"
+
+
+class TimeoutTests(SynchronousTestCase):
+    """
+    Header deadline per request, idle timeout between requests.
+    """
+
+    def setUp(self) -> None:
+        self.gw = SiteUnderTest(header_timeout=10, idle_timeout=60)
+        self.addCleanup(self.gw.stop)
+        self.clock = self.gw.reactor
+
+    def test_silent_connection_hits_idle_timeout(self) -> None:
+        """
+        A connection that never sends a byte is closed after the idle timeout.
+        """
+        connection = self.gw.connect()
+        self.clock.advance(59)
+        self.assertFalse(connection.closing)
+        self.clock.advance(1)
+        self.assertTrue(connection.closing)
+
+    def test_header_deadline_runs_from_first_byte(self) -> None:
+        """
+        After the first byte, the head must be complete within header_timeout,
+        even though bytes keep arriving: else 408, JSON, and the connection closes.
+        """
+        connection = self.gw.connect()
+        self.clock.advance(30)
+        connection.send(b"G")
+        for byte in b"ET /lambda/fn HTTP/1.1\r\nHost: gw\r\n":
+            self.clock.advance(0.25)
+            connection.send(bytes([byte]))
+            if self.clock.seconds() >= 39.75:
+                break
+        self.assertFalse(connection.closing)
+        self.assertEqual(connection.received, b"")
+        self.clock.advance(40 - self.clock.seconds())
+        self.assertTrue(connection.closing)
+        self.assertEqual(connection.statuses(), [408])
+        document = connection.last_json()
+        self.assertEqual(document["error"], "request headers not received in time")
+        self.assertIn(b"Connection: close", connection.received)
+        self.assertEqual(self.gw.invoker.calls, [])
+
+    def test_client_that_does_not_read_is_aborted(self) -> None:
+        """
+        A timed-out client whose connection does not close is cut after abortTimeout.
+        """
+        connection = self.gw.connect()
+        connection.send(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(10)
+        self.assertTrue(connection.closing)
+        self.assertFalse(connection.aborted)
+        self.clock.advance(GatewayChannel.abortTimeout)
+        self.assertTrue(connection.aborted)
+
+    def test_keep_alive_waits_for_idle_timeout_then_new_deadline(self) -> None:
+        """
+        Between requests only the idle timeout runs; the next request's first byte
+        starts a new header deadline.
+        """
+        connection = self.gw.connect()
+        connection.send(GET)
+        self.assertEqual(connection.statuses(), [200])
+        self.clock.advance(50)
+        self.assertFalse(connection.closing)
+        connection.send(b"GET /lambda/fn HTTP/1.1\r\n")
+        self.clock.advance(9)
+        connection.send(b"Host: gw\r\n\r\n")
+        self.assertEqual(connection.statuses(), [200, 200])
+        self.clock.advance(5)
+        self.assertFalse(connection.closing)
+        connection.send(b"GET /lambda/fn HTTP/1.1\r\n")
+        self.clock.advance(10)
+        self.assertEqual(connection.statuses(), [200, 200, 408])
+        self.assertTrue(connection.closing)
+
+    def test_slow_function_is_not_a_header_timeout(self) -> None:
+        """
+        Time spent waiting for the function does not count against the header deadline.
+        """
+        from twisted.internet.defer import Deferred
+
+        pending: Deferred[object] = Deferred()
+        gw = SiteUnderTest({"slow": lambda event, context: pending}, header_timeout=10)
+        self.addCleanup(gw.stop)
+        connection = gw.connect()
+        connection.send(b"GET /lambda/slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+        gw.reactor.advance(25)
+        self.assertFalse(connection.closing)
+        pending.callback({"type": "HTTPJSON-REP", "body": "late"})
+        self.assertEqual(connection.statuses(), [200])
+
+    def test_pipelined_requests(self) -> None:
+        """
+        Pipelined requests are all answered in order; a trailing partial one
+        gets its own deadline.
+        """
+        connection = self.gw.connect()
+        connection.send(GET + GET + b"GET /lambda/fn HTTP/1.1\r\nHo")
+        self.assertEqual(connection.statuses(), [200, 200])
+        self.clock.advance(9.5)
+        self.assertFalse(connection.closing)
+        self.clock.advance(0.5)
+        self.assertEqual(connection.statuses(), [200, 200, 408])
+
+
+class SiteAssemblyTests(SynchronousTestCase):
+    """
+    The Site a gateway builds carries the configured limits.
+    """
+
+    def test_gateway_site_uses_config(self) -> None:
+        """
+        header_timeout, idle_timeout and max_body_size come from [gateway].
+        """
+        config = config_from(
+            "[gateway]\nheader_timeout = 3s\nidle_timeout = 2m\nmax_body_size = 1KB\n"
+            "[aws]\nregion = us-east-1\n[route:/lambda/]\n"
+        )
+        self.assertEqual((config.gateway.header_timeout, config.gateway.idle_timeout), (3.0, 120.0))
+        from twisted.internet.task import Clock
+
+        site = Gateway(config, Clock(), client=object()).site()
+        self.assertIsInstance(site, GatewaySite)
+        self.assertEqual(site.header_timeout, 3.0)
+        self.assertEqual(site.timeOut, 120.0)
+        factory: Any = site.requestFactory
+        self.assertTrue(issubclass(factory, GatewayRequest))
+        self.assertEqual(factory.max_body_size, 1024)
+        self.assertFalse(site.displayTracebacks)
+
+    def test_defaults(self) -> None:
+        """
+        By default the header deadline is 10 seconds and the idle timeout 60.
+        """
+        self.assertEqual(GatewayConfig().header_timeout, 10.0)
+        self.assertEqual(GatewayConfig().idle_timeout, 60.0)

@@ -263,6 +263,14 @@ class PoolHarness:
         self.pool.privilegedStartService()
         self.pool.startService()
 
+    def stop(self) -> Deferred[None]:
+        """
+        Stop as the plugin's service tree does: the pool first, its C{exited} last.
+        """
+        listening = self.pool.stopService()
+        assert listening.called
+        return self.pool.exited.stopService()
+
 
 class WorkerPoolStartTests(SynchronousTestCase):
     """
@@ -475,7 +483,7 @@ class WorkerPoolStopTests(SynchronousTestCase):
         """
         SIGTERM to every worker, the worker sockets closed here, done when all have exited.
         """
-        stopped = self.harness.pool.stopService()
+        stopped = self.harness.stop()
         self.assertNoResult(stopped)
         self.assertEqual([p.signals for p in self.processes], [["TERM"], ["TERM"]])
         [group] = self.harness.pool.groups or []
@@ -490,11 +498,36 @@ class WorkerPoolStopTests(SynchronousTestCase):
         self.clock.advance(3600)
         self.assertEqual(len(self.harness.spawner.processes), 2)
 
+    def test_stop_listening_first(self) -> None:
+        """
+        Stopping the pool does not wait for the workers; its exited service does.
+        """
+        listening = self.harness.pool.stopService()
+        self.successResultOf(listening)
+        self.assertEqual([p.signals for p in self.processes], [["TERM"], ["TERM"]])
+        exited = self.harness.pool.exited.stopService()
+        self.assertNoResult(exited)
+        for process in self.processes:
+            process.end()
+        self.successResultOf(exited)
+        # Told twice, the workers were signalled once.
+        self.assertEqual([p.signals for p in self.processes], [["TERM"], ["TERM"]])
+
+    def test_exited_alone(self) -> None:
+        """
+        Waiting for the workers tells them to stop if nothing else did.
+        """
+        exited = self.harness.pool.exited.stopService()
+        self.assertEqual([p.signals for p in self.processes], [["TERM"], ["TERM"]])
+        for process in self.processes:
+            process.end()
+        self.successResultOf(exited)
+
     def test_kill_when_late(self) -> None:
         """
         A worker still running drain_timeout + 5 s after SIGTERM gets SIGKILL.
         """
-        stopped = self.harness.pool.stopService()
+        stopped = self.harness.stop()
         self.processes[0].end()
         self.clock.advance(2 + 5 - 0.01)
         self.assertEqual(self.processes[1].signals, ["TERM"])
@@ -508,13 +541,13 @@ class WorkerPoolStopTests(SynchronousTestCase):
         """
         A worker that does not end even after SIGKILL is not waited for forever.
         """
-        stopped = self.harness.pool.stopService()
+        stopped = self.harness.stop()
         for process in self.processes:
             process.end()
         self.successResultOf(stopped)
         harness = PoolHarness(self, gateway_config(workers=2, drain="1s"))
         harness.start()
-        stopped = harness.pool.stopService()
+        stopped = harness.stop()
         harness.reactor.advance(1 + 5)
         harness.reactor.advance(5)
         self.successResultOf(stopped)
@@ -529,7 +562,7 @@ class WorkerPoolStopTests(SynchronousTestCase):
         """
         self.clock.advance(60)
         self.processes[0].end(1)
-        stopped = self.harness.pool.stopService()
+        stopped = self.harness.stop()
         self.assertEqual(self.processes[1].signals, ["TERM"])
         self.processes[1].end()
         self.successResultOf(stopped)
@@ -755,13 +788,20 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_parent(self) -> None:
         """
-        With workers = 2 the listeners are the pool's, with the --listen override.
+        With workers = 2 the listeners are the pool's (with the --listen override), stopped first.
         """
         options = self.options(
             "[gateway]\nworkers = 2\n" + ROUTES, "--listen", "tcp:0:interface=127.0.0.1"
         )
-        [pool] = self.listening(makeService(options, MemoryReactorClock()))
+        top = makeService(options, MemoryReactorClock())
+        [pool] = self.listening(top)
         assert isinstance(pool, WorkerPool)
+        # Children stop last first: the pool stops listening before the
+        # parent drains, and the workers are waited for after it.
+        assert isinstance(top, MultiService)
+        children = list(top)
+        self.assertIs(children[0], pool.exited)
+        self.assertIs(children[-1], pool)
         self.assertEqual(pool.count, 2)
         self.assertEqual([x.description for x in pool.listeners], ["tcp:0:interface=127.0.0.1"])
 

@@ -34,7 +34,7 @@ from .credentials import (
 from .gateway import Gateway, check_aws_routes
 from .listen import http2_available, server_endpoint
 from .reuseport import EndpointFor, check_workers
-from .workers import WorkerHandoff, listening_service
+from .workers import WorkerHandoff, WorkerPool, listening_service
 
 log = Logger()
 
@@ -160,18 +160,22 @@ def makeService(
         resolved=options.resolved,
         worker_id=worker.worker_id if worker is not None else 0,
     )
-    top = MultiService()
-    gateway.service.setServiceParent(top)
     site = gateway.site()
     tls_min_version = config.gateway.tls_min_version
-    shared = worker is not None or config.gateway.workers > 1
-    if shared:
-        endpoint_for = _endpoint_for(config)
-        listening_service(
-            config, options, site, reactor, worker, endpoint_for=endpoint_for
-        ).setServiceParent(top)
+    top = MultiService()
+    shared: IService | None = None
+    if worker is not None or config.gateway.workers > 1:
+        shared = listening_service(
+            config, options, site, reactor, worker, endpoint_for=_endpoint_for(config)
+        )
+        if isinstance(shared, WorkerPool):
+            # Stops last (children stop last first): waits for the workers.
+            shared.exited.setServiceParent(top)
+    gateway.service.setServiceParent(top)
+    if shared is not None:
+        shared.setServiceParent(top)
     for description in config.gateway.listen:
-        if not shared:
+        if shared is None:
             endpoint = server_endpoint(reactor, description, tls_min_version=tls_min_version)
             listening = StreamServerEndpointService(endpoint, site)
             # As strports.service does: a port that cannot be bound fails

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError, ProcessExitedAlready, ReactorNotRunning
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -290,9 +290,31 @@ def exit_after_stop(reactor: Any, status: int) -> None:
         reactor.stop()
 
 
+class WorkersExited(Service):
+    """
+    Waits, when stopped, until every worker of C{pool} has exited.
+
+    Its own service so that it can stop last, after the parent's drain,
+    while the pool (which tells the workers to stop) stops first: the parent
+    and its workers drain at the same time.
+    """
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.pool.when_exited()
+
+
 class WorkerPool(Service):
     """
     The parent's side: the shared sockets, its own share, and the workers.
+
+    Stopping it stops the listening, here and in the workers (SIGTERM); its
+    C{exited} service, stopped after the parent's own drain, waits for the
+    workers to exit, killing those still running ``drain_timeout`` plus
+    C{kill_grace} seconds after SIGTERM.
 
     :param spawner: starts the worker processes (the reactor by default).
     :param give_up: called once when a worker keeps failing; by default
@@ -343,6 +365,7 @@ class WorkerPool(Service):
         self._gave_up = False
         self._kill_timer: IDelayedCall | None = None
         self._stopped: list[Deferred[None]] = []
+        self.exited = WorkersExited(self)
 
     def privilegedStartService(self) -> None:
         if self.groups is None:
@@ -453,7 +476,18 @@ class WorkerPool(Service):
         worker.restart = self._clock.callLater(delay, self._start, worker)
 
     def stopService(self) -> Deferred[None]:
+        """
+        Stop accepting, here and in every worker: fires once this process's
+        ports are closed, without waiting for the workers (L{exited} does).
+        """
         super().stopService()
+        self._stop_workers()
+        ports, self.ports = self.ports, []
+        return stop_listening(ports)
+
+    def _stop_workers(self) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         for worker in self.workers.values():
             if worker.restart is not None and worker.restart.active():
@@ -464,17 +498,22 @@ class WorkerPool(Service):
         for group in self.groups or []:
             for sock in group[1:]:
                 sock.close()
-        stopping = stop_listening(self.ports)
         running = [w for w in self.workers.values() if w.running]
         for worker in running:
             worker.signal("TERM")
         if running:
             wait = self.config.gateway.drain_timeout + self._kill_grace
             self._kill_timer = self._clock.callLater(wait, self._kill)
+
+    def when_exited(self) -> Deferred[None]:
+        """
+        Fires when every worker has exited, telling them to stop if need be.
+        """
+        self._stop_workers()
         ended: Deferred[None] = Deferred()
         self._stopped.append(ended)
         self._check_stopped()
-        return gatherResults([stopping, ended]).addCallback(lambda _: None)
+        return ended
 
     def _kill(self) -> None:
         late = [w for w in self.workers.values() if w.running]

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
@@ -24,10 +24,12 @@ from twisted.internet.error import (
     ProcessDone,
     ProcessExitedAlready,
     ProcessTerminated,
+    ReactorNotRunning,
 )
 from twisted.internet.interfaces import IProcessProtocol, IProcessTransport, IReactorProcess
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.logger import (
+    ILogObserver,
     LogEvent,
     Logger,
     LogLevel,
@@ -46,7 +48,7 @@ from twisted_lambdagw.config import Config
 from twisted_lambdagw.listen import server_endpoint
 from twisted_lambdagw.reuseport import AdoptedListeners
 from twisted_lambdagw.tap import Options, makeService
-from twisted_lambdagw.worker_main import ParentWatch
+from twisted_lambdagw.worker_main import ParentWatch, StopOnce
 from twisted_lambdagw.workers import (
     MAX_LINE,
     LogRelay,
@@ -726,6 +728,50 @@ class ParentWatchTests(TestCase):
         watch.startReading()
         watch.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(calls, [])
+
+
+class FakeStoppable:
+    """
+    A reactor that counts the calls to stop, and refuses a stop once stopped.
+    """
+
+    def __init__(self) -> None:
+        self.stops = 0
+
+    def stop(self) -> None:
+        self.stops += 1
+        if self.stops > 1:
+            raise ReactorNotRunning()
+
+
+class StopOnceTests(SynchronousTestCase):
+    """
+    A worker told to stop again (a second SIGTERM, the parent's pipe closing) goes on stopping.
+    """
+
+    def test_once(self) -> None:
+        """
+        The first request stops the reactor and is logged; later ones change nothing.
+        """
+        reactor = FakeStoppable()
+        events: list[LogEvent] = []
+        stop = StopOnce(reactor, Logger(observer=cast(ILogObserver, events.append)), 3)
+        stop("received SIGTERM")
+        stop("received SIGTERM")
+        stop("the parent process is gone")
+        self.assertEqual(reactor.stops, 1)
+        self.assertEqual([formatEvent(e) for e in events], ["worker 3: received SIGTERM; stopping"])
+
+    def test_reactor_already_stopping(self) -> None:
+        """
+        A reactor stopped by something else first is no error.
+        """
+        reactor = FakeStoppable()
+        reactor.stop()
+        StopOnce(reactor, Logger(observer=cast(ILogObserver, lambda event: None)), 1)(
+            "received SIGTERM"
+        )
+        self.assertEqual(reactor.stops, 2)
 
 
 class ProcessExitTests(SynchronousTestCase):

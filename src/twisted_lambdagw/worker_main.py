@@ -59,6 +59,30 @@ class ParentWatch(FileDescriptor):
             self._gone()
 
 
+class StopOnce:
+    """
+    Stops the reactor the first time it is called; later calls change nothing.
+
+    A worker can be told to stop more than once: SIGTERM from its parent and
+    from a supervisor that signals the whole process group or cgroup, or the
+    parent's pipe closing while it drains.
+    """
+
+    def __init__(self, reactor: Any, log: Logger, worker_id: int) -> None:
+        self._reactor = reactor
+        self._log = log
+        self._worker_id = worker_id
+        self.stopping = False
+
+    def __call__(self, why: str) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self._log.info("worker {worker}: {why}; stopping", worker=self._worker_id, why=why)
+        with contextlib.suppress(ReactorNotRunning):
+            self._reactor.stop()
+
+
 def log_to_parent(stream: Any) -> None:
     """
     Send this process's log events to its parent, as JSON lines on C{stream}.
@@ -78,10 +102,11 @@ def main() -> int:
     if handoff.reactor_module is not None:
         with contextlib.suppress(Exception):
             importlib.import_module(handoff.reactor_module).install()
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installed
 
     from twisted_lambdagw.tap import Options, makeService
 
+    reactor: Any = installed
     log = Logger(namespace="twisted_lambdagw.workers")
     log_to_parent(sys.stderr)
     options = Options()
@@ -95,16 +120,17 @@ def main() -> int:
         log.failure("worker {worker} could not start", worker=handoff.worker_id)
         return 1
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    stop = StopOnce(reactor, log, handoff.worker_id)
 
-    def parent_gone() -> None:
-        log.warn("the parent process is gone: stopping worker {worker}", worker=handoff.worker_id)
-        with contextlib.suppress(ReactorNotRunning):
-            reactor.stop()
+    def handle_signals() -> None:
+        # After the reactor installed its own handlers, which would complain
+        # about a second SIGTERM.  The parent stops its workers, so a Ctrl-C
+        # that reaches the whole process group is left to it.
+        signal.signal(signal.SIGTERM, lambda n, f: reactor.callFromThread(stop, "received SIGTERM"))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    ParentWatch(reactor, 0, parent_gone).startReading()
-    # The parent stops its workers with SIGTERM.  A Ctrl-C in a terminal
-    # reaches the whole process group, and only the parent should act on it.
-    reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    ParentWatch(reactor, 0, lambda: stop("the parent process is gone")).startReading()
+    reactor.callWhenRunning(handle_signals)
     reactor.run()
     return 0
 

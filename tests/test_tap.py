@@ -20,13 +20,14 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 from zope.interface.verify import verifyObject
 
 from twisted_lambdagw import cli
 from twisted_lambdagw.credentials import CredentialsService
 from twisted_lambdagw.gateway import PoolService
+from twisted_lambdagw.lifecycle import DaemonService, DrainService, SequentialService
 from twisted_lambdagw.request import GatewayRequest
+from twisted_lambdagw.site import GatewaySite
 from twisted_lambdagw.tap import Options, makeService
 
 from .process_fixtures import REPO_ROOT, child_environment, temp_dir, write_config
@@ -192,18 +193,20 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The children are the gateway's (its pool's and its credentials'), then one
-        endpoint service per --listen.
+        The gateway's service (pool, credentials, drain), then one endpoint service per --listen.
         """
         self.assertTrue(verifyObject(IService, self.service))
+        self.assertIsInstance(self.service, DaemonService)
         children = self.service.services
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
-        assert isinstance(gateway_service, MultiService)
-        pool_service, credentials_service = gateway_service.services
+        assert isinstance(gateway_service, SequentialService)
+        pool_service, credentials_service, drain_service = gateway_service.services
         self.assertIsInstance(credentials_service, CredentialsService)
         assert isinstance(pool_service, PoolService)
         self.assertIs(pool_service.pool, self.pool)
+        assert isinstance(drain_service, DrainService)
+        self.assertEqual(drain_service.timeout, 30.0)
         for child in children[1:]:
             self.assertIsInstance(child, StreamServerEndpointService)
 
@@ -219,7 +222,7 @@ class MakeServiceTests(SynchronousTestCase):
         factories = [factory for _, factory, _, _ in self.reactor.tcpServers]
         self.assertIs(factories[0], factories[1])
         site = factories[0]
-        assert isinstance(site, Site)
+        assert isinstance(site, GatewaySite)
         self.assertFalse(site.displayTracebacks)
         request_factory: Any = site.requestFactory
         self.assertTrue(issubclass(request_factory, GatewayRequest))

@@ -10,16 +10,18 @@ see L{twisted_lambdagw.credentials} for why this happens before the reactor.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 
+from .accesslog import STDOUT
 from .auth import load_users
 from .config import Config, ConfigError, load_config
 from .credentials import (
@@ -31,6 +33,7 @@ from .credentials import (
     resolve_at_startup,
 )
 from .gateway import Gateway, check_aws_routes
+from .lifecycle import DaemonService, SignalInstaller
 from .listen import http2_available, server_endpoint
 
 log = Logger()
@@ -128,14 +131,21 @@ class Options(usage.Options):
 
 
 def makeService(
-    options: Options, reactor: Any = None, *, pool: HTTPConnectionPool | None = None
+    options: Options,
+    reactor: Any = None,
+    *,
+    pool: HTTPConnectionPool | None = None,
+    install_signal: SignalInstaller = signal.signal,
 ) -> IService:
     """
-    The gateway service: the listeners, and what owns the upstream pool.
+    The gateway service: the gateway's own service, then the listeners.
 
-    twistd passes only C{options}; C{reactor} and C{pool} (the upstream
-    connection pool, closed when the service stops) are for embedding and
-    tests.
+    Stopping it (SIGTERM) stops the listeners first, then drains the
+    requests under way, then closes the upstream pool.
+
+    twistd passes only C{options}; C{reactor}, C{pool} (the upstream
+    connection pool, closed when the service stops) and C{install_signal}
+    are for tests.
     """
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
@@ -143,7 +153,13 @@ def makeService(
     gateway = Gateway(
         config, reactor, pool=pool, credentials=options.credentials, resolved=options.resolved
     )
-    top = MultiService()
+    access_log = gateway.access_log
+    reopen = None
+    if access_log is not None and access_log.target != STDOUT:
+        reopen = access_log.reopen
+    top = DaemonService(reactor, reopen=reopen, install_signal=install_signal)
+    # MultiService stops its children last first: the listeners stop
+    # accepting before the gateway starts draining.
     gateway.service.setServiceParent(top)
     site = gateway.site()
     tls_min_version = config.gateway.tls_min_version

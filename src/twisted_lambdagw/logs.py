@@ -50,8 +50,9 @@ def flat_event(event: LogEvent) -> dict[str, Any]:
     The JSON object for one event.
     """
     level = event.get("log_level")
+    when = event.get("log_time")
     record: dict[str, Any] = {
-        "time": _stamp(event.get("log_time") or time.time()),
+        "time": _stamp(time.time() if when is None else when),
         "level": getattr(level, "name", None),
         "namespace": event.get("log_namespace"),
         "message": formatEvent(event),

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.defer import Deferred
@@ -240,6 +242,58 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertNoResult(stopped)
         closing.callback(None)
         self.successResultOf(stopped)
+
+    def test_stop_order(self) -> None:
+        """
+        Stopping stops the listeners at once, drains the request under way, then closes the pool.
+        """
+        self.service.privilegedStartService()
+        self.service.startService()
+        gateway_service = self.service.services[0]
+        assert isinstance(gateway_service, MultiService)
+        drain = gateway_service.services[-1]
+        assert isinstance(drain, DrainService)
+        client: Any = StubTreq(drain.resource)
+        # Lambda never answers: the pool's connection attempt stays pending.
+        waiting = client.get("http://gw/lambda/fn")
+        client.flush()
+        self.assertEqual(drain.resource.active, 1)
+        self.reactor.advance(1)
+
+        stopped = self.service.stopService()
+        listeners = self.service.services[1:]
+        self.assertEqual([listener.running for listener in listeners], [False, False])
+        self.assertTrue(drain.resource.draining)
+        # The route's timeout (30 s from the request) ends it before the
+        # drain's (30 s from the stop); until then the pool stays open.
+        self.reactor.advance(28.9)
+        client.flush()
+        self.assertEqual((drain.resource.active, self.pool.closing), (1, []))
+        self.reactor.advance(0.1)
+        client.flush()
+        self.assertEqual(drain.resource.active, 0)
+        self.assertGreaterEqual(self.successResultOf(waiting).code, 500)
+        [closing] = self.pool.closing
+        self.assertNoResult(stopped)
+        closing.callback(None)
+        self.successResultOf(stopped)
+
+    def test_sigterm_handler(self) -> None:
+        """
+        Once the reactor runs, the daemon takes SIGTERM through the injected installer.
+        """
+        installed: list[int] = []
+        service = makeService(
+            self.options,
+            reactor=self.reactor,
+            pool=self.pool,
+            install_signal=lambda number, handler: installed.append(number),
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(installed, [])
+        self.reactor.run()
+        self.assertEqual(installed, [signal.SIGTERM])
 
     def test_default_pool_is_owned(self) -> None:
         """

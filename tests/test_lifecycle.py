@@ -164,7 +164,8 @@ class DrainServiceTests(SynchronousTestCase):
         One HTTP/1.1 keep-alive GET through a real Site channel: the bytes
         written back, and whether the server is closing the connection.
         """
-        channel = Site(self.resource).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        site = Site(self.resource, reactor=self.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         assert channel is not None
         transport = StringTransport()
         channel.makeConnection(transport)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -79,7 +79,7 @@ class MetricsPageTests(SynchronousTestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(
             response.headers.getRawHeaders("content-type"),
-            ["text/plain; version=1.0.0; charset=utf-8"],
+            [CONTENT_TYPE_LATEST],
         )
         return parse(self.successResultOf(response.text()))
 

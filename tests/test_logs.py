@@ -219,3 +219,31 @@ class NoSecretsInLogsTests(SynchronousTestCase):
         [hello_call, *_] = gw.lambda_api.calls
         self.assertEqual(hello_call.headers["x-amz-security-token"], SESSION_TOKEN)
         self.assertIn(basic, hello_call.body.decode())
+
+
+class FunctionErrorLogTests(SynchronousTestCase):
+    """
+    A function's error reaches the JSON log with its stack trace.
+    """
+
+    def test_stack_trace_is_text(self) -> None:
+        """
+        Lambda's list of stack lines is logged as one string, so the JSON log keeps it.
+        """
+
+        def broken(event: Any, context: FakeContext) -> Any:
+            raise ValueError("bad input")
+
+        gw = FakeAWSGateway("[route:/lambda/]\n", {"broken": broken})
+        with capturedLogs() as events:
+            d = gw.client.get("http://gw/lambda/broken")
+            gw.flush()
+        self.assertEqual(self.successResultOf(d).code, 502)
+        [event] = [e for e in events if e.get("function") == "broken"]
+        record = flat_event(event)
+        self.assertEqual(
+            (record["level"], record["error_type"], record["error_message"]),
+            ("warn", "ValueError", "bad input"),
+        )
+        self.assertIn('raise ValueError("bad input")', record["stack_trace"])
+        self.assertIn("in broken", record["stack_trace"])

@@ -70,6 +70,18 @@ def flat_event(event: LogEvent) -> dict[str, Any]:
     return record
 
 
+def stack_text(trace: object) -> str | None:
+    """
+    A function's stack trace as one string, for a log field.
+
+    Lambda runtimes send a list of lines, which observers that keep only
+    plain fields (this module's) would drop.
+    """
+    if isinstance(trace, list):
+        return "\n".join(str(line).rstrip("\n") for line in trace)
+    return None if trace is None else str(trace)
+
+
 @implementer(ILogObserver)
 class JSONLinesObserver:
     """

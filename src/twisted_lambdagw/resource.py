@@ -44,6 +44,7 @@ from .exchange import Exchange, ExchangeObserver
 from .formats import EventFormat
 from .formats._common import HOP_BY_HOP
 from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult, StreamingInvoker
+from .logs import stack_text
 from .messages import IncomingRequest, Reply
 from .proxies import Origin, TrustedProxies
 from .routing import RouteTable, Target, resolve
@@ -468,7 +469,7 @@ class GatewayResource(Resource):
             kind=result.function_error,
             error_type=document.get("errorType", ""),
             error_message=document.get("errorMessage", ""),
-            stack_trace=document.get("stackTrace") or document.get("trace"),
+            stack_trace=stack_text(document.get("stackTrace") or document.get("trace")),
             aws_request_id=result.aws_request_id,
             request_id=request_id,
         )

@@ -467,6 +467,21 @@ class GracefulStopTests(LoopbackLambdaTestCase):
             (record["path"], record["status"], record["outcome"]), ("/lambda/slow", 200, "served")
         )
 
+    async def test_twist_exits_zero(self) -> None:
+        """
+        twist, as systemd runs it, also ends a SIGTERM with exit status 0.
+        """
+        _, lambda_port = await self.start_fake_lambda()
+        config = self.aws_config(lambda_port)
+        options = ["lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"]
+        child = self.spawn([*twist_command(), *options])
+        await child.printed(LISTENING)
+        assert child.transport is not None
+        child.transport.signalProcess("TERM")
+        await child.ended()
+        self.assertEqual((child.exit_code, child.signal), (0, None), child.text)
+        self.assertIn("received SIGTERM: stopping gracefully", child.text)
+
     async def refused(self, port: int) -> None:
         """
         Wait until connecting to C{port} is refused (the listener closes on

@@ -105,7 +105,7 @@ class EmbeddingTests(SynchronousTestCase):
             self.clock,
             client=self.lambda_client,
             pool=self.pool,
-            endpoint_for=lambda region, url: url or "",
+            endpoint_for=lambda spec: spec.url or "",
         )
         self.check_serving(self.build(gateway))
 
@@ -125,7 +125,7 @@ class EmbeddingTests(SynchronousTestCase):
             self.clock,
             client=self.lambda_client,
             pool=self.pool,
-            endpoint_for=lambda region, url: url or "",
+            endpoint_for=lambda spec: spec.url or "",
         )
         app = MultiService()
         gateway.service.setServiceParent(app)

@@ -24,8 +24,9 @@ from .process_fixtures import temp_dir
 
 FIELDS = [
     "time", "request_id", "remote", "method", "path", "route", "function", "qualifier",
-    "status", "bytes_out", "duration_ms", "invoke_ms", "aws_request_id", "executed_version",
-    "function_error", "user", "outcome", "error", "error_code",
+    "status", "bytes_out", "duration_ms", "invoke_ms", "ttfb_ms", "aws_request_id",
+    "executed_version", "function_error", "user", "outcome", "stream_outcome", "error",
+    "error_code",
 ]  # fmt: skip
 
 
@@ -101,10 +102,12 @@ class AccessLogTests(SynchronousTestCase):
                 "bytes_out": 8,
                 "duration_ms": 0.0,
                 "invoke_ms": 0.0,
+                "ttfb_ms": 0.0,
                 "executed_version": "$LATEST",
                 "function_error": None,
                 "user": None,
                 "outcome": "served",
+                "stream_outcome": None,
                 "error": None,
                 "error_code": None,
             },

@@ -4,7 +4,7 @@ An HTTP gateway for AWS Lambda, on Twisted.
 The public API, for embedding the gateway in a Twisted application:
 L{Gateway} (from a config file with C{Gateway.from_file}, or from L{Config}
 objects), the config records, L{load_config}, L{parse_config},
-L{ConfigError} and L{GatewayResource}.
+L{ConfigError}, L{GatewayResource} and L{GatewaySite}.
 
 The names are imported on first use, so that importing a light module of
 the package (the ``lambdagw`` command, ``twisted_lambdagw.testing``) does not
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from .gateway import Gateway
     from .resource import GatewayResource
+    from .site import GatewaySite
 
 _WHERE = {
     "AuthConfig": "config",
@@ -43,6 +44,7 @@ _WHERE = {
     "parse_config": "config",
     "Gateway": "gateway",
     "GatewayResource": "resource",
+    "GatewaySite": "site",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "Gateway",
     "GatewayConfig",
     "GatewayResource",
+    "GatewaySite",
     "LocalConfig",
     "RouteConfig",
     "load_config",

@@ -60,7 +60,8 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
 
     ``time`` is when the request arrived; ``status`` is 0 when the client
     went away before an answer; ``invoke_ms`` is null when nothing was
-    invoked.  The path is without its query string, which may carry tokens;
+    invoked, ``ttfb_ms`` when nothing was written; ``stream_outcome`` is
+    null except on streamed routes.  The path is without its query string, which may carry tokens;
     request headers are never logged.
     """
     return {
@@ -76,11 +77,13 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
         "bytes_out": exchange.bytes_out,
         "duration_ms": _ms(exchange.duration),
         "invoke_ms": _ms(exchange.invoke_duration),
+        "ttfb_ms": _ms(exchange.time_to_first_byte),
         "aws_request_id": exchange.aws_request_id,
         "executed_version": exchange.executed_version,
         "function_error": exchange.function_error,
         "user": exchange.user,
         "outcome": exchange.outcome,
+        "stream_outcome": exchange.stream_outcome,
         "error": exchange.error,
         "error_code": exchange.error_code,
     }

@@ -28,6 +28,8 @@ from zope.interface.verify import verifyObject
 from twisted_lambdagw.logs import JSONLinesObserver, flat_event, json_observer
 from twisted_lambdagw.testing import FakeContext, RawResponse
 
+from .auth_fixtures import ALICE_HASH, InlineThreads
+from .auth_fixtures import basic as basic_value
 from .gateway_fixtures import BASE_CONFIG, SECRET_KEY, FakeAWSGateway
 from .process_fixtures import temp_dir
 
@@ -145,6 +147,8 @@ class NoSecretsInLogsTests(SynchronousTestCase):
         """
         directory = temp_dir(self)
         access_path = directory / "access.log"
+        users = directory / "users"
+        users.write_text(f"alice:{ALICE_HASH}\n")
 
         def broken(event: Any, context: FakeContext) -> Any:
             raise ValueError("the function failed")
@@ -152,8 +156,11 @@ class NoSecretsInLogsTests(SynchronousTestCase):
         pending: Deferred[Any] = Deferred()
         gw = FakeAWSGateway(
             f"[gateway]\naccess_log = {access_path}\n\n"
-            "[route:/lambda/]\ntimeout = 5s\n\n"
-            f"[route:/other/]\naws_access = AKIDROUTEKEY\naws_secret = {ROUTE_SECRET}\n",
+            f"[auth]\nusers_file = {users}\n\n"
+            "[route:/lambda/]\ntimeout = 5s\nauth = none\n\n"
+            "[route:/secure/]\nauth = basic\n\n"
+            f"[route:/other/]\nauth = none\naws_access = AKIDROUTEKEY\n"
+            f"aws_secret = {ROUTE_SECRET}\n",
             {
                 "hello": lambda event, context: {"ok": True},
                 "broken": broken,
@@ -163,11 +170,14 @@ class NoSecretsInLogsTests(SynchronousTestCase):
                 "slow": lambda event, context: pending,
             },
             base=BASE_CONFIG + f"session_token = {SESSION_TOKEN}\n",
+            run_in_thread=InlineThreads(),
         )
         self.assertEqual(gw.config.aws.session_token, SESSION_TOKEN)
         basic = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+        alice = basic_value("alice", "wonderland").split()[1]
         secrets = [
             PASSWORD, basic, BEARER, SECRET_KEY, SESSION_TOKEN, ROUTE_SECRET, "Signature=",
+            "wonderland", alice, ALICE_HASH,
         ]  # fmt: skip
 
         json_stream = io.StringIO()
@@ -176,6 +186,9 @@ class NoSecretsInLogsTests(SynchronousTestCase):
         with capturedLogs() as events:
             for path, authorization in [
                 ("/lambda/hello", f"Basic {basic}"),
+                ("/secure/hello", f"Basic {alice}"),
+                ("/secure/hello", f"Basic {basic}"),
+                ("/secure/broken", f"Basic {alice}"),
                 ("/lambda/broken", f"Bearer {BEARER}"),
                 ("/lambda/denied", f"Basic {basic}"),
                 ("/other/hello", f"Bearer {BEARER}"),
@@ -208,7 +221,9 @@ class NoSecretsInLogsTests(SynchronousTestCase):
             "event fields": "\n".join(repr(e) for e in events),
             "formatted": "\n".join(formatEvent(e) for e in events),
         }
-        self.assertEqual(len(outputs["access log"].splitlines()), 8)
+        self.assertEqual(len(outputs["access log"].splitlines()), 11)
+        users_seen = [json.loads(line)["user"] for line in outputs["access log"].splitlines()]
+        self.assertEqual(users_seen.count("alice"), 2)
         self.assertIn("the function failed", outputs["JSON log"])  # what should be there is
         for where, text in outputs.items():
             for secret in secrets:

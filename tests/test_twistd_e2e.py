@@ -50,6 +50,8 @@ STARTUP_TIMEOUT = 20.0
 """Seconds a child may take to listen or to exit; generous for a loaded CI machine."""
 
 LISTENING = re.compile(rb"starting on (\d+)")
+READY = re.compile(rb"ready; SIGTERM stops gracefully")
+"""Printed once the gateway takes SIGTERM; a SIGTERM before that ends the process by signal."""
 AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)"
     r"/lambda/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<sig>[0-9a-f]{64})"
@@ -319,6 +321,7 @@ class RoundTripTests(LoopbackLambdaTestCase):
         self.assertIsInstance(error["error"], str)
         self.assertEqual(len(fake.calls), 1)
 
+        await child.printed(READY)
         assert child.transport is not None
         child.transport.signalProcess("TERM")
         await child.ended()
@@ -448,6 +451,7 @@ class GracefulStopTests(LoopbackLambdaTestCase):
 
         responding = client.get(f"http://127.0.0.1:{port}/lambda/slow")
         await called
+        await child.printed(READY)
         assert child.transport is not None
         child.transport.signalProcess("TERM")
         await child.printed(re.compile(rb"draining: waiting for 1 request"))
@@ -476,6 +480,7 @@ class GracefulStopTests(LoopbackLambdaTestCase):
         options = ["lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"]
         child = self.spawn([*twist_command(), *options])
         await child.printed(LISTENING)
+        await child.printed(READY)
         assert child.transport is not None
         child.transport.signalProcess("TERM")
         await child.ended()
@@ -530,6 +535,7 @@ class JSONLoggerTests(LoopbackLambdaTestCase):
         )
         self.assertEqual(missing.code, 404)
         await missing.content()
+        await child.printed(READY)
         assert child.transport is not None
         child.transport.signalProcess("TERM")
         await child.ended()

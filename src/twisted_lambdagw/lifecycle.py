@@ -178,6 +178,7 @@ class DaemonService(MultiService):
         self._install_signal(signal.SIGTERM, self._sigterm)
         if self._reopen is not None:
             self._install_signal(signal.SIGHUP, self._sighup)
+        self.log.info("ready; SIGTERM stops gracefully")
 
     def _sighup(self, number: int, frame: FrameType | None) -> None:
         assert self._reopen is not None

@@ -272,7 +272,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.reactor.advance(0.1)
         client.flush()
         self.assertEqual(drain.resource.active, 0)
-        self.assertGreaterEqual(self.successResultOf(waiting).code, 500)
+        self.assertEqual(self.successResultOf(waiting).code, 504)
         [closing] = self.pool.closing
         self.assertNoResult(stopped)
         closing.callback(None)

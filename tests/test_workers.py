@@ -9,6 +9,7 @@ parent watch), each on its own, and the plugin's service tree with workers.
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, AnyStr, cast
 
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import (
@@ -58,7 +60,7 @@ from twisted_lambdagw.workers import (
     plain_options,
 )
 
-from .gateway_fixtures import config_from
+from .gateway_fixtures import FakeAWSGateway, config_from
 from .process_fixtures import child_environment, temp_dir, write_config
 
 ROUTES = """
@@ -335,6 +337,17 @@ class WorkerPoolStartTests(SynchronousTestCase):
             # Plain option values travel; objects do not.
             self.assertEqual(handoff.options, {"config": "gw.ini", "listen": ["tcp:0"]})
         self.assertIn("started worker 2 of 3 (pid 1001)", harness.messages())
+
+    def test_signal_workers(self) -> None:
+        """
+        The parent's SIGHUP action runs, then every worker gets SIGHUP for its own.
+        """
+        harness = PoolHarness(self, gateway_config(workers=3))
+        harness.start()
+        calls: list[str] = []
+        harness.pool.also_signal(lambda: calls.append("reopened"), "HUP")()
+        self.assertEqual(calls, ["reopened"])
+        self.assertEqual([p.signals for p in harness.spawner.processes], [["HUP"], ["HUP"]])
 
     def test_start_without_privileged_start(self) -> None:
         """
@@ -815,6 +828,64 @@ class ProcessExitTests(SynchronousTestCase):
         )
         self.assertEqual(done.returncode, 2)
         self.assertIn("no handoff from the parent process", done.stderr)
+
+
+def hello(event: Any, context: Any) -> Any:
+    return {"type": "HTTPJSON-REP", "meta": {"status": 200}, "body": "hi"}
+
+
+class WorkerLabelTests(SynchronousTestCase):
+    """
+    With workers, each process's metrics and access log records say which process it is.
+    """
+
+    def served(self, workers: int, worker_id: int) -> tuple[list[Any], list[dict[str, Any]]]:
+        """
+        Serve one request; return the metrics page's samples and the access log records.
+        """
+        path = temp_dir(self) / "access.log"
+        gw = FakeAWSGateway(
+            f"[gateway]\nworkers = {workers}\naccess_log = {path}\n\n[route:/lambda/]\n",
+            {"hello": hello},
+            worker_id=worker_id,
+        )
+        gw.gateway.service.startService()
+        self.addCleanup(gw.gateway.service.stopService)
+        responses = []
+        for url in ("http://gw/lambda/hello", "http://gw/metrics"):
+            d = gw.client.get(url)
+            gw.flush()
+            responses.append(self.successResultOf(d))
+        self.assertEqual([r.code for r in responses], [200, 200])
+        page = self.successResultOf(responses[1].text())
+        samples = [s for f in text_string_to_metric_families(page) for s in f.samples]
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        return samples, records
+
+    def test_labelled(self) -> None:
+        """
+        Every sample has the worker label; every access log record the worker field.
+        """
+        samples, records = self.served(workers=3, worker_id=2)
+        self.assertEqual({s.labels.get("worker") for s in samples}, {"2"})
+        [count] = [
+            s.value
+            for s in samples
+            if s.name == "lambdagw_requests_total"
+            and s.labels
+            == {"route": "/lambda/", "function": "hello", "status_class": "2xx", "worker": "2"}
+        ]
+        self.assertEqual(count, 1)
+        self.assertEqual([r["worker"] for r in records], [2, 2])
+
+    def test_one_process(self) -> None:
+        """
+        With one process nothing changes: no label, no field.
+        """
+        samples, records = self.served(workers=1, worker_id=0)
+        self.assertTrue(samples)
+        self.assertEqual([s for s in samples if "worker" in s.labels], [])
+        self.assertEqual([r for r in records if "worker" in r], [])
 
 
 class MakeServiceTests(SynchronousTestCase):

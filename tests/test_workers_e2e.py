@@ -18,6 +18,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import Factory, Protocol
@@ -153,6 +154,27 @@ class WorkersTests(TwistdTestCase):
             codes += await gatherResults(batch)
         return codes
 
+    async def served_by_worker(self, port: int, scrapes: int = 30) -> dict[str, float]:
+        """
+        The 2xx count on /lambda/ that each process's metrics page shows.
+        """
+        pool = HTTPConnectionPool(self.reactor, persistent=False)
+        client = HTTPClient(Agent(self.reactor, pool=pool))
+        served: dict[str, float] = {}
+        for _ in range(scrapes):
+            response = await client.get(f"http://127.0.0.1:{port}/metrics")
+            page = (await response.content()).decode()
+            for family in text_string_to_metric_families(page):
+                for sample in family.samples:
+                    labels = sample.labels
+                    if (
+                        sample.name == "lambdagw_requests_total"
+                        and labels.get("route") == "/lambda/"
+                        and labels.get("status_class") == "2xx"
+                    ):
+                        served[labels["worker"]] = sample.value
+        return served
+
     def callers(self, connections: WrappingFactory, lambda_port: int, pids: set[int]) -> set[int]:
         """
         Which of C{pids} hold the client ends of the fake Lambda's connections.
@@ -192,6 +214,11 @@ class WorkersTests(TwistdTestCase):
             self.callers(connections, lambda_port, {parent_pid, worker_pid}),
             {parent_pid, worker_pid},
         )
+        # Each process shows its own metrics, labelled with its worker id;
+        # together they count every request.
+        served = await self.served_by_worker(port)
+        self.assertEqual(set(served), {"0", "1"})
+        self.assertEqual(sum(served.values()), REQUESTS)
 
         assert child.transport is not None
         child.transport.signalProcess("TERM")

@@ -29,7 +29,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -183,6 +183,10 @@ class GatewaySite(Site):
 
     twisted.web error pages never show tracebacks here, and each HTTP/1.1
     connection is served by a L{GatewayChannel}.
+
+    twisted.web's own access log lines are off: the gateway's JSON access
+    log (``[gateway] access_log``) replaces them, and they would put every
+    full URI, query string included, into the daemon's log.
     """
 
     def __init__(
@@ -198,6 +202,9 @@ class GatewaySite(Site):
         self.requestFactory = request_factory(max_body_size)
         self.displayTracebacks = False
         self.header_timeout = header_timeout
+
+    def log(self, request: Request) -> None:
+        pass
 
     def protocol(self) -> _GenericHTTPChannelProtocol:
         # The generic protocol switches to HTTP/2 when ALPN chose it; the

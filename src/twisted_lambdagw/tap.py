@@ -10,17 +10,19 @@ see L{twisted_lambdagw.credentials} for why this happens before the reactor.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 
+from .accesslog import STDOUT
 from .auth import load_users
 from .config import Config, ConfigError, load_config
 from .credentials import (
@@ -32,8 +34,9 @@ from .credentials import (
     resolve_at_startup,
 )
 from .gateway import Gateway, check_aws_routes
+from .lifecycle import DaemonService, SignalInstaller
 from .listen import http2_available, server_endpoint
-from .reuseport import EndpointFor, check_workers
+from .reuseport import AdoptedListeners, EndpointFor, check_workers
 from .workers import WorkerHandoff, WorkerPool, listening_service
 
 log = Logger()
@@ -140,14 +143,19 @@ def makeService(
     reactor: Any = None,
     *,
     pool: HTTPConnectionPool | None = None,
+    install_signal: SignalInstaller = signal.signal,
     worker: WorkerHandoff | None = None,
 ) -> IService:
     """
-    The gateway service: the listeners, and what owns the upstream pool.
+    The gateway service: the gateway's own service, then the listeners.
 
-    twistd passes only C{options}; C{reactor} and C{pool} (the upstream
-    connection pool, closed when the service stops) are for embedding and
-    tests; C{worker} is what a worker process was handed (L{workers}).
+    Stopping it (SIGTERM) stops the listeners first, then drains the
+    requests under way, then closes the upstream pool.
+
+    twistd passes only C{options}; C{reactor}, C{pool} (the upstream
+    connection pool, closed when the service stops) and C{install_signal}
+    are for tests.  C{worker} is what a worker process was handed by its
+    parent (see L{twisted_lambdagw.workers}).
     """
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
@@ -162,15 +170,23 @@ def makeService(
     )
     site = gateway.site()
     tls_min_version = config.gateway.tls_min_version
-    top = MultiService()
-    shared: IService | None = None
+    shared: WorkerPool | AdoptedListeners | None = None
     if worker is not None or config.gateway.workers > 1:
         shared = listening_service(
             config, options, site, reactor, worker, endpoint_for=_endpoint_for(config)
         )
+    access_log = gateway.access_log
+    reopen = None
+    if access_log is not None and access_log.target != STDOUT:
+        reopen = access_log.reopen
         if isinstance(shared, WorkerPool):
-            # Stops last (children stop last first): waits for the workers.
-            shared.exited.setServiceParent(top)
+            reopen = shared.also_signal(reopen, "HUP")
+    top = DaemonService(reactor, reopen=reopen, install_signal=install_signal)
+    if isinstance(shared, WorkerPool):
+        # Stopped with the rest, it waits for the workers to exit.
+        shared.exited.setServiceParent(top)
+    # MultiService stops its children last first: the listeners stop
+    # accepting before the gateway starts draining.
     gateway.service.setServiceParent(top)
     if shared is not None:
         shared.setServiceParent(top)

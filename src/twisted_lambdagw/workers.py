@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from twisted.application.service import IService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError, ProcessExitedAlready, ReactorNotRunning
 from twisted.internet.interfaces import (
@@ -399,6 +399,26 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             self._start(worker)
 
+    def signal_workers(self, name: str) -> None:
+        """
+        Send signal C{name} (``"HUP"``) to every running worker.
+        """
+        for worker in self.workers.values():
+            worker.signal(name)
+
+    def also_signal(self, action: Callable[[], None], name: str) -> Callable[[], None]:
+        """
+        C{action}, then signal C{name} to every worker so each does its own.
+
+        The parent's SIGHUP reopens its access log; its workers have theirs.
+        """
+
+        def both() -> None:
+            action()
+            self.signal_workers(name)
+
+        return both
+
     def _handoff(self, worker: _Worker) -> tuple[bytes, dict[int, int | str]]:
         assert self.groups is not None
         child_fds: dict[int, int | str] = {0: "w", 1: 1, 2: "r"}
@@ -567,7 +587,7 @@ def listening_service(
     worker: WorkerHandoff | None,
     *,
     endpoint_for: EndpointFor,
-) -> IService:
+) -> WorkerPool | AdoptedListeners:
     """
     The service that listens for a gateway with workers: the parent's pool,
     or, in a worker, the sockets it was handed.

@@ -29,7 +29,7 @@ from twisted.web.server import Site
 
 from twisted_lambdagw.testing import FakeLambda
 
-from .process_fixtures import twistd_command
+from .process_fixtures import twist_command, twistd_command
 from .test_twistd_e2e import ACCESS_KEY, LISTENING, REGION, SECRET_KEY, Child, TwistdTestCase, hello
 
 WORKER_STARTED = re.compile(rb"started worker 1 of 2 \(pid (\d+)\)")
@@ -269,17 +269,23 @@ class WorkersTests(TwistdTestCase):
 
     async def test_port_taken(self) -> None:
         """
-        A taken port: twistd exits non-zero naming the address, and starts no worker.
+        A taken port: twistd and twist exit 1 with the one line of one process, and start no worker.
         """
         taken = self.reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
         port = taken.getHost().port
-        config = str(self.config(1))
-        argv = [*twistd_command(), "-n", "--pidfile=", "lambdagw", "--config", config]
-        child = self.spawn([*argv, "--listen", f"tcp:{port}:interface=127.0.0.1"])
-        await child.ended()
-        self.assertNotEqual(child.exit_code, 0, child.text)
-        self.assertIsNone(child.signal)
-        self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", child.text)
-        self.assertIn("Address already in use", child.text)
-        self.assertNotIn("started worker", child.text)
+        options = ["lambdagw", "--config", str(self.config(1))]
+        options += ["--listen", f"tcp:{port}:interface=127.0.0.1"]
+        twistd = self.spawn([*twistd_command(), "-n", "--pidfile=", *options])
+        twist = self.spawn([*twist_command(), *options])
+        await gatherResults([twistd.ended(), twist.ended()])
+        message = (
+            f"lambdagw: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+        )
+        for child in twistd, twist:
+            self.assertEqual((child.exit_code, child.signal), (1, None), child.text)
+            self.assertNotIn("Traceback", child.text)
+            self.assertNotIn("started worker", child.text)
+        self.assertEqual(twist.errors.decode(), message + "\n")
+        [line] = [line for line in twistd.text.splitlines() if "listen" in line]
+        self.assertTrue(line.endswith(message), line)

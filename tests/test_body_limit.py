@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.python.failure import Failure
+from twisted.internet.protocol import ClientFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
@@ -21,31 +19,10 @@ from twisted_lambdagw.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import InProcessInvoker
 
 from .gateway_fixtures import config_from
-from .loopback import real_reactor
+from .loopback import RawClient, real_reactor
 
 HANG_GUARD = 30.0
 """Seconds before a test that gets no answer fails instead of hanging."""
-
-
-class RawClient(Protocol):
-    """
-    Sends fixed bytes and collects whatever comes back until the connection closes.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.received = b""
-        self.done: Deferred[bytes] = Deferred()
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        self.done.callback(self.received)
 
 
 class BodyLimitTests(TestCase):

@@ -28,7 +28,10 @@ One Python process uses one core; this is how the gateway uses more:
   re-emits them into its own log with a C{worker} field (and ``worker N`` in
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
-  parent's stdout.
+  parent's stdout, for ``access_log = -``; SIGHUP to the parent (reopen the
+  access log) is passed on to every worker.
+- Each process knows its worker id (C{Gateway.worker_id}): its metrics get
+  a ``worker`` label and its access log records a ``worker`` field.
 """
 
 from __future__ import annotations

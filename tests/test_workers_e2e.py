@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
-from twisted_lambdagw.testing import FakeLambda
+from twisted_lambdagw.testing import FakeContext, FakeLambda, Handler
 
 from .process_fixtures import twist_command, twistd_command
 from .test_twistd_e2e import ACCESS_KEY, LISTENING, REGION, SECRET_KEY, Child, TwistdTestCase, hello
@@ -84,8 +85,10 @@ class WorkersTests(TwistdTestCase):
     twistd with workers = 2: two processes, started, served and stopped together.
     """
 
-    async def start_fake_lambda(self) -> tuple[FakeLambda, WrappingFactory, int]:
-        fake = FakeLambda({"hello": hello})
+    async def start_fake_lambda(
+        self, functions: Mapping[str, Handler] | None = None
+    ) -> tuple[FakeLambda, WrappingFactory, int]:
+        fake = FakeLambda({"hello": hello, **(functions or {})})
         connections = WrappingFactory(Site(fake))
         port = self.reactor.listenTCP(0, connections, interface="127.0.0.1")
 
@@ -229,6 +232,52 @@ class WorkersTests(TwistdTestCase):
         self.assertFalse(alive(worker_pid))
         self.assertNotIn("Traceback", child.text)
         self.assertNotIn("parent process is gone", child.text)
+
+    async def test_each_process_drains(self) -> None:
+        """
+        Requests under way in both processes when SIGTERM comes are all answered.
+        """
+        pending: list[Deferred[Any]] = []
+
+        def slow(event: Any, context: FakeContext) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            d.addCallback(lambda _: hello(event, context))
+            pending.append(d)
+            return d
+
+        _, connections, lambda_port = await self.start_fake_lambda({"slow": slow})
+        child, port, worker_pid = await self.start_gateway(lambda_port)
+        parent_pid = self.parent_pid(child)
+        pool = HTTPConnectionPool(self.reactor, persistent=False)
+        client = HTTPClient(Agent(self.reactor, pool=pool))
+
+        async def get(i: int) -> int:
+            response = await client.get(f"http://127.0.0.1:{port}/lambda/slow/{i}")
+            await response.content()
+            return int(response.code)
+
+        answers = gatherResults([Deferred.fromCoroutine(get(i)) for i in range(16)])
+        for _ in range(400):
+            if len(pending) == 16:
+                break
+            await deferLater(self.reactor, 0.025)
+        self.assertEqual(len(pending), 16)
+        self.assertEqual(
+            self.callers(connections, lambda_port, {parent_pid, worker_pid}),
+            {parent_pid, worker_pid},
+        )
+        assert child.transport is not None
+        child.transport.signalProcess("TERM")
+        # Both processes wait for their own requests: the parent, and worker 1.
+        await child.printed(re.compile(rb"(?m)^\S+ \[(?!worker )[^\]]*\] draining: waiting for"))
+        await child.printed(re.compile(rb"\[worker 1 [^\]]*\] draining: waiting for"))
+        for d in pending:
+            d.callback(None)
+        self.assertEqual(await answers, [203] * 16)
+        await child.ended()
+        self.assertEqual((child.exit_code, child.signal), (0, None), child.text)
+        self.assertEqual(len(re.findall(r"drained: no request under way", child.text)), 2)
+        self.assertFalse(alive(worker_pid))
 
     async def test_killed_worker_replaced(self) -> None:
         """

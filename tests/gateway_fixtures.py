@@ -48,13 +48,14 @@ class FakeAWSGateway:
         self,
         routes: str,
         functions: Mapping[str, Handler] | None = None,
+        base: str = BASE_CONFIG,
         **gateway_kwargs: Any,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.lambda_api = FakeLambda(functions)
         self.lambda_client = StubTreq(self.lambda_api)
-        self.config = config_from(BASE_CONFIG + routes)
+        self.config = config_from(base + routes)
         self.gateway = Gateway(
             self.config,
             self.clock,

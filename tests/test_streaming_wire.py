@@ -23,7 +23,7 @@ from twisted.web._newclient import ResponseFailed
 from twisted.web.client import ResponseDone
 
 from .fake_streaming_lambda import body_lines
-from .loopback import real_reactor
+from .loopback import RawClient, real_reactor
 from .streaming_fixtures import LoopbackStreaming
 
 MB = 1024 * 1024
@@ -69,27 +69,6 @@ class Reader(Protocol):
     @property
     def body(self) -> bytes:
         return b"".join(self.pieces)
-
-
-class RawClient(Protocol):
-    """
-    Sends one request as bytes and keeps every byte of the answer.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.received = b""
-        self.done: Deferred[bytes] = Deferred()
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        self.done.callback(self.received)
 
 
 class StreamingWireTests(TestCase):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.defer import Deferred
@@ -20,13 +22,14 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 from zope.interface.verify import verifyObject
 
 from twisted_lambdagw import cli
 from twisted_lambdagw.credentials import CredentialsService
 from twisted_lambdagw.gateway import PoolService
+from twisted_lambdagw.lifecycle import DaemonService, DrainService, SequentialService
 from twisted_lambdagw.request import GatewayRequest
+from twisted_lambdagw.site import GatewaySite
 from twisted_lambdagw.tap import Options, makeService
 
 from .process_fixtures import REPO_ROOT, child_environment, temp_dir, write_config
@@ -192,18 +195,20 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The children are the gateway's (its pool's and its credentials'), then one
-        endpoint service per --listen.
+        The gateway's service (pool, credentials, drain), then one endpoint service per --listen.
         """
         self.assertTrue(verifyObject(IService, self.service))
+        self.assertIsInstance(self.service, DaemonService)
         children = self.service.services
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
-        assert isinstance(gateway_service, MultiService)
-        pool_service, credentials_service = gateway_service.services
+        assert isinstance(gateway_service, SequentialService)
+        pool_service, credentials_service, drain_service = gateway_service.services
         self.assertIsInstance(credentials_service, CredentialsService)
         assert isinstance(pool_service, PoolService)
         self.assertIs(pool_service.pool, self.pool)
+        assert isinstance(drain_service, DrainService)
+        self.assertEqual(drain_service.timeout, 30.0)
         for child in children[1:]:
             self.assertIsInstance(child, StreamServerEndpointService)
 
@@ -219,7 +224,7 @@ class MakeServiceTests(SynchronousTestCase):
         factories = [factory for _, factory, _, _ in self.reactor.tcpServers]
         self.assertIs(factories[0], factories[1])
         site = factories[0]
-        assert isinstance(site, Site)
+        assert isinstance(site, GatewaySite)
         self.assertFalse(site.displayTracebacks)
         request_factory: Any = site.requestFactory
         self.assertTrue(issubclass(request_factory, GatewayRequest))
@@ -237,6 +242,58 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertNoResult(stopped)
         closing.callback(None)
         self.successResultOf(stopped)
+
+    def test_stop_order(self) -> None:
+        """
+        Stopping stops the listeners at once, drains the request under way, then closes the pool.
+        """
+        self.service.privilegedStartService()
+        self.service.startService()
+        gateway_service = self.service.services[0]
+        assert isinstance(gateway_service, MultiService)
+        drain = gateway_service.services[-1]
+        assert isinstance(drain, DrainService)
+        client: Any = StubTreq(drain.resource)
+        # Lambda never answers: the pool's connection attempt stays pending.
+        waiting = client.get("http://gw/lambda/fn")
+        client.flush()
+        self.assertEqual(drain.resource.active, 1)
+        self.reactor.advance(1)
+
+        stopped = self.service.stopService()
+        listeners = self.service.services[1:]
+        self.assertEqual([listener.running for listener in listeners], [False, False])
+        self.assertTrue(drain.resource.draining)
+        # The route's timeout (30 s from the request) ends it before the
+        # drain's (30 s from the stop); until then the pool stays open.
+        self.reactor.advance(28.9)
+        client.flush()
+        self.assertEqual((drain.resource.active, self.pool.closing), (1, []))
+        self.reactor.advance(0.1)
+        client.flush()
+        self.assertEqual(drain.resource.active, 0)
+        self.assertEqual(self.successResultOf(waiting).code, 504)
+        [closing] = self.pool.closing
+        self.assertNoResult(stopped)
+        closing.callback(None)
+        self.successResultOf(stopped)
+
+    def test_sigterm_handler(self) -> None:
+        """
+        Once the reactor runs, the daemon takes SIGTERM through the injected installer.
+        """
+        installed: list[int] = []
+        service = makeService(
+            self.options,
+            reactor=self.reactor,
+            pool=self.pool,
+            install_signal=lambda number, handler: installed.append(number),
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(installed, [])
+        self.reactor.run()
+        self.assertEqual(installed, [signal.SIGTERM])
 
     def test_default_pool_is_owned(self) -> None:
         """

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import signal
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError, ProcessExitedAlready
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
@@ -32,7 +32,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
-from twisted_lambdagw.testing import FakeContext, FakeLambda, RecordedCall
+from twisted_lambdagw.testing import FakeContext, FakeLambda, Handler, RecordedCall
 
 from .process_fixtures import (
     child_environment,
@@ -50,6 +50,8 @@ STARTUP_TIMEOUT = 20.0
 """Seconds a child may take to listen or to exit; generous for a loaded CI machine."""
 
 LISTENING = re.compile(rb"starting on (\d+)")
+READY = re.compile(rb"ready; SIGTERM stops gracefully")
+"""Printed once the gateway takes SIGTERM; a SIGTERM before that ends the process by signal."""
 AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)"
     r"/lambda/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<sig>[0-9a-f]{64})"
@@ -111,6 +113,8 @@ class Child(ProcessProtocol):
 
     def __init__(self) -> None:
         self.output = b""
+        self.errors = b""
+        """What the child wrote to stderr alone."""
         self.exit_code: int | None = None
         self.signal: int | None = None
         self.done = False
@@ -130,7 +134,9 @@ class Child(ProcessProtocol):
                 waiter.callback(match)
         self._waiting = still
 
-    errReceived = outReceived
+    def errReceived(self, data: bytes) -> None:
+        self.errors += data
+        self.outReceived(data)
 
     def processEnded(self, reason: Failure) -> None:
         self.exit_code = getattr(reason.value, "exitCode", None)
@@ -206,13 +212,15 @@ class TwistdTestCase(TestCase):
         return write_config(self.home, textwrap.dedent(text))
 
 
-class RoundTripTests(TwistdTestCase):
+class LoopbackLambdaTestCase(TwistdTestCase):
     """
-    twistd serves a request through a loopback Lambda API and stops cleanly.
+    Runs a fake Lambda API on a loopback port for the child to call.
     """
 
-    async def start_fake_lambda(self) -> tuple[FakeLambda, int]:
-        fake = FakeLambda({"hello": hello})
+    async def start_fake_lambda(
+        self, functions: dict[str, Handler] | None = None
+    ) -> tuple[FakeLambda, int]:
+        fake = FakeLambda(functions or {"hello": hello})
         connections = WrappingFactory(Site(fake))
         port = self.reactor.listenTCP(0, connections, interface="127.0.0.1")
 
@@ -230,10 +238,27 @@ class RoundTripTests(TwistdTestCase):
         self.addCleanup(lambda: Deferred.fromCoroutine(close()))
         return fake, port.getHost().port
 
-    def http_client(self) -> HTTPClient:
-        pool = HTTPConnectionPool(self.reactor, persistent=True)
+    def http_client(self, persistent: bool = True) -> HTTPClient:
+        pool = HTTPConnectionPool(self.reactor, persistent=persistent)
         self.addCleanup(pool.closeCachedConnections)
         return HTTPClient(Agent(self.reactor, pool=pool))
+
+    def aws_config(self, lambda_port: int, gateway: str = "") -> Path:
+        """
+        A config whose one route calls the loopback Lambda with static keys.
+        """
+        return write_config(
+            self.home,
+            f"[gateway]\n{gateway}\n\n[aws]\nregion = {REGION}\n"
+            f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"
+            f"endpoint_url = http://127.0.0.1:{lambda_port}\n\n[route:/lambda/]\n",
+        )
+
+
+class RoundTripTests(LoopbackLambdaTestCase):
+    """
+    twistd serves a request through a loopback Lambda API and stops cleanly.
+    """
 
     async def test_round_trip(self) -> None:
         """
@@ -296,13 +321,15 @@ class RoundTripTests(TwistdTestCase):
         self.assertIsInstance(error["error"], str)
         self.assertEqual(len(fake.calls), 1)
 
+        await child.printed(READY)
         assert child.transport is not None
         child.transport.signalProcess("TERM")
         await child.ended()
-        # twistd stops its services, then ends itself with the signal it got
-        # (twisted.application.app._exitWithSignal), so a supervisor sees
-        # "terminated by SIGTERM" rather than exit status 0.
-        self.assertEqual((child.exit_code, child.signal), (None, signal.SIGTERM), child.text)
+        # The gateway handles SIGTERM itself: twistd would otherwise end by
+        # re-raising it (twisted.application.app._exitWithSignal), and a
+        # supervisor would see "killed by SIGTERM" instead of a clean stop.
+        self.assertEqual((child.exit_code, child.signal), (0, None), child.text)
+        self.assertIn("received SIGTERM: stopping gracefully", child.text)
         self.assertIn("Server Shut Down.", child.text)
         self.assertNotIn("Traceback", child.text)
 
@@ -346,7 +373,7 @@ class StartupFailureTests(TwistdTestCase):
 
     async def test_port_taken(self) -> None:
         """
-        A listen endpoint that is in use: twistd exits non-zero naming the address.
+        A listen endpoint in use: twistd and twist exit 1 with one line naming the address.
         """
         taken = self.reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
@@ -357,8 +384,177 @@ class StartupFailureTests(TwistdTestCase):
         port = taken.getHost().port
         listen = f"tcp:{port}:interface=127.0.0.1"
         options = ["lambdagw", "--config", str(config), "--listen", listen]
-        child = await self.run_to_end([*twistd_command(), "-n", "--pidfile=", *options])
-        self.assertNotEqual(child.exit_code, 0, child.text)
-        self.assertIsNone(child.signal)
-        self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", child.text)
-        self.assertIn("Address already in use", child.text)
+        twistd, twist = await gatherResults(
+            [
+                Deferred.fromCoroutine(
+                    self.run_to_end([*twistd_command(), "-n", "--pidfile=", *options])
+                ),
+                Deferred.fromCoroutine(self.run_to_end([*twist_command(), *options])),
+            ]
+        )
+        message = (
+            f"lambdagw: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+        )
+        for child in twistd, twist:
+            self.assertEqual((child.exit_code, child.signal), (1, None), child.text)
+            self.assertNotIn("Traceback", child.text)
+        # twist: the line alone on stderr.  twistd has made stderr part of
+        # its log by then, so the line is there, as a log line.
+        self.assertEqual(twist.errors.decode(), message + "\n")
+        [line] = [line for line in twistd.text.splitlines() if "listen" in line]
+        self.assertTrue(line.endswith(f"[stderr#error] {message}"), line)
+
+    async def test_access_log_cannot_be_opened(self) -> None:
+        """
+        An access log in a directory that does not exist: one line naming the key, exit 1.
+        """
+        missing = self.home / "no-such-dir" / "access.log"
+        config = self.write_config(
+            f"[gateway]\naccess_log = {missing}\n\n[aws]\nregion = us-east-1\n"
+            "access_key_id = AKIDX\nsecret_access_key = x\nendpoint_url = http://127.0.0.1:1\n"
+            "\n[route:/lambda/]\n"
+        )
+        options = ["lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"]
+        child = await self.run_to_end([*twist_command(), *options])
+        self.assertEqual((child.exit_code, child.signal), (1, None), child.text)
+        self.assertNotIn("Traceback", child.text)
+        self.assertEqual(
+            child.errors.decode(),
+            f"lambdagw: {config}: [gateway] access_log: cannot open '{missing}':"
+            " No such file or directory\n",
+        )
+
+
+class GracefulStopTests(LoopbackLambdaTestCase):
+    """
+    SIGTERM: stop accepting, finish the requests under way, exit 0.
+    """
+
+    async def test_sigterm_drains(self) -> None:
+        """
+        A request under way at SIGTERM still gets its 200; new connections are refused.
+        """
+        called: Deferred[None] = Deferred()
+        answer: Deferred[Any] = Deferred()
+
+        def slow(event: Any, context: FakeContext) -> Any:
+            called.callback(None)
+            return answer
+
+        _, lambda_port = await self.start_fake_lambda({"slow": slow})
+        access_log = self.home / "access.log"
+        config = self.aws_config(lambda_port, f"access_log = {access_log}\ndrain_timeout = 30s")
+        argv = [*twistd_command(), "-n", "--pidfile=", "lambdagw", "--config", str(config)]
+        child = self.spawn([*argv, "--listen", "tcp:0:interface=127.0.0.1"])
+        port = int((await child.printed(LISTENING)).group(1))
+        client = self.http_client(persistent=False)
+
+        responding = client.get(f"http://127.0.0.1:{port}/lambda/slow")
+        await called
+        await child.printed(READY)
+        assert child.transport is not None
+        child.transport.signalProcess("TERM")
+        await child.printed(re.compile(rb"draining: waiting for 1 request"))
+        await self.refused(port)
+        self.assertFalse(child.done)
+
+        answer.callback({"type": "HTTPJSON-REP", "meta": {"status": 200}, "body": "late"})
+        response = await responding
+        self.assertEqual((response.code, await response.text()), (200, "late"))
+        await child.ended()
+        self.assertEqual((child.exit_code, child.signal), (0, None), child.text)
+        self.assertIn("drained: no request under way", child.text)
+        self.assertNotIn("Traceback", child.text)
+        [line] = access_log.read_text().splitlines()
+        record = json.loads(line)
+        self.assertEqual(
+            (record["path"], record["status"], record["outcome"]), ("/lambda/slow", 200, "served")
+        )
+
+    async def test_twist_exits_zero(self) -> None:
+        """
+        twist, as systemd runs it, also ends a SIGTERM with exit status 0.
+        """
+        _, lambda_port = await self.start_fake_lambda()
+        config = self.aws_config(lambda_port)
+        options = ["lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"]
+        child = self.spawn([*twist_command(), *options])
+        await child.printed(LISTENING)
+        await child.printed(READY)
+        assert child.transport is not None
+        child.transport.signalProcess("TERM")
+        await child.ended()
+        self.assertEqual((child.exit_code, child.signal), (0, None), child.text)
+        self.assertIn("received SIGTERM: stopping gracefully", child.text)
+
+    async def refused(self, port: int) -> None:
+        """
+        Wait until connecting to C{port} is refused (the listener closes on
+        the reactor's next turn after the signal).
+        """
+        for _ in range(200):
+            endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", port)
+            try:
+                protocol = await endpoint.connect(Factory.forProtocol(Protocol))
+            except ConnectionRefusedError:
+                return
+            assert isinstance(protocol, Protocol) and protocol.transport is not None
+            protocol.transport.loseConnection()
+            await deferLater(self.reactor, 0.05)
+        self.fail("the gateway still accepts connections")
+
+
+class JSONLoggerTests(LoopbackLambdaTestCase):
+    """
+    twistd --logger twisted_lambdagw.logs.json_observer: every line is one JSON object.
+    """
+
+    async def test_json_lines(self) -> None:
+        """
+        The log and the access log (both on stdout) are JSON lines, and hold no secret.
+        """
+        _, lambda_port = await self.start_fake_lambda()
+        config = self.aws_config(lambda_port, "access_log = -")
+        argv = [
+            *twistd_command(),
+            "-n",
+            "--pidfile=",
+            "--logger",
+            "twisted_lambdagw.logs.json_observer",
+            *("lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"),
+        ]
+        child = self.spawn(argv)
+        port = int((await child.printed(LISTENING)).group(1))
+        client = self.http_client(persistent=False)
+        found = await client.get(f"http://127.0.0.1:{port}/lambda/hello/x?token=not-logged")
+        self.assertEqual(found.code, 203)
+        await found.content()
+        missing = await client.get(
+            f"http://127.0.0.1:{port}/lambda/bad.name",
+            headers=Headers({"X-Request-ID": ["e2e-json-1"], "Authorization": ["Bearer e2e-tok"]}),
+        )
+        self.assertEqual(missing.code, 404)
+        await missing.content()
+        await child.printed(READY)
+        assert child.transport is not None
+        child.transport.signalProcess("TERM")
+        await child.ended()
+        self.assertEqual((child.exit_code, child.signal), (0, None), child.text)
+
+        records = [json.loads(line) for line in child.text.splitlines()]
+        events = [r for r in records if "level" in r]
+        accesses = [r for r in records if "outcome" in r]
+        self.assertEqual(len(events) + len(accesses), len(records))
+        for event in events:
+            self.assertEqual(list(event)[:4], ["time", "level", "namespace", "message"], event)
+        [refused] = [e for e in events if e.get("request_id") == "e2e-json-1"]
+        self.assertEqual(refused["level"], "info")
+        self.assertEqual(refused["namespace"], "twisted_lambdagw.resource.GatewayResource")
+        self.assertEqual(refused["status"], 404)
+        self.assertEqual(refused["path"], "/lambda/bad.name")
+        self.assertEqual(
+            [(a["path"], a["status"], a["function"]) for a in accesses],
+            [("/lambda/hello/x", 203, "hello"), ("/lambda/bad.name", 404, None)],
+        )
+        for secret in (SECRET_KEY, "e2e-tok", "not-logged"):
+            self.assertNotIn(secret, child.text)

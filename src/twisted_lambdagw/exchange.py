@@ -36,7 +36,11 @@ class Exchange:
     error: str | None = None
     """The gateway's error message, for gateway-side failures."""
     error_code: str | None = None
-    """The AWS error code, when Lambda refused the call."""
+    """
+    Why the invocation failed: the AWS error code when Lambda refused the
+    call, C{InvokeTimeout} past the route's timeout, C{InvokeFailed} when no
+    answer came (connection or credentials).
+    """
     outcome: str = "served"
     """served, error, or client_gone."""
     first_byte: float | None = None

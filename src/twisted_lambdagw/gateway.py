@@ -4,7 +4,9 @@ Assembling a gateway from its configuration.
 This is the one place that knows which invoker serves which route.  It is
 also the public way to embed the gateway in an existing Twisted Site: build
 a L{Gateway}, mount its C{resource}, and start and stop its C{service} with
-your application so the connection pool and workers are cleaned up.
+your application.  Starting the service opens the access log; stopping it
+drains the requests under way, then stops credential refreshes and the
+local workers, closes the connection pool and the access log, in that order.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
+from .accesslog import AccessLog
 from .auth import BasicAuthenticator, basic_authenticator
 from .aws import AWSInvoker
 from .config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
@@ -36,9 +39,12 @@ from .credentials import (
     specs_by_route,
 )
 from .endpoints import EndpointError, EndpointSpec, partition_of, resolve_endpoint
+from .exchange import ExchangeObserver
 from .formats import get_format
 from .invoker import Invoker
+from .lifecycle import DrainService, SequentialService
 from .local.invoker import LocalInvoker
+from .metrics import GatewayMetrics
 from .resource import Binding, GatewayResource
 from .site import GatewaySite
 from .upstream import lambda_client, persistent_pool
@@ -150,8 +156,18 @@ class Gateway:
         L{twisted_lambdagw.credentials.resolve_at_startup} before the
         reactor ran; the others are resolved when C{service} starts.
     :param jitter: uniform in [0, 1), spreading retries out.
+    :param worker_id: which of the gateway's processes this is, with
+        ``workers = N``: 0 for the parent, 1 to N-1 for the workers.
 
     Raises ConfigError for an AWS route whose endpoint cannot exist.
+
+    :ivar resource: the twisted.web resource serving every route; it
+        matches route prefixes, C{health_path} and C{metrics_path} against
+        the request's full path, wherever it is mounted.
+    :ivar service: start and stop it with the application.
+    :ivar metrics: the L{GatewayMetrics} (with its own Prometheus registry),
+        or None when C{metrics_path} is off.
+    :ivar access_log: the L{AccessLog}, or None when C{access_log} is unset.
     """
 
     log = Logger()
@@ -168,8 +184,10 @@ class Gateway:
         credentials: CredentialProvider | None = None,
         resolved: Mapping[CredentialSpec, Resolved] | None = None,
         jitter: Callable[[], float] = random.random,
+        worker_id: int = 0,
     ) -> None:
         self.config = config
+        self.worker_id = worker_id
         self._reactor = reactor
         self.pool = pool
         if client is None:
@@ -194,14 +212,41 @@ class Gateway:
             )
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
+        settings = config.gateway
+        observers: list[ExchangeObserver] = []
+        # One process: no worker label, the records and series as ever.
+        labelled_worker = worker_id if settings.workers > 1 else None
+        self.access_log: AccessLog | None = None
+        if settings.access_log is not None:
+            self.access_log = AccessLog(
+                settings.access_log,
+                source=f"{config.path}: [gateway] access_log",
+                worker=labelled_worker,
+            )
+            observers.append(self.access_log)
+        self.metrics: GatewayMetrics | None = None
+        if settings.metrics_path is not None:
+            self.metrics = GatewayMetrics(
+                [route.prefix for route in config.routes],
+                in_flight=lambda: self.resource.in_flight,
+                worker=labelled_worker,
+            )
+            observers.append(self.metrics)
         self.resource = GatewayResource(
             self.bindings,
             clock,
-            health_path=config.gateway.health_path,
-            max_in_flight=config.gateway.max_in_flight,
-            trusted_proxies=config.gateway.trusted_proxies,
+            health_path=settings.health_path,
+            metrics_path=settings.metrics_path,
+            metrics=self.metrics,
+            max_in_flight=settings.max_in_flight,
+            observers=observers,
+            trusted_proxies=settings.trusted_proxies,
         )
-        self.service = MultiService()
+        # Started in this order, stopped in the reverse one, each stop
+        # waiting for the one before: the drain first, the access log last.
+        self.service = SequentialService()
+        if self.access_log is not None:
+            self.access_log.setServiceParent(self.service)
         if self.pool is not None:
             PoolService(self.pool).setServiceParent(self.service)
         if self.local is not None:
@@ -209,6 +254,8 @@ class Gateway:
         if self.credential_sources:
             credentials_service = CredentialsService(self.credential_sources.values())
             credentials_service.setServiceParent(self.service)
+        self.drain = DrainService(self.resource, clock, settings.drain_timeout)
+        self.drain.setServiceParent(self.service)
 
     def site(self) -> GatewaySite:
         """

@@ -3,14 +3,19 @@ The gateway's HTTP request: twisted.web's Request with a body size cap.
 
 twisted.web reads a whole request body before it renders anything and has
 no limit of its own.  Lambda takes at most 6 MB, so a larger body is refused
-while it arrives: it is never stored, and the resource answers 413 without
-invoking anything.
+as early as possible: an announced Content-Length over the cap is answered
+as soon as the headers are in, and a chunked body as soon as its count passes
+the cap.  The rest of the body is never read: the resource answers 413 with
+``Connection: close`` (after its route and login checks, so it still says
+404 or 401 first), nothing is invoked, and the connection is closed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import IPushProducer
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 DEFAULT_MAX_BODY_SIZE = 6 * 1024 * 1024
@@ -18,11 +23,13 @@ DEFAULT_MAX_BODY_SIZE = 6 * 1024 * 1024
 
 class GatewayRequest(Request):
     """
-    A Request that stops storing its body past ``max_body_size`` bytes.
+    A Request that stops reading its body past ``max_body_size`` bytes.
 
-    ``body_too_large`` tells the resource to answer 413.  The cap is checked
-    against Content-Length before any body byte arrives, and again as the
-    bytes of a chunked body arrive.
+    ``body_too_large`` tells the resource to answer 413.  Over HTTP/1.x the
+    request is then handed to the resource at once, with an empty body, and
+    the connection is closed after the answer.  Over HTTP/2 only the stream
+    is affected, so the body is discarded as it arrives and the 413 is sent
+    at its end.
     """
 
     max_body_size = DEFAULT_MAX_BODY_SIZE
@@ -31,10 +38,19 @@ class GatewayRequest(Request):
         super().__init__(*args, **kwargs)
         self.body_too_large = False
         self._body_received = 0
+        self._received = False
+        self._gone = False
 
     def gotLength(self, length: int | None) -> None:
+        channel = self._http1_channel()
         if length is not None and length > self.max_body_size:
             self._refuse_body()
+            if channel is not None:
+                # Do not invite the body with "100 Continue"; and with the
+                # channel's length at 0 it treats the request as complete as
+                # soon as this returns, so it is answered now.
+                self.requestHeaders.removeHeader(b"expect")
+                channel.length = 0
             length = 0
         super().gotLength(length)
 
@@ -44,15 +60,42 @@ class GatewayRequest(Request):
         self._body_received += len(data)
         if self._body_received > self.max_body_size:
             self._refuse_body()
+            channel = self._http1_channel()
+            if channel is not None:
+                # The chunked decoder calling us may still hold buffered
+                # bytes: stop reading, and complete the request once it has
+                # returned (unless that buffer held the last chunk, which
+                # completes the request itself).
+                producer = IPushProducer(channel.transport, None)
+                if producer is not None:
+                    producer.pauseProducing()
+                channel.callLater(0, lambda: self._complete_early(channel))
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._received = True
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._gone = True
+        super().connectionLost(reason)
+
+    def _complete_early(self, channel: HTTPChannel) -> None:
+        if not (self._received or self._gone):
+            channel.allContentReceived()
+
+    def _http1_channel(self) -> HTTPChannel | None:
+        return self.channel if isinstance(self.channel, HTTPChannel) else None
+
     def _refuse_body(self) -> None:
         self.body_too_large = True
-        if self.channel is not None:
-            # The rest of the body is discarded unread; do not reuse a
-            # connection whose framing the gateway stopped following closely.
-            self.channel.persistent = False
+        channel = self._http1_channel()
+        if channel is not None:
+            # The rest of the body is never read, so the connection cannot
+            # carry another request.
+            channel.persistent = False
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         content = getattr(self, "content", None)
         if content is not None:
             content.seek(0)

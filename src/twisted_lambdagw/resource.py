@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, unquote_to_bytes
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -43,6 +44,7 @@ from .exchange import Exchange, ExchangeObserver
 from .formats import EventFormat
 from .formats._common import HOP_BY_HOP
 from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult, StreamingInvoker
+from .logs import stack_text
 from .messages import IncomingRequest, Reply
 from .proxies import Origin, TrustedProxies
 from .routing import RouteTable, Target, resolve
@@ -66,6 +68,20 @@ JSON_TYPE = ("Content-Type", "application/json")
 MAX_URI_LENGTH = 8 * 1024
 """Longer request URIs (path and query) get 414, as nginx's default buffers would."""
 CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
+
+
+class MetricsPage(Protocol):
+    """
+    What the resource serves at its metrics path.
+    """
+
+    content_type: str
+
+    def render(self) -> bytes:
+        """
+        The current metrics, in the format C{content_type} names.
+        """
+        ...
 
 
 class Authenticator(Protocol):
@@ -114,6 +130,8 @@ class GatewayResource(Resource):
         clock: IReactorTime,
         *,
         health_path: str | None = "/healthz",
+        metrics_path: str | None = None,
+        metrics: MetricsPage | None = None,
         max_in_flight: int | None = None,
         observers: Sequence[ExchangeObserver] = (),
         new_id: Callable[[], str] = new_request_id,
@@ -125,6 +143,8 @@ class GatewayResource(Resource):
         self._table = RouteTable([b.route for b in bindings])
         self._clock = clock
         self._health_path = health_path
+        self._metrics_path = metrics_path if metrics is not None else None
+        self._metrics = metrics
         self._max_in_flight = max_in_flight
         self.observers = list(observers)
         self._new_id = new_id
@@ -132,8 +152,24 @@ class GatewayResource(Resource):
         self._proxies = TrustedProxies(trusted_proxies)
         self.in_flight = 0
         """Invocations under way now."""
+        self.active = 0
+        """Requests being served now, from arrival to the last byte written."""
+        self._idle: list[Deferred[None]] = []
         self.draining = False
-        """Set on shutdown: health checks fail so load balancers move away."""
+        """
+        Set on shutdown: health checks fail so load balancers move away, and
+        every response closes its connection.
+        """
+
+    def when_idle(self) -> Deferred[None]:
+        """
+        Fires once no request is being served (at once if none is).
+        """
+        if self.active == 0:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._idle.remove)
+        self._idle.append(waiter)
+        return waiter
 
     def render(self, request: Request) -> int:
         gone: list[Failure] = []
@@ -145,11 +181,27 @@ class GatewayResource(Resource):
 
         request.notifyFinish().addErrback(client_gone)
         serving.addErrback(
-            lambda f: self.log.failure("unhandled error serving {uri}", f, uri=request.uri)
+            lambda f: self.log.failure(
+                "unhandled error serving {method} {path}",
+                f,
+                method=_text(request.method),
+                path=_text(request.path),
+            )
         )
         return NOT_DONE_YET
 
     async def _respond(self, request: Request, gone: list[Failure]) -> None:
+        self.active += 1
+        try:
+            await self._respond_and_record(request, gone)
+        finally:
+            self.active -= 1
+            if self.active == 0 and self._idle:
+                idle, self._idle = self._idle, []
+                for waiter in idle:
+                    waiter.callback(None)
+
+    async def _respond_and_record(self, request: Request, gone: list[Failure]) -> None:
         request_id = self._request_id(request)
         origin = self.origin(request)
         exchange = Exchange(
@@ -173,17 +225,23 @@ class GatewayResource(Resource):
             exchange.outcome = "error"
             exchange.error = error.message
             if isinstance(error, InvokeFailed):
-                exchange.error_code = error.code
                 exchange.aws_request_id = exchange.aws_request_id or error.aws_request_id
             reply = error_reply(error, request_id)
         except Exception:
-            self.log.failure("error serving {uri}", uri=request.uri, request_id=request_id)
+            self.log.failure(
+                "error serving {method} {path}",
+                method=exchange.method,
+                path=exchange.path,
+                request_id=request_id,
+            )
             exchange.outcome = "error"
             reply = error_reply(GatewayError(), request_id)
         if streamed:
             pass  # the stream relay wrote the response, or cut it
         elif reply is not None and not gone:
             exchange.first_byte = self._clock.seconds()
+            if self.draining:
+                close_after(request)
             write_reply(request, reply, request_id)
             exchange.status = reply.status
             exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
@@ -233,6 +291,10 @@ class GatewayResource(Resource):
         raw_path, path = checked_path(request)
         if self._health_path is not None and raw_path == self._health_path:
             return health_reply(self.draining)
+        if self._metrics is not None and raw_path == self._metrics_path:
+            return Reply(
+                200, (("Content-Type", self._metrics.content_type),), self._metrics.render()
+            )
         route = self._table.match(raw_path)
         if route is None:
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
@@ -281,7 +343,11 @@ class GatewayResource(Resource):
         try:
             result = await invoking
         except TimeoutError:
+            exchange.error_code = "InvokeTimeout"
             raise InvokeTimeout(detail=f"{call.function} took over {call.timeout}s") from None
+        except InvokeFailed as error:
+            exchange.error_code = error.code or "InvokeFailed"
+            raise
         finally:
             self.in_flight -= 1
             exchange.invoke_finished = self._clock.seconds()
@@ -306,8 +372,16 @@ class GatewayResource(Resource):
         self.in_flight += 1
         exchange.invoke_started = self._clock.seconds()
         settings = StreamSettings.for_route(route)
+        if self.draining:
+            close_after(request)
         try:
             await serve_stream(request, invoker, call, exchange, self._clock, settings)
+        except InvokeTimeout:
+            exchange.error_code = "InvokeTimeout"
+            raise
+        except InvokeFailed as error:
+            exchange.error_code = error.code or "InvokeFailed"
+            raise
         finally:
             self.in_flight -= 1
             exchange.invoke_finished = self._clock.seconds()
@@ -371,10 +445,11 @@ class GatewayResource(Resource):
         )
 
     def _log_error(self, request: Request, request_id: str, error: GatewayError) -> None:
+        # The path, not the URI: a query string may carry a token.
         self.log.info(
-            "{method} {uri}: {status} {error} {detail}",
-            method=request.method.decode("ascii", "replace"),
-            uri=request.uri.decode("latin-1"),
+            "{method} {path}: {status} {error} {detail}",
+            method=_text(request.method),
+            path=_text(request.path),
             status=error.status,
             error=error.message,
             detail=error.detail,
@@ -394,7 +469,7 @@ class GatewayResource(Resource):
             kind=result.function_error,
             error_type=document.get("errorType", ""),
             error_message=document.get("errorMessage", ""),
-            stack_trace=document.get("stackTrace") or document.get("trace"),
+            stack_trace=stack_text(document.get("stackTrace") or document.get("trace")),
             aws_request_id=result.aws_request_id,
             request_id=request_id,
         )
@@ -494,6 +569,18 @@ def accepted_reply(request_id: str, result: InvokeResult) -> Reply:
     """
     document = {"request_id": request_id, "aws_request_id": result.aws_request_id}
     return Reply(202, (JSON_TYPE,), json.dumps(document).encode("utf-8"))
+
+
+def close_after(request: Request) -> None:
+    """
+    Make an HTTP/1.x connection close once this response is written.
+
+    HTTP/2 has no such header: its streams end with the connection.
+    """
+    channel = request.channel
+    if isinstance(channel, HTTPChannel):
+        channel.persistent = False
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
 
 def write_reply(request: Request, reply: Reply, request_id: str) -> None:

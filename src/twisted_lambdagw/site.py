@@ -184,10 +184,11 @@ class GatewaySite(Site):
     twisted.web error pages never show tracebacks here, and each HTTP/1.1
     connection is served by a L{GatewayChannel}.
 
-    twisted.web's own access log (a combined-format line per request through
-    the legacy log, which costs about as much as a whole invocation's
-    signing) is off unless ``twisted_access_log`` is set: the gateway keeps
-    its own access log.
+    twisted.web's own access log lines are off: the gateway's JSON access
+    log (``[gateway] access_log``) replaces them, they would put every full
+    URI, query string included, into the daemon's log, and writing them
+    through the legacy log costs about as much as signing a request.  An
+    embedder who wants them sets ``twisted_access_log``.
     """
 
     twisted_access_log = False

@@ -39,6 +39,7 @@ from .errors import FunctionFailed, GatewayError, InvokeFailed, InvokeTimeout, M
 from .eventstream import InvokeComplete
 from .exchange import Exchange
 from .invoker import InvokeCall, ResponseStream, StreamingInvoker
+from .logs import stack_text
 from .prelude import PreludeMode, PreludeParser, ResponseHead
 
 if TYPE_CHECKING:
@@ -336,7 +337,7 @@ class StreamRelay:
             kind=complete.error_code,
             error_type=document.get("errorType", ""),
             error_message=document.get("errorMessage", ""),
-            stack_trace=document.get("stackTrace") or document.get("trace"),
+            stack_trace=stack_text(document.get("stackTrace") or document.get("trace")),
             aws_request_id=self._exchange.aws_request_id,
             request_id=self._exchange.request_id,
         )

@@ -10,16 +10,19 @@ see L{twisted_lambdagw.credentials} for why this happens before the reactor.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import HTTPConnectionPool
 
+from .accesslog import STDOUT
 from .auth import load_users
 from .config import Config, ConfigError, load_config
 from .credentials import (
@@ -31,7 +34,10 @@ from .credentials import (
     resolve_at_startup,
 )
 from .gateway import Gateway, check_aws_routes
+from .lifecycle import DaemonService, SignalInstaller
 from .listen import http2_available, server_endpoint
+from .reuseport import AdoptedListeners, EndpointFor, check_workers
+from .workers import WorkerHandoff, WorkerPool, listening_service
 
 log = Logger()
 
@@ -57,6 +63,10 @@ def check_endpoints(config: Config, reactor: Any) -> None:
             raise ConfigError(
                 f"{config.path}: [gateway] listen: bad endpoint {description!r}: {message}"
             ) from None
+
+
+def _endpoint_for(config: Config) -> EndpointFor:
+    return partial(server_endpoint, tls_min_version=config.gateway.tls_min_version)
 
 
 def check_auth(config: Config) -> None:
@@ -109,6 +119,7 @@ class Options(usage.Options):
                 gateway = replace(config.gateway, listen=tuple(self["listen"]))
                 config = replace(config, gateway=gateway)
             check_endpoints(config, reactor)
+            check_workers(config, _endpoint_for(config))
             check_auth(config)
             check_aws_routes(config)
             self.resolved = resolve_at_startup(config, self.credentials, self._credentials_timeout)
@@ -128,33 +139,66 @@ class Options(usage.Options):
 
 
 def makeService(
-    options: Options, reactor: Any = None, *, pool: HTTPConnectionPool | None = None
+    options: Options,
+    reactor: Any = None,
+    *,
+    pool: HTTPConnectionPool | None = None,
+    install_signal: SignalInstaller = signal.signal,
+    worker: WorkerHandoff | None = None,
 ) -> IService:
     """
-    The gateway service: the listeners, and what owns the upstream pool.
+    The gateway service: the gateway's own service, then the listeners.
 
-    twistd passes only C{options}; C{reactor} and C{pool} (the upstream
-    connection pool, closed when the service stops) are for embedding and
-    tests.
+    Stopping it (SIGTERM) stops the listeners first, then drains the
+    requests under way, then closes the upstream pool.
+
+    twistd passes only C{options}; C{reactor}, C{pool} (the upstream
+    connection pool, closed when the service stops) and C{install_signal}
+    are for tests.  C{worker} is what a worker process was handed by its
+    parent (see L{twisted_lambdagw.workers}).
     """
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
     assert config is not None, "the options were not parsed"
     gateway = Gateway(
-        config, reactor, pool=pool, credentials=options.credentials, resolved=options.resolved
+        config,
+        reactor,
+        pool=pool,
+        credentials=options.credentials,
+        resolved=options.resolved,
+        worker_id=worker.worker_id if worker is not None else 0,
     )
-    top = MultiService()
-    gateway.service.setServiceParent(top)
     site = gateway.site()
     tls_min_version = config.gateway.tls_min_version
+    shared: WorkerPool | AdoptedListeners | None = None
+    if worker is not None or config.gateway.workers > 1:
+        shared = listening_service(
+            config, options, site, reactor, worker, endpoint_for=_endpoint_for(config)
+        )
+    access_log = gateway.access_log
+    reopen = None
+    if access_log is not None and access_log.target != STDOUT:
+        reopen = access_log.reopen
+        if isinstance(shared, WorkerPool):
+            reopen = shared.also_signal(reopen, "HUP")
+    top = DaemonService(reactor, reopen=reopen, install_signal=install_signal)
+    if isinstance(shared, WorkerPool):
+        # Stopped with the rest, it waits for the workers to exit.
+        shared.exited.setServiceParent(top)
+    # MultiService stops its children last first: the listeners stop
+    # accepting before the gateway starts draining.
+    gateway.service.setServiceParent(top)
+    if shared is not None:
+        shared.setServiceParent(top)
     for description in config.gateway.listen:
-        endpoint = server_endpoint(reactor, description, tls_min_version=tls_min_version)
-        listening = StreamServerEndpointService(endpoint, site)
-        # As strports.service does: a port that cannot be bound fails
-        # startup instead of being logged by a daemon that serves nothing.
-        listening._raiseSynchronously = True
-        listening.setServiceParent(top)
-        if description.lower().startswith("ssl:"):
+        if shared is None:
+            endpoint = server_endpoint(reactor, description, tls_min_version=tls_min_version)
+            listening = StreamServerEndpointService(endpoint, site)
+            # As strports.service does: a port that cannot be bound fails
+            # startup instead of being logged by a daemon that serves nothing.
+            listening._raiseSynchronously = True
+            listening.setServiceParent(top)
+        if description.lower().startswith("ssl:") and worker is None:
             log.info(
                 "TLS on {listen}: minimum TLS {version}, HTTP/2 {http2}",
                 listen=description,

@@ -187,3 +187,36 @@ class AccessLineTests(SynchronousTestCase):
         With twisted_access_log set, twisted.web writes its usual line.
         """
         self.assertIn('"GET /lambda/fn HTTP/1.1" 200', self.served_with_log_file(True))
+
+
+class FormBodyTests(SynchronousTestCase):
+    """
+    Form bodies go to the function as they came: twisted.web does not parse them.
+    """
+
+    def sent_body(self, content_type: bytes, body: bytes) -> tuple[list[int], bytes]:
+        gw = SiteUnderTest()
+        self.addCleanup(gw.stop)
+        connection = gw.connect()
+        connection.send(
+            b"POST /lambda/fn HTTP/1.1\r\nHost: gw\r\nContent-Type: " + content_type
+            + b"\r\nContent-Length: %d\r\n\r\n" % (len(body),) + body
+        )  # fmt: skip
+        payloads = [call.payload for call in gw.invoker.calls]
+        return connection.statuses(), b"".join(payloads)
+
+    def test_malformed_multipart(self) -> None:
+        """
+        A multipart body twisted.web could not parse reaches the function (no 400).
+        """
+        statuses, payload = self.sent_body(b"multipart/form-data; boundary=x", b"--y\r\nnot it")
+        self.assertEqual(statuses, [200])
+        self.assertIn(b'"body":"--y\\r\\nnot it"', payload)
+
+    def test_urlencoded(self) -> None:
+        """
+        A urlencoded body reaches the function unchanged.
+        """
+        statuses, payload = self.sent_body(b"application/x-www-form-urlencoded", b"a=1&b=%20")
+        self.assertEqual(statuses, [200])
+        self.assertIn(b'"body":"a=1&b=%20"', payload)

@@ -17,6 +17,7 @@ import h2.config
 import h2.connection
 import h2.events
 from OpenSSL import SSL
+from treq import content
 from treq.client import HTTPClient
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
@@ -435,15 +436,15 @@ class HTTPSLoopbackTests(TestCase):
 
     async def lambda_client_get(self, policy: IPolicyForHTTPS | None, host: str) -> bytes:
         """
-        GET the route through the gateway's own upstream client.
+        POST to the route through the gateway's own upstream client.
         """
         port = await self.start()
         pool = persistent_pool(self.reactor, max_per_host=10)
         self.addCleanup(pool.closeCachedConnections)
         client = lambda_client(self.reactor, pool, tls=policy)
-        response = await client.get(f"https://{host}:{port}/lambda/fn")
+        response = await client.post(f"https://{host}:{port}/lambda/fn", data=b"{}")
         self.assertEqual(response.code, 200)
-        body: bytes = await response.content()
+        body: bytes = await content(response)
         return body
 
     async def test_lambda_client_checks_certificates(self) -> None:

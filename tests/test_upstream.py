@@ -4,9 +4,9 @@ The HTTP client for Invoke calls: its pool, endpoints and body producer.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
+from treq import content
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import URI, FileBodyProducer
+from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -23,7 +23,6 @@ from zope.interface import provider
 from twisted_lambdagw.upstream import (
     BytesProducer,
     EndpointCache,
-    body_producer,
     lambda_client,
     persistent_pool,
 )
@@ -99,13 +98,6 @@ class BodyProducerTests(SynchronousTestCase):
         self.successResultOf(producer.startProducing(consumer))
         self.assertEqual((producer.length, consumer.value()), (0, b""))
 
-    def test_treq_data(self) -> None:
-        """
-        bytes become a BytesProducer; file objects keep treq's default producer.
-        """
-        self.assertIsInstance(body_producer(b"{}"), BytesProducer)
-        self.assertIsInstance(body_producer(io.BytesIO(b"{}")), FileBodyProducer)
-
 
 def uri(text: str) -> URI:
     parsed: URI = URI.fromBytes(text.encode("ascii"))
@@ -175,44 +167,94 @@ class EndpointCacheTests(SynchronousTestCase):
 
 class Recorder(Resource):
     """
-    Answers every request with its body, and remembers each request.
+    Answers every request with its body (or a redirect, for ``/moved``), and
+    remembers each request: its headers, body and connection.
     """
 
     isLeaf = True
 
     def __init__(self) -> None:
         super().__init__()
-        self.requests: list[tuple[bytes | None, bytes, Any]] = []
+        self.requests: list[tuple[dict[bytes, list[bytes]], bytes, Any]] = []
 
     def render_POST(self, request: Request) -> bytes:
         assert request.content is not None
         body: bytes = request.content.read()
-        length = request.getHeader("content-length")
-        self.requests.append((length.encode() if length else None, body, request.channel))
+        headers = {k: list(v) for k, v in request.requestHeaders.getAllRawHeaders()}
+        self.requests.append((headers, body, request.channel))
+        if request.path == b"/moved":
+            request.setResponseCode(307)
+            request.setHeader("location", "/x")
+            return b""
         return body
 
 
-class LambdaClientTests(TestCase):
+class InvokeClientTests(TestCase):
     """
-    The client on real loopback sockets.
+    The Invoke client on real loopback sockets.
     """
 
-    async def test_posts_and_reuses_connection(self) -> None:
-        """
-        Bytes bodies arrive with their Content-Length; a second request goes
-        out on the first one's connection.
-        """
+    async def start(self) -> tuple[Recorder, str, Any]:
         reactor = real_reactor()
         recorder = Recorder()
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(recorder))
         self.addCleanup(port.stopListening)
         pool = persistent_pool(reactor, max_per_host=10)
         self.addCleanup(pool.closeCachedConnections)
-        client = lambda_client(reactor, pool)
-        url = f"http://127.0.0.1:{port.getHost().port}/x"
+        return recorder, f"http://127.0.0.1:{port.getHost().port}", lambda_client(reactor, pool)
+
+    async def test_posts_and_reuses_connection(self) -> None:
+        """
+        Bodies arrive with their Content-Length; a second request goes out on
+        the first one's connection.
+        """
+        recorder, base, client = await self.start()
         for body in (b'{"n":1}', b""):
-            response = await client.post(url, data=body)
-            self.assertEqual(await response.content(), body)
-        [(length1, body1, channel1), (length2, body2, channel2)] = recorder.requests
-        self.assertEqual((length1, body1, length2, body2), (b"7", b'{"n":1}', b"0", b""))
+            response = await client.post(base + "/x", data=body)
+            self.assertEqual(await content(response), body)
+        [(headers1, body1, channel1), (headers2, body2, channel2)] = recorder.requests
+        self.assertEqual((headers1[b"Content-Length"], body1), ([b"7"], b'{"n":1}'))
+        self.assertEqual((headers2[b"Content-Length"], body2), ([b"0"], b""))
         self.assertIs(channel1, channel2)
+
+    async def test_headers_as_given(self) -> None:
+        """
+        The headers given are sent, with Host; no cookie or gzip headers are added.
+        """
+        recorder, base, client = await self.start()
+        headers = {"X-Amz-Date": ["20250101T000000Z"], "X-Two": ["a", "b"]}
+        response = await client.post((base + "/x").encode("ascii"), data=b"{}", headers=headers)
+        await content(response)
+        [(sent, _, _)] = recorder.requests
+        self.assertEqual(sent.pop(b"X-Amz-Date"), [b"20250101T000000Z"])
+        self.assertEqual(sent.pop(b"X-Two"), [b"a", b"b"])
+        self.assertEqual(sent.pop(b"Host"), [base.removeprefix("http://").encode("ascii")])
+        self.assertEqual(sent, {b"Content-Length": [b"2"]})
+
+    async def test_no_redirects(self) -> None:
+        """
+        A redirect is the answer: a signed call is never sent elsewhere.
+        """
+        recorder, base, client = await self.start()
+        response = await client.post(base + "/moved", data=b"{}")
+        await content(response)
+        self.assertEqual(response.code, 307)
+        self.assertEqual(len(recorder.requests), 1)
+
+    async def test_parsed_urls_bounded(self) -> None:
+        """
+        Parsed URLs are kept up to a bound.
+        """
+        recorder, base, client = await self.start()
+        client.max_urls = 3
+        for n in range(7):
+            await content(await client.post(f"{base}/x?n={n}", data=b"{}"))
+        self.assertLessEqual(len(client._parsed), 3)
+        self.assertEqual(len(recorder.requests), 7)
+
+    def test_other_scheme(self) -> None:
+        """
+        A URL that is not http or https fails the request.
+        """
+        client = lambda_client(MemoryReactorClock(), persistent_pool(MemoryReactorClock(), 1))
+        self.failureResultOf(client.post("ftp://127.0.0.1/x"), SchemeNotSupported)

@@ -42,7 +42,6 @@ from urllib.parse import quote
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from hyperlink import EncodedURL
 from treq.content import content
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
@@ -91,18 +90,15 @@ def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = 
 
 
 @functools.lru_cache(maxsize=4096)
-def _target(
-    endpoint: str, function: str, qualifier: str | None, path: str
-) -> tuple[str, EncodedURL]:
+def _target(endpoint: str, function: str, qualifier: str | None, path: str) -> tuple[str, bytes]:
     """
-    The Invoke URL as text (what is signed) and parsed (what treq sends).
+    The Invoke URL as text (what is signed) and as bytes (what is sent).
 
-    Cached: a gateway calls few functions many times, and parsing a URL
-    costs more than signing it.  Names come from clients, so the cache is
-    bounded.
+    Cached: a gateway calls few functions many times.  Names come from
+    clients, so the cache is bounded.
     """
     url = invoke_url(endpoint, function, qualifier, path)
-    return url, EncodedURL.from_text(url)
+    return url, url.encode("ascii")
 
 
 class _TimedSigV4Auth(SigV4Auth):
@@ -206,8 +202,10 @@ class AWSInvoker:
     """
     Invokes functions in one region through Lambda's Invoke API.
 
-    :param client: a treq HTTPClient over a persistent pool, shared by every
-        route; the service that owns the pool closes it on shutdown.
+    :param client: what sends the calls, with treq's C{post} (a treq
+        HTTPClient, C{StubTreq}, or L{twisted_lambdagw.upstream.InvokeClient}),
+        over a persistent pool shared by every route; the service that owns
+        the pool closes it on shutdown.
     :param now: the time signatures carry; by default C{clock}'s.
     :param clock: for retry backoff; without it nothing is retried after a
         wait (the one immediate retry of an unsent request still happens).
@@ -300,7 +298,7 @@ class AWSInvoker:
         stream.  Nothing is retried: once sent, a streamed call may have run.
         """
         credentials = await self._credentials.frozen()
-        url, parsed = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+        url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
         headers = {"X-Amz-Invocation-Type": "RequestResponse"}
         signed = self._sign(credentials, url, call.payload, headers)
         if call.trace_id:
@@ -308,7 +306,7 @@ class AWSInvoker:
         try:
             # unbuffered: treq would otherwise keep the whole body in memory.
             response: IResponse = await self._client.post(
-                parsed,
+                sent_url,
                 data=call.payload,
                 headers={k: [v] for k, v in signed.items()},
                 unbuffered=True,
@@ -327,21 +325,21 @@ class AWSInvoker:
     async def _send(
         self,
         call: InvokeCall,
-        target: tuple[str, EncodedURL],
+        target: tuple[str, bytes],
         headers: dict[str, str],
         credentials: ReadOnlyCredentials,
     ) -> tuple[int, IResponse, bytes]:
         """
         One signed POST and its whole body; transport failures as L{_Transport}.
         """
-        url, parsed = target
+        url, sent_url = target
         signed = self._sign(credentials, url, call.payload, headers)
         if call.trace_id:
             # Never signed (botocore leaves it out too): X-Ray may rewrite it.
             signed["X-Amzn-Trace-Id"] = call.trace_id
         try:
             response: IResponse = await self._client.post(
-                parsed, data=call.payload, headers={k: [v] for k, v in signed.items()}
+                sent_url, data=call.payload, headers={k: [v] for k, v in signed.items()}
             )
         except Exception as e:
             if is_cancellation(e):

@@ -80,6 +80,10 @@ def persistent_pool(reactor: Any, max_per_host: int, idle_timeout: int = 60) -> 
     pool = QuietPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = idle_timeout
+    # The pool's automatic retry only ever retries bodiless GET, HEAD,
+    # OPTIONS, DELETE and TRACE requests; every Invoke is a POST, so its
+    # wrapper around each pooled connection would be pure cost.
+    pool.retryAutomatically = False
     return pool
 
 
@@ -170,7 +174,7 @@ class InvokeClient:
 
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
-        self._parsed: dict[bytes, URI] = {}
+        self._parsed: dict[bytes, tuple[URI, tuple[bytes, bytes, int], bytes]] = {}
 
     def post(
         self,
@@ -184,12 +188,14 @@ class InvokeClient:
         treq's C{unbuffered}; read it with C{treq.content}).
         """
         raw = url.encode("ascii") if isinstance(url, str) else url
-        parsed = self._parsed.get(raw)
-        if parsed is None:
+        known = self._parsed.get(raw)
+        if known is None:
             parsed = URI.fromBytes(_ensureValidURI(raw.strip()))
+            known = (parsed, (parsed.scheme, parsed.host, parsed.port), parsed.originForm)
             if len(self._parsed) >= self.max_urls:
                 self._parsed.clear()
-            self._parsed[raw] = parsed
+            self._parsed[raw] = known
+        parsed, key, origin_form = known
         sent = Headers()
         for name, values in (headers or {}).items():
             sent.setRawHeaders(name, values)
@@ -200,13 +206,7 @@ class InvokeClient:
             return fail()
         # Agent.request without its URL parse: the part of it that is kept.
         response: Deferred[IResponse] = agent._requestWithEndpoint(
-            (parsed.scheme, parsed.host, parsed.port),
-            endpoint,
-            b"POST",
-            parsed,
-            sent,
-            BytesProducer(data),
-            parsed.originForm,
+            key, endpoint, b"POST", parsed, sent, BytesProducer(data), origin_form
         )
         return response
 

@@ -69,11 +69,14 @@ def load_json(payload: bytes) -> Any:
     return json.loads(payload)
 
 
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def dump_json(document: object) -> bytes:
     """
     Serialise an event compactly, as UTF-8.
     """
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _encode_json(document).encode("utf-8")
 
 
 def checked_header(name: object, value: object) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from zope.interface.verify import verifyObject
 from twisted_lambdagw import cli
 from twisted_lambdagw.credentials import CredentialsService
 from twisted_lambdagw.gateway import PoolService
+from twisted_lambdagw.gctune import GCTuning
 from twisted_lambdagw.lifecycle import DaemonService, DrainService, SequentialService
 from twisted_lambdagw.request import GatewayRequest
 from twisted_lambdagw.site import GatewaySite
@@ -294,6 +295,25 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(installed, [])
         self.reactor.run()
         self.assertEqual(installed, [signal.SIGTERM])
+
+    def test_collector_tuned_once_running(self) -> None:
+        """
+        Asked to (as under twistd), the daemon tunes the garbage collector once
+        the reactor runs; by default, with a reactor given, it leaves it alone.
+        """
+
+        def tunings(reactor: MemoryReactorClock) -> list[object]:
+            return [
+                hook
+                for hook, _, _ in reactor.whenRunningHooks
+                if isinstance(getattr(hook, "__self__", None), GCTuning)
+            ]
+
+        self.assertEqual(tunings(self.reactor), [])
+        reactor = MemoryReactorClock()
+        makeService(self.options, reactor=reactor, pool=self.pool, tune_gc=True)
+        [hook] = tunings(reactor)
+        self.assertEqual(getattr(hook, "__name__", None), "apply")
 
     def test_default_pool_is_owned(self) -> None:
         """

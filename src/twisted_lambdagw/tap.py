@@ -34,6 +34,7 @@ from .credentials import (
     resolve_at_startup,
 )
 from .gateway import Gateway, check_aws_routes
+from .gctune import GCTuning
 from .lifecycle import DaemonService, SignalInstaller
 from .listen import http2_available, server_endpoint
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
@@ -145,6 +146,7 @@ def makeService(
     pool: HTTPConnectionPool | None = None,
     install_signal: SignalInstaller = signal.signal,
     worker: WorkerHandoff | None = None,
+    tune_gc: bool | None = None,
 ) -> IService:
     """
     The gateway service: the gateway's own service, then the listeners.
@@ -155,8 +157,13 @@ def makeService(
     twistd passes only C{options}; C{reactor}, C{pool} (the upstream
     connection pool, closed when the service stops) and C{install_signal}
     are for tests.  C{worker} is what a worker process was handed by its
-    parent (see L{twisted_lambdagw.workers}).
+    parent (see L{twisted_lambdagw.workers}).  C{tune_gc}: once the reactor
+    runs, freeze what startup made and raise the collector's thresholds
+    (L{GCTuning}); by default only when twistd calls (with no reactor given),
+    as it changes the whole process.
     """
+    if tune_gc is None:
+        tune_gc = reactor is None
     reactor = reactor if reactor is not None else _default_reactor()
     config = options.config
     assert config is not None, "the options were not parsed"
@@ -205,4 +212,7 @@ def makeService(
                 version=tls_min_version,
                 http2="offered by ALPN" if http2_available() else "unavailable (no h2 package)",
             )
+    if tune_gc:
+        # Once the reactor runs, everything startup made is there to be frozen.
+        reactor.callWhenRunning(GCTuning().apply)
     return top

@@ -113,7 +113,7 @@ def main() -> int:
     options.update(handoff.options)
     options.config = handoff.config
     try:
-        service = makeService(options, reactor, worker=handoff)
+        service = makeService(options, reactor, worker=handoff, tune_gc=True)
         service.privilegedStartService()
         service.startService()
     except Exception:

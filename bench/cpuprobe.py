@@ -55,6 +55,19 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """
+    User and system CPU seconds of the process tree (clock ticks).
+    """
+    user = system = 0
+    for member in run.process_tree(pid):
+        fields = run._stat_fields(member)
+        if fields is not None:
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / run.CLK_TCK, system / run.CLK_TCK
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("row", choices=[r.name for r in run.ROWS if r.kind != "fake"])
@@ -83,6 +96,7 @@ def main(argv: list[str]) -> int:
         time.sleep(1.0)
         windows: list[tuple[float, int, float]] = []
         last_cpu, last_count, last_busy = cpu_ns(pid), fake_requests(fake_port), run.machine_busy()
+        first_count, first_split = last_count, user_system(pid)
         deadline = time.monotonic() + args.seconds
         while time.monotonic() < deadline:
             time.sleep(args.window)
@@ -91,6 +105,7 @@ def main(argv: list[str]) -> int:
                 windows.append(((cpu - last_cpu) / 1e6 / (count - last_count), count - last_count,
                                 busy - last_busy))  # fmt: skip
             last_cpu, last_count, last_busy = cpu, count, busy
+        user, system = (b - a for a, b in zip(first_split, user_system(pid), strict=True))
         load.join()
     finally:
         procs.stop_all()
@@ -98,6 +113,11 @@ def main(argv: list[str]) -> int:
     requests = sum(w[1] for w in windows)
     rps = requests / (len(windows) * args.window) if windows else 0.0
     low = statistics.mean(costs[: max(1, len(costs) // 5)])
+    served = last_count - first_count
+    print(
+        f"{row.name}: user {1000 * user / served:.3f} + system {1000 * system / served:.3f}"
+        " ms/request over the whole run (clock ticks)"
+    )
     print(
         f"{row.name}: {len(windows)} windows, {rps:,.0f} req/s; CPU ms/request:"
         f" low-fifth {low:.3f}  min {costs[0]:.3f}  median {statistics.median(costs):.3f}"

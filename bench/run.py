@@ -667,6 +667,7 @@ max_in_flight = 20000
 {workers}
 [aws]
 region = us-east-1
+max_connections = 20000
 access_key_id = AKIDBENCHMARKEXAMPLE
 secret_access_key = bench/secret/not/a/real/key
 endpoint_url = http://{HOST}:{fake_port}

@@ -45,8 +45,9 @@ class SiteUnderTest:
         authenticator: Authenticator | None = None,
         header_timeout: float = 10.0,
         idle_timeout: float = 60.0,
+        reactor: MemoryReactorClock | None = None,
     ) -> None:
-        self.reactor = MemoryReactorClock()
+        self.reactor = reactor if reactor is not None else MemoryReactorClock()
         if config is None:
             config = config_from("[route:/lambda/]\naws_region = us-east-1\n")
         self.invoker = InProcessInvoker(functions if functions is not None else {"fn": ok})

@@ -6,8 +6,11 @@ keep-alive and pipelining, on a memory reactor with a clock.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_lambdagw.config import GatewayConfig
@@ -125,6 +128,58 @@ class TimeoutTests(SynchronousTestCase):
         self.assertFalse(connection.closing)
         self.clock.advance(0.5)
         self.assertEqual(connection.statuses(), [200, 200, 408])
+
+
+class CountingClock(MemoryReactorClock):
+    """
+    A memory reactor that counts the timed calls connections make on it.
+    """
+
+    made = 0
+
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall:
+        if isinstance(getattr(callable, "__self__", None), GatewayChannel):
+            self.made += 1
+        return super().callLater(delay, callable, *args, **kw)
+
+
+class TimerChurnTests(SynchronousTestCase):
+    """
+    Keep-alive requests do not make and cancel timed calls one after another.
+    """
+
+    def test_requests_reuse_the_timer(self) -> None:
+        """
+        A hundred requests on one connection, a millisecond apart, make a few
+        timed calls for the connection's deadlines in all, not several each.
+        """
+        clock = CountingClock()
+        gw = SiteUnderTest(reactor=clock)
+        self.addCleanup(gw.stop)
+        connection = gw.connect()
+        made = clock.made
+        for _ in range(100):
+            connection.send(GET)
+            clock.advance(0.001)
+        self.assertEqual(connection.statuses(), [200] * 100)
+        self.assertLessEqual(clock.made - made, 3)
+
+    def test_deadlines_still_exact(self) -> None:
+        """
+        After many requests the idle timeout still runs from the last one, to the tick.
+        """
+        gw = SiteUnderTest(reactor=CountingClock(), idle_timeout=60)
+        self.addCleanup(gw.stop)
+        connection = gw.connect()
+        for _ in range(30):
+            connection.send(GET)
+            gw.reactor.advance(1)
+        gw.reactor.advance(58.999)
+        self.assertFalse(connection.closing)
+        gw.reactor.advance(0.001)
+        self.assertTrue(connection.closing)
 
 
 class SiteAssemblyTests(SynchronousTestCase):

@@ -26,7 +26,7 @@ import json
 import uuid
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
@@ -41,6 +41,8 @@ MAX_HEAD_BYTES = 32 * 1024
 """Bytes of request line and header lines one request may send."""
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_IDLE_TIMEOUT = 60.0
+_SLACK = 1e-9
+"""Seconds a deadline may be met early by: floating-point sums of times."""
 
 _REASONS = {
     408: b"Request Timeout",
@@ -63,15 +65,86 @@ class GatewayChannel(HTTPChannel):
     maxHeaders = MAX_HEADER_FIELDS
     totalHeadersSize = MAX_HEAD_BYTES
 
-    def __init__(self, header_timeout: float | None = DEFAULT_HEADER_TIMEOUT) -> None:
+    def __init__(
+        self,
+        header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
+        clock: IReactorTime | None = None,
+    ) -> None:
         super().__init__()
         self.header_timeout = header_timeout
+        self._clock = clock
         self._awaiting_head = True
-        self._header_timer: IDelayedCall | None = None
+        self._head_deadline: float | None = None
+        self._idle_deadline: float | None = None
+        self._timer: IDelayedCall | None = None
         self._abort_timer: IDelayedCall | None = None
         self._head_lines = 0
         self._head_bytes = 0
         self._refused = False
+
+    # The header deadline and twisted.web's idle timeout (TimeoutMixin's
+    # setTimeout and resetTimeout, which HTTPChannel calls around every
+    # request) share one timer, moved lazily: a deadline only records a
+    # time, and the timer, when it fires, acts on whichever deadline has
+    # passed and sets itself again for the next one.  It is rescheduled
+    # only when a deadline comes before it.  twisted.web's own timer was
+    # cancelled and made again for every request, and so was the header
+    # timer: with thousands of connections, that churn in the reactor's
+    # heap of timed calls cost more than the timing was worth.
+
+    def setTimeout(self, period: float | None) -> float | None:
+        previous: float | None = self.timeOut
+        self.timeOut = period  # type: ignore[assignment]
+        if period is None:
+            self._idle_deadline = None
+            if self._awaiting_head and self._head_deadline is None:
+                # Not around a request: the channel is being given up (the
+                # connection switched to HTTP/2, or is lost).
+                self._cancel_timer()
+            return previous
+        self._idle_deadline = self._now() + period
+        self._schedule()
+        return previous
+
+    def resetTimeout(self) -> None:
+        if self._idle_deadline is not None and self.timeOut is not None:
+            # Later than before: the timer, when it fires, moves on to it.
+            self._idle_deadline = self._now() + self.timeOut
+
+    def _now(self) -> float:
+        if self._clock is None:
+            # Without a clock given, the reactor whose callLater the Site set.
+            self._clock = getattr(self.callLater, "__self__", None)
+            if self._clock is None:
+                from twisted.internet import reactor
+
+                self._clock = reactor
+        assert self._clock is not None
+        return self._clock.seconds()
+
+    def _schedule(self) -> None:
+        deadlines = [d for d in (self._head_deadline, self._idle_deadline) if d is not None]
+        if not deadlines:
+            return  # a running timer will find nothing to do
+        deadline = min(deadlines)
+        timer = self._timer
+        if timer is not None:
+            if timer.getTime() <= deadline:
+                return
+            timer.cancel()
+        self._timer = self.callLater(max(0.0, deadline - self._now()), self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        now = self._now()
+        if self._head_deadline is not None and now >= self._head_deadline - _SLACK:
+            self._head_deadline = None
+            self._header_deadline()
+        elif self._idle_deadline is not None and now >= self._idle_deadline - _SLACK:
+            self._idle_deadline = None
+            self.timeoutConnection()
+        else:
+            self._schedule()
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
@@ -119,18 +192,23 @@ class GatewayChannel(HTTPChannel):
             self._abort_timer.cancel()
         self._abort_timer = None
         super().connectionLost(reason)
+        # After the base class, whose setTimeout(None) may leave it running.
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
     def _start_header_timer(self) -> None:
-        if self._awaiting_head and self._header_timer is None and self.header_timeout:
-            self._header_timer = self.callLater(self.header_timeout, self._header_deadline)
+        if self._awaiting_head and self._head_deadline is None and self.header_timeout:
+            self._head_deadline = self._now() + self.header_timeout
+            self._schedule()
 
     def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None and self._header_timer.active():
-            self._header_timer.cancel()
-        self._header_timer = None
+        self._head_deadline = None
 
     def _header_deadline(self) -> None:
-        self._header_timer = None
         self.log.info(
             "no complete request head from {peer} within {timeout}s; closing",
             peer=str(self.transport.getPeer()) if self.transport is not None else "",
@@ -220,4 +298,4 @@ class GatewaySite(Site):
     def protocol(self) -> _GenericHTTPChannelProtocol:
         # The generic protocol switches to HTTP/2 when ALPN chose it; the
         # HTTP/1.1 channel inside it is ours.
-        return _GenericHTTPChannelProtocol(GatewayChannel(self.header_timeout))
+        return _GenericHTTPChannelProtocol(GatewayChannel(self.header_timeout, self.reactor))

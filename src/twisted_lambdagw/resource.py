@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, unquote_to_bytes
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -29,6 +29,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from .deadlines import Deadlines
 from .errors import (
     BadRequest,
     FunctionFailed,
@@ -174,6 +175,7 @@ class GatewayResource(Resource):
         self._bindings = {b.route.prefix: b for b in bindings}
         self._table = RouteTable([b.route for b in bindings])
         self._clock = clock
+        self._deadlines = Deadlines(clock)
         self._health_path = health_path
         self._metrics_path = metrics_path if metrics is not None else None
         self._metrics = metrics
@@ -371,16 +373,19 @@ class GatewayResource(Resource):
         self.in_flight += 1
         exchange.invoke_started = self._clock.seconds()
         invoking = Deferred.fromCoroutine(invoker.invoke(call))
-        invoking.addTimeout(call.timeout, self._clock)
+        deadline = self._deadlines.add(call.timeout, invoking.cancel)
         try:
             result = await invoking
-        except TimeoutError:
+        except CancelledError:
+            if not deadline.expired:
+                raise
             exchange.error_code = "InvokeTimeout"
             raise InvokeTimeout(detail=f"{call.function} took over {call.timeout}s") from None
         except InvokeFailed as error:
             exchange.error_code = error.code or "InvokeFailed"
             raise
         finally:
+            deadline.cancel()
             self.in_flight -= 1
             exchange.invoke_finished = self._clock.seconds()
         exchange.aws_request_id = result.aws_request_id

@@ -165,3 +165,42 @@ class DeadlinesTests(SynchronousTestCase):
         self.assertEqual(self.deadlines.pending(), 2)
         self.clock.advance(5)
         self.assertEqual(self.deadlines.pending(), 0)
+
+
+class LazyDeadlinesTests(SynchronousTestCase):
+    """
+    Lazy deadlines keep their timed call across deadlines that come one at a time.
+    """
+
+    def test_one_at_a_time(self) -> None:
+        """
+        Deadlines added and cancelled one after another share one timed call,
+        and one left waiting still fires on time.
+        """
+        clock = CountingClock()
+        deadlines = Deadlines(clock, lazy=True)
+        fired: list[int] = []
+        for n in range(20):
+            deadlines.add(10, lambda n=n: fired.append(n)).cancel()  # type: ignore[misc]
+            clock.advance(0.25)
+        self.assertEqual(clock.made, 1)
+        deadlines.add(10, lambda: fired.append(99))
+        clock.advance(9.75)
+        self.assertEqual(fired, [])
+        clock.advance(0.25)
+        self.assertEqual(fired, [99])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_close(self) -> None:
+        """
+        close cancels every deadline and timed call.
+        """
+        clock = CountingClock()
+        deadlines = Deadlines(clock, lazy=True)
+        fired: list[str] = []
+        deadlines.add(10, lambda: fired.append("a"))
+        deadlines.add(20, lambda: fired.append("b")).cancel()
+        deadlines.close()
+        self.assertEqual((clock.getDelayedCalls(), deadlines.pending()), ([], 0))
+        clock.advance(30)
+        self.assertEqual(fired, [])

@@ -4,11 +4,13 @@ The HTTP client for Invoke calls: its pool, endpoints and body producer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from treq import content
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
@@ -258,3 +260,100 @@ class InvokeClientTests(TestCase):
         """
         client = lambda_client(MemoryReactorClock(), persistent_pool(MemoryReactorClock(), 1))
         self.failureResultOf(client.post("ftp://127.0.0.1/x"), SchemeNotSupported)
+
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class CountingReactor(MemoryReactorClock):
+    """
+    A memory reactor that counts the timed calls made on it.
+    """
+
+    made = 0
+
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall:
+        self.made += 1
+        return super().callLater(delay, callable, *args, **kw)
+
+
+class MemoryLambda:
+    """
+    The client over a memory reactor: connections are made by hand, each
+    request is answered with a fixed response.
+    """
+
+    def __init__(self, idle_timeout: int = 60) -> None:
+        self.reactor = CountingReactor()
+        self.pool = persistent_pool(self.reactor, max_per_host=10, idle_timeout=idle_timeout)
+        self.client = lambda_client(self.reactor, self.pool)
+        self.connections: list[tuple[Any, StringTransport]] = []
+
+    def post(self) -> bytes:
+        got: list[bytes] = []
+        posting = self.client.post("http://127.0.0.1:9/x", data=b"{}")
+        posting.addCallback(content).addCallback(got.append)
+        while self.reactor.tcpClients:
+            _, _, factory, _, _ = self.reactor.tcpClients.pop(0)
+            protocol: Any = factory.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            self.connections.append((protocol, transport))
+        for protocol, transport in self.connections:
+            if transport.value():
+                transport.clear()
+                protocol.dataReceived(RESPONSE)
+        [body] = got
+        return body
+
+    @property
+    def transports(self) -> list[StringTransport]:
+        return [transport for _, transport in self.connections]
+
+
+class PoolIdleTimeoutTests(SynchronousTestCase):
+    """
+    Idle connections close after exactly the idle timeout; a request in between restarts it.
+    """
+
+    def test_closes_when_idle(self) -> None:
+        """
+        A connection left idle is closed at the idle timeout, not before.
+        """
+        memory = MemoryLambda(idle_timeout=30)
+        self.assertEqual(memory.post(), b"{}")
+        [transport] = memory.transports
+        memory.reactor.advance(29.75)
+        self.assertFalse(transport.disconnecting)
+        memory.reactor.advance(0.25)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(memory.reactor.getDelayedCalls(), [])
+
+    def test_reuse_restarts(self) -> None:
+        """
+        Reused before its timeout, a connection stays open until a full timeout after its last use.
+        """
+        memory = MemoryLambda(idle_timeout=30)
+        memory.post()
+        memory.reactor.advance(20)
+        memory.post()
+        [transport] = memory.transports
+        memory.reactor.advance(29.75)
+        self.assertFalse(transport.disconnecting)
+        memory.reactor.advance(0.25)
+        self.assertTrue(transport.disconnecting)
+
+    def test_one_timed_call(self) -> None:
+        """
+        Many requests on a pooled connection make one timed call, not one each.
+        """
+        memory = MemoryLambda()
+        for _ in range(50):
+            memory.post()
+            memory.reactor.advance(0.25)
+        self.assertEqual(memory.reactor.made, 1)
+        self.assertEqual(len(memory.reactor.getDelayedCalls()), 1)
+        memory.pool.closeCachedConnections()
+        self.assertEqual(memory.reactor.getDelayedCalls(), [])

@@ -63,10 +63,17 @@ class Deadline:
 class Deadlines:
     """
     Calls C{on_expiry} for each deadline that passes before it is cancelled.
+
+    :param lazy: keep a duration's timed call when the last deadline waiting
+        is cancelled (it runs once more and finds nothing to do), rather
+        than cancelling it: for deadlines that come and go one at a time,
+        where cancelling would mean a new timed call each time.  Call
+        L{close} to cancel everything.
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, *, lazy: bool = False) -> None:
         self._clock = clock
+        self._lazy = lazy
         self._queues: dict[float, deque[Deadline]] = {}
         self._waiting: dict[float, int] = {}
         self._timers: dict[float, IDelayedCall | None] = {}
@@ -93,9 +100,23 @@ class Deadlines:
         """
         return sum(len(queue) for queue in self._queues.values())
 
+    def close(self) -> None:
+        """
+        Cancel every deadline and timed call.
+        """
+        for queue in self._queues.values():
+            for deadline in queue:
+                deadline._on_expiry = None
+        for timer in self._timers.values():
+            if timer is not None:
+                timer.cancel()
+        self._queues.clear()
+        self._waiting.clear()
+        self._timers.clear()
+
     def _ended(self, timeout: float) -> None:
         self._waiting[timeout] -= 1
-        if self._waiting[timeout] == 0:
+        if self._waiting[timeout] == 0 and not self._lazy:
             timer = self._timers.get(timeout)
             if timer is not None:  # (None: it is running, and will clean up)
                 timer.cancel()

@@ -56,6 +56,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from .deadlines import Deadlines
+
 
 class _QuietHTTP11ClientFactory(_HTTP11ClientFactory):
     noisy = False
@@ -63,12 +65,44 @@ class _QuietHTTP11ClientFactory(_HTTP11ClientFactory):
 
 class QuietPool(HTTPConnectionPool):
     """
-    An HTTPConnectionPool that does not log each connection it opens or closes.
+    An HTTPConnectionPool that does not log each connection it opens or
+    closes, nor make a timed call for each request.
+
+    twisted.web's pool makes a timed call (the idle timeout) each time a
+    connection comes back to it and cancels it when the connection is taken
+    again: once per request.  Here the idle timeouts are L{Deadlines}, one
+    timed call for the whole pool; connections still close after exactly
+    C{cachedConnectionTimeout} seconds unused.
     """
 
     # The pool builds one factory per new connection from this attribute,
     # which twisted.web documents (as an ivar) for exactly this kind of use.
     _factory = _QuietHTTP11ClientFactory
+
+    def __init__(self, reactor: Any, persistent: bool = True) -> None:
+        super().__init__(reactor, persistent)
+        self._idle = Deadlines(reactor, lazy=True)
+
+    def _putConnection(self, key: Any, connection: Any) -> None:
+        # twisted.web's own, with a Deadline where it made a timed call:
+        # getConnection and closeCachedConnections cancel either alike.
+        if connection.state != "QUIESCENT":
+            super()._putConnection(key, connection)  # logs the bug, keeps nothing
+            return
+        connections = self._connections.setdefault(key, [])
+        if len(connections) == self.maxPersistentPerHost:
+            dropped = connections.pop(0)
+            dropped.transport.loseConnection()
+            self._timeouts.pop(dropped).cancel()
+        connections.append(connection)
+        self._timeouts[connection] = self._idle.add(
+            self.cachedConnectionTimeout, lambda: self._removeConnection(key, connection)
+        )
+
+    def closeCachedConnections(self) -> Deferred[None]:
+        closed: Deferred[None] = super().closeCachedConnections()
+        self._idle.close()
+        return closed
 
 
 def persistent_pool(reactor: Any, max_per_host: int, idle_timeout: int = 60) -> QuietPool:

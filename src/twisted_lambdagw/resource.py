@@ -176,6 +176,8 @@ class GatewayResource(Resource):
         self._table = RouteTable([b.route for b in bindings])
         self._clock = clock
         self._deadlines = Deadlines(clock)
+        self._dropped: dict[str, frozenset[str]] = {}
+        """Per route prefix: the request headers never passed on as sent."""
         self._health_path = health_path
         self._metrics_path = metrics_path if metrics is not None else None
         self._metrics = metrics
@@ -436,19 +438,12 @@ class GatewayResource(Resource):
     ) -> IncomingRequest:
         body = request.content.read() if request.content is not None else b""
         remote = origin.remote
-        server_port = getattr(request.getHost(), "port", 0)
+        address = request.getHost()
+        server_port = getattr(address, "port", 0)
         scheme = origin.scheme
-        host = request.getHeader("host") or f"{getattr(request.getHost(), 'host', '')}"
+        host = request.getHeader("host") or f"{getattr(address, 'host', '')}"
         uri = request.uri.decode("latin-1")
-        values = {
-            "remote": remote,
-            "host": host,
-            "scheme": scheme,
-            "method": request.method.decode("ascii"),
-            "path": path,
-            "uri": uri,
-            "request_id": request_id,
-        }
+        method = request.method.decode("ascii")
         gateway_headers = [
             ("X-Forwarded-For", remote),
             ("X-Forwarded-Proto", scheme),
@@ -457,12 +452,25 @@ class GatewayResource(Resource):
         ]
         if user is not None:
             gateway_headers.append(("X-Authenticated-User", user))
-        upstream = [(t.name, t.expand(values)) for t in route.header_upstream]
-        headers = forwarded_headers(request, body, gateway_headers + upstream)
+        if route.header_upstream:
+            values = {
+                "remote": remote,
+                "host": host,
+                "scheme": scheme,
+                "method": method,
+                "path": path,
+                "uri": uri,
+                "request_id": request_id,
+            }
+            gateway_headers += [(t.name, t.expand(values)) for t in route.header_upstream]
+        dropped = self._dropped.get(route.prefix)
+        if dropped is None:
+            dropped = self._dropped[route.prefix] = dropped_headers(gateway_headers)
+        headers = forwarded_headers(request, body, gateway_headers, dropped)
         _, _, query = uri.partition("?")
         return IncomingRequest(
             request_id=request_id,
-            method=values["method"],
+            method=method,
             raw_path=raw_path,
             path=path,
             function_raw_path=target.function_raw_path,
@@ -551,8 +559,24 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def dropped_headers(gateway_headers: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """
+    The request headers (lower-cased) never passed on as the client sent them:
+    hop-by-hop headers, Content-Length, and those the gateway sets itself.
+    """
+    return frozenset(
+        HOP_BY_HOP
+        | GATEWAY_SET
+        | {"content-length"}
+        | {name.lower() for name, _ in gateway_headers}
+    )
+
+
 def forwarded_headers(
-    request: Request, body: bytes, gateway_headers: Sequence[tuple[str, str]]
+    request: Request,
+    body: bytes,
+    gateway_headers: Sequence[tuple[str, str]],
+    dropped: frozenset[str] | None = None,
 ) -> tuple[tuple[str, str], ...]:
     """
     The request headers a function sees.
@@ -560,20 +584,21 @@ def forwarded_headers(
     Hop-by-hop headers (and any the Connection header names) are dropped;
     Content-Length is recomputed; the gateway's own headers and the route's
     ``header_upstream`` replace whatever the client sent under those names.
+    C{dropped} is L{dropped_headers} of the same header names, if known.
     """
-    named_in_connection = {
-        token.strip().lower()
-        for value in request.requestHeaders.getRawHeaders(b"connection", [])
-        for token in _text(value).split(",")
-    }
-    replaced = GATEWAY_SET | {name.lower() for name, _ in gateway_headers}
-    dropped = HOP_BY_HOP | named_in_connection | replaced | {"content-length"}
-    headers = [
-        (_text(name), _text(value))
-        for name, values in request.requestHeaders.getAllRawHeaders()
-        for value in values
-        if _text(name).lower() not in dropped
-    ]
+    if dropped is None:
+        dropped = dropped_headers(gateway_headers)
+    raw = request.requestHeaders
+    connection = raw.getRawHeaders(b"connection")
+    if connection:
+        dropped = dropped | {
+            token.strip().lower() for value in connection for token in _text(value).split(",")
+        }
+    headers: list[tuple[str, str]] = []
+    for raw_name, values in raw.getAllRawHeaders():
+        name = _text(raw_name)
+        if name.lower() not in dropped:
+            headers.extend((name, _text(value)) for value in values)
     if body or request.method in (b"POST", b"PUT", b"PATCH"):
         headers.append(("Content-Length", str(len(body))))
     by_name: dict[str, tuple[str, str]] = {}

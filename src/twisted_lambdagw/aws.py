@@ -47,7 +47,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web._newclient import RequestNotSent
 from twisted.web.iweb import IResponse
 
@@ -401,21 +401,17 @@ class AWSInvoker:
 
     def _log_refusal(self, call: InvokeCall, refusal: Refusal) -> None:
         if refusal.clock_skew:
-            self.log.error(
+            level = LogLevel.error
+            text = (
                 "Lambda refused to invoke {function}: the request's signing time is off"
                 " ({code}: {error_message}); check this host's clock (NTP)"
-                " (aws_request_id={aws_request_id})",
-                function=call.function,
-                status=refusal.status,
-                code=refusal.code,
-                error_message=refusal.message,
-                aws_request_id=refusal.aws_request_id,
-                request_id=call.request_id,
             )
-            return
-        self.log.warn(
-            "Lambda refused to invoke {function}: {status} {code}: {error_message}"
-            " (aws_request_id={aws_request_id})",
+        else:
+            level = LogLevel.warn
+            text = "Lambda refused to invoke {function}: {status} {code}: {error_message}"
+        self.log.emit(
+            level,
+            text + " (aws_request_id={aws_request_id})",
             function=call.function,
             status=refusal.status,
             code=refusal.code,

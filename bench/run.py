@@ -118,8 +118,9 @@ class Row:
     """
     One measurement: which server, which function, how many connections.
 
-    ``kind`` is ``fake`` (nginx directly), ``rproxy`` (ReverseProxyResource)
-    or ``gateway``.
+    ``kind`` is ``fake`` (nginx directly), ``rproxy`` (ReverseProxyResource),
+    ``floor-hello``, ``floor-agent`` or ``floor-treq`` (bench/floor.py: what
+    Twisted alone costs) or ``gateway``.
     """
 
     name: str
@@ -140,6 +141,9 @@ ROWS = (
     Row("fake-50", "fake", "fake Lambda (nginx) directly", 50, threads=2),
     Row("fake-1", "fake", "fake Lambda (nginx) directly, 1 connection", 1),
     Row("rproxy-50", "rproxy", "twisted.web.proxy.ReverseProxyResource", 50),
+    Row("floor-hello-50", "floor-hello", "Twisted's floor: twisted.web Site, fixed reply", 50),
+    Row("floor-agent-50", "floor-agent", "Twisted's floor: Site + pooled Agent POST", 50),
+    Row("floor-treq-50", "floor-treq", "Twisted's floor: Site + treq POST over that Agent", 50),
     Row("gw-httpjson-50", "gateway", "gateway, httpjson", 50),
     Row(
         "gw-apigw-v2-50", "gateway", "gateway, apigw-v2", 50, function="fast-v2", format="apigw-v2"
@@ -757,6 +761,14 @@ def start_server(
         path = INVOKE_PATH.format(name=row.function)
         check_reply(port, path, row, expect_envelope=True)
         return Server(process, port, path)
+    if row.kind.startswith("floor-"):
+        mode = row.kind.removeprefix("floor-")
+        argv = [sys.executable, str(BENCH_DIR / "floor.py"), mode, str(port), str(fake_port)]
+        process = procs.start(argv, log, env=python_env())
+        wait_listening(port, process, log, 30)
+        path = INVOKE_PATH.format(name=row.function)
+        check_reply(port, path, row, expect_envelope=mode != "hello")
+        return Server(process, port, path)
 
     if row.format not in registered_formats():
         raise NotAvailable(f"n/a ({row.format} format not implemented)")
@@ -1152,9 +1164,12 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
     w2, g1, f1 = measured("gw-workers2-50"), measured("gw-httpjson-1"), measured("fake-1")
     k = results.get("gw-10k-slow")
     k = k if k is not None and k.skipped is None else None
+    floor = measured("floor-treq-50")
+    floor_cpu = floor.cpu_ms_per_request if floor else None
 
     ratio = gw.rps / rp.rps if gw and rp else None
     cpu = gw.cpu_ms_per_request if gw else None
+    own_cpu = cpu - floor_cpu if cpu is not None and floor_cpu is not None else None
     ratio_v2 = v2.rps / rp.rps if v2 and rp else None
     ratio_w = w2.rps / gw.rps if w2 and gw else None
     skipped_w = results.get("gw-workers2-50")
@@ -1174,6 +1189,10 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
                f">= {TARGET_RATIO_RPROXY}x", TARGET_RATIO_RPROXY, at_least=True),
         _check("httpjson@50 CPU per request", cpu, fmt(cpu, ".3f", " ms"),
                f"<= {TARGET_CPU_MS} ms", TARGET_CPU_MS, at_least=False),
+        _check("Twisted's floor (floor-treq-50) CPU per request", floor_cpu,
+               fmt(floor_cpu, ".3f", " ms"), "(information)", None, at_least=False),
+        _check("httpjson@50 CPU per request above that floor", own_cpu,
+               fmt(own_cpu, ".3f", " ms"), "(information)", None, at_least=False),
         _check("apigw-v2@50 / ReverseProxyResource, req/s", ratio_v2,
                fmt(ratio_v2, ".2f", "x"), "(information)", None, at_least=True),
         _check("workers = 2 / workers = 1, req/s", ratio_w, shown_w,

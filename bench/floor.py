@@ -32,6 +32,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IConsumer
 from twisted.internet.task import react
+from twisted.web import http
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.iweb import IBodyProducer, IResponse
 from twisted.web.resource import Resource
@@ -84,7 +85,7 @@ class QuietSite(Site):
     A Site that writes no access log line per request (the gateway writes none by default).
     """
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 

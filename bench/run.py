@@ -144,6 +144,7 @@ ROWS = (
     Row("floor-hello-50", "floor-hello", "Twisted's floor: twisted.web Site, fixed reply", 50),
     Row("floor-agent-50", "floor-agent", "Twisted's floor: Site + pooled Agent POST", 50),
     Row("floor-treq-50", "floor-treq", "Twisted's floor: Site + treq POST over that Agent", 50),
+    Row("floor-treq-1", "floor-treq", "Twisted's floor: Site + treq POST, 1 connection", 1),
     Row("gw-httpjson-50", "gateway", "gateway, httpjson", 50),
     Row(
         "gw-apigw-v2-50", "gateway", "gateway, apigw-v2", 50, function="fast-v2", format="apigw-v2"
@@ -1170,6 +1171,8 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
     ratio = gw.rps / rp.rps if gw and rp else None
     cpu = gw.cpu_ms_per_request if gw else None
     own_cpu = cpu - floor_cpu if cpu is not None and floor_cpu is not None else None
+    floor1 = measured("floor-treq-1")
+    floor_added = floor1.p50_ms - f1.p50_ms if floor1 and f1 else None
     ratio_v2 = v2.rps / rp.rps if v2 and rp else None
     ratio_w = w2.rps / gw.rps if w2 and gw else None
     skipped_w = results.get("gw-workers2-50")
@@ -1199,6 +1202,8 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
                f">= {TARGET_WORKERS_RATIO}x", TARGET_WORKERS_RATIO, at_least=True),
         _check("p50 the gateway adds at 1 connection", added, fmt(added, ".3f", " ms"),
                f"<= {TARGET_ADDED_P50_MS} ms", TARGET_ADDED_P50_MS, at_least=False),
+        _check("p50 Twisted's floor (floor-treq-1) adds at 1 connection", floor_added,
+               fmt(floor_added, ".3f", " ms"), "(information)", None, at_least=False),
         _check("10k connections, 1 s function: errors", errors, shown_errors,
                "0", 0, at_least=False),
         _check("10k connections: peak RSS", rss, fmt(rss, ".0f", " MB"),

@@ -52,6 +52,7 @@ from twisted.web._newclient import RequestNotSent
 from twisted.web.iweb import IResponse
 
 from . import sigv4
+from .admission import ConnectionLimit
 from .aws_errors import Refusal, error_code, error_message, header
 from .aws_stream import EventStreamResponse
 from .credentials import CredentialSource, RunInThread
@@ -214,6 +215,10 @@ class AWSInvoker:
     :param retry_idempotent: retry GET, HEAD and OPTIONS calls that failed
         in a way worth retrying, up to C{max_attempts} in all.
     :param jitter: uniform in [0, 1), to spread retries out.
+    :param limit: bounds the calls under way to C{endpoint} (shared by every
+        invoker of that endpoint, sized by ``[aws] max_connections``); a
+        call beyond it waits its turn, within the route's timeout.  A
+        streamed call holds its slot until its stream ends.
     """
 
     log = Logger()
@@ -235,8 +240,10 @@ class AWSInvoker:
         log_type: str = "None",
         retry_idempotent: bool = False,
         jitter: Callable[[], float] = random.random,
+        limit: ConnectionLimit | None = None,
     ) -> None:
         self._client = client
+        self._limit = limit
         self._credentials = credentials
         self._region = region
         self._endpoint = endpoint
@@ -261,7 +268,7 @@ class AWSInvoker:
             attempt += 1
             credentials = await self._credentials.frozen()
             try:
-                status, response, body = await self._send(call, url, headers, credentials)
+                status, response, body = await self._admitted(call, url, headers, credentials)
             except _Transport as failure:
                 if not failure.sent and not resent_unsent:
                     resent_unsent = True
@@ -297,30 +304,68 @@ class AWSInvoker:
         Invoke.  The body is not read here: the caller starts the returned
         stream.  Nothing is retried: once sent, a streamed call may have run.
         """
-        credentials = await self._credentials.frozen()
-        url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
-        headers = {"X-Amz-Invocation-Type": "RequestResponse"}
-        signed = self._sign(credentials, url, call.payload, headers)
-        if call.trace_id:
-            signed["X-Amzn-Trace-Id"] = call.trace_id
+        limit = self._limit
+        if limit is not None:
+            # Signed once admitted: a long wait must not age the signature.
+            await limit.acquire()
+        streaming = False
         try:
-            # unbuffered: treq would otherwise keep the whole body in memory.
-            response: IResponse = await self._client.post(
-                sent_url,
-                data=call.payload,
-                headers={k: [v] for k, v in signed.items()},
-                unbuffered=True,
+            credentials = await self._credentials.frozen()
+            url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+            headers = {"X-Amz-Invocation-Type": "RequestResponse"}
+            signed = self._sign(credentials, url, call.payload, headers)
+            if call.trace_id:
+                signed["X-Amzn-Trace-Id"] = call.trace_id
+            try:
+                # unbuffered: treq would otherwise keep the whole body in memory.
+                response: IResponse = await self._client.post(
+                    sent_url,
+                    data=call.payload,
+                    headers={k: [v] for k, v in signed.items()},
+                    unbuffered=True,
+                )
+                body = b"" if response.code == 200 else await content(response)
+            except Exception as e:
+                if is_cancellation(e):
+                    raise CancelledError() from None
+                raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
+            if response.code != 200:
+                refusal = Refusal.parse(response.code, response.headers, body)
+                self._log_refusal(call, refusal)
+                raise refusal.error()
+            # The connection stays busy until the stream ends: so does the slot.
+            stream = EventStreamResponse(
+                response,
+                call.function,
+                call.request_id,
+                on_end=limit.release if limit is not None else None,
             )
-            body = b"" if response.code == 200 else await content(response)
-        except Exception as e:
-            if is_cancellation(e):
-                raise CancelledError() from None
-            raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
-        if response.code != 200:
-            refusal = Refusal.parse(response.code, response.headers, body)
-            self._log_refusal(call, refusal)
-            raise refusal.error()
-        return EventStreamResponse(response, call.function, call.request_id)
+            streaming = True
+            return stream
+        finally:
+            if limit is not None and not streaming:
+                limit.release()
+
+    async def _admitted(
+        self,
+        call: InvokeCall,
+        target: tuple[str, bytes],
+        headers: dict[str, str],
+        credentials: ReadOnlyCredentials,
+    ) -> tuple[int, IResponse, bytes]:
+        """
+        L{_send} once the endpoint's limit has a slot for it, which it holds
+        until the whole body is read (the connection is back in the pool by
+        then, for the next call waiting).
+        """
+        limit = self._limit
+        if limit is None:
+            return await self._send(call, target, headers, credentials)
+        await limit.acquire()
+        try:
+            return await self._send(call, target, headers, credentials)
+        finally:
+            limit.release()
 
     async def _send(
         self,

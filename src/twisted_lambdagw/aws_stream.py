@@ -18,6 +18,8 @@ remembered and applied once delivery has begun.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -61,12 +63,23 @@ class EventStreamResponse(Protocol):
 
     It is the body protocol given to C{deliverBody} and the push producer
     the gateway pauses, resumes and stops.
+
+    :param on_end: called once when the stream ends: completed, failed,
+        cut or stopped (the invoker gives its connection slot back then).
+        The caller must start or stop every stream it is given.
     """
 
     log = Logger()
 
-    def __init__(self, response: IResponse, function: str, request_id: str = "") -> None:
+    def __init__(
+        self,
+        response: IResponse,
+        function: str,
+        request_id: str = "",
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self._response = response
+        self._on_end = on_end
         self._function = function
         self._request_id = request_id
         headers = response.headers
@@ -119,6 +132,7 @@ class EventStreamResponse(Protocol):
         # Closes the connection: the HTTP client cannot reuse a connection
         # whose response was not read to the end.
         self._close()
+        self._finished()
 
     # The HTTP client's side.
 
@@ -159,13 +173,23 @@ class EventStreamResponse(Protocol):
             return
         self._ended = True
         receiver, self._receiver = self._receiver, _Ignore()
+        self._finished()
         receiver.stream_complete(complete)
 
     def _fail(self, error: InvokeFailed) -> None:
         self._ended = True
         receiver, self._receiver = self._receiver, _Ignore()
         self._close()
+        self._finished()
         receiver.stream_failed(error)
+
+    def _finished(self) -> None:
+        """
+        The stream is over, however it ended: tell C{on_end}, once.
+        """
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
 
     def _upstream(self) -> IPushProducer | None:
         """

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
 from .accesslog import AccessLog
+from .admission import ConnectionLimit
 from .auth import BasicAuthenticator, basic_authenticator
 from .aws import AWSInvoker
 from .config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
@@ -200,6 +201,8 @@ class Gateway:
         self._endpoints = check_aws_routes(config, endpoint_for)
         self._provider = credentials if credentials is not None else BotocoreCredentials()
         self._jitter = jitter
+        self.connection_limits: dict[str, ConnectionLimit] = {}
+        """One per Lambda endpoint, shared by its routes: ``[aws] max_connections``."""
         self.credential_sources = self._credential_sources(resolved or {})
         """One per distinct way of finding credentials, shared by its routes."""
         self.local: LocalInvoker | None = None
@@ -327,13 +330,19 @@ class Gateway:
     def _aws_invoker(self, route: RouteConfig) -> AWSInvoker:
         assert route.region is not None
         credentials = self.credential_sources[credential_spec(self.config.aws, route)]
+        endpoint = self._endpoints[endpoint_spec(self.config, route)]
+        limit = self.connection_limits.get(endpoint)
+        if limit is None:
+            limit = ConnectionLimit(self.config.aws.max_connections)
+            self.connection_limits[endpoint] = limit
         return AWSInvoker(
             self._client,
             credentials,
             route.region,
-            self._endpoints[endpoint_spec(self.config, route)],
+            endpoint,
             clock=self._reactor,
             log_type=route.log_type,
             retry_idempotent=route.retry_idempotent,
             jitter=self._jitter,
+            limit=limit,
         )

@@ -1,0 +1,91 @@
+"""
+A bound on the calls under way to one Lambda endpoint, the others waiting in turn.
+
+Every call under way holds a connection to Lambda, and every connection is a
+file descriptor.  Without a bound, a burst of slow calls opens as many
+connections as there are calls, on top of the clients' own: at 10,000
+concurrent requests that is 20,000 descriptors, past a common open-files
+limit, and the calls that come last fail (a connect refused with EMFILE) or
+their clients are never accepted.  A bound turns that into waiting: a call
+beyond it waits in the gateway, first come first served, and takes the slot
+of the first call to finish, on the connection that call just gave back to
+the pool.
+
+The wait is part of the call: the route's timeout covers it (cancelling a
+waiting call, for a timeout or a client gone, removes it from the queue) and
+a call is never failed only because many others are under way.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.internet.defer import Deferred, succeed
+
+__all__ = ["ConnectionLimit"]
+
+
+class ConnectionLimit:
+    """
+    At most C{limit} calls under way at once; the others wait, in order.
+
+    Each call takes a slot with L{acquire} and gives it back with
+    L{release} exactly once, whether it succeeded, failed or was cancelled.
+
+    :ivar active: slots taken now.
+    :ivar waiting: calls waiting for a slot now.
+    """
+
+    compact_above = 64
+    """Cancelled waiters kept before the queue is rebuilt without them."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"a connection limit must be at least 1, not {limit}")
+        self.limit = limit
+        self.active = 0
+        self.waiting = 0
+        self._queue: deque[Deferred[None]] = deque()
+        self._cancelled = 0
+
+    def acquire(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the caller holds a slot.
+
+        Cancelling it before then gives the slot up (it fails with
+        CancelledError); the caller must not then call L{release}.
+        """
+        if self.active < self.limit and not self.waiting:
+            self.active += 1
+            return succeed(None)
+        turn: Deferred[None] = Deferred(self._cancel)
+        self._queue.append(turn)
+        self.waiting += 1
+        return turn
+
+    def release(self) -> None:
+        """
+        Give a slot back: to the first call still waiting, if there is one.
+        """
+        queue = self._queue
+        while queue:
+            turn = queue.popleft()
+            if turn.called:  # cancelled while waiting
+                self._cancelled -= 1
+                continue
+            self.waiting -= 1
+            # The slot passes on as it is: active does not change.
+            turn.callback(None)
+            return
+        if self.active <= 0:
+            raise RuntimeError("ConnectionLimit.release without a slot taken")
+        self.active -= 1
+
+    def _cancel(self, turn: Deferred[None]) -> None:
+        # The Deferred fails with CancelledError on its own; it stays in the
+        # queue, skipped when its turn comes, until there are many of those.
+        self.waiting -= 1
+        self._cancelled += 1
+        if self._cancelled > self.compact_above and self._cancelled > self.waiting:
+            self._queue = deque(t for t in self._queue if t is not turn and not t.called)
+            self._cancelled = 0

@@ -216,76 +216,81 @@ class GatewayResource(Resource):
             serving.cancel()
 
         request.notifyFinish().addErrback(client_gone)
-        serving.addErrback(
-            lambda f: self.log.failure(
-                "unhandled error serving {method} {path}",
-                f,
-                method=_text(request.method),
-                path=_text(request.path),
-            )
-        )
+        serving.addErrback(self._unhandled, request)
         return NOT_DONE_YET
 
+    def _unhandled(self, failure: Failure, request: Request) -> None:
+        self.log.failure(
+            "unhandled error serving {method} {path}",
+            failure,
+            method=_text(request.method),
+            path=_text(request.path),
+        )
+
     async def _respond(self, request: Request, gone: list[Failure]) -> None:
+        """
+        Serve one request and hand its L{Exchange} to the observers.
+
+        One coroutine from arrival to the observers: every layer of
+        coroutine under L{render} is resumed again each time an awaited
+        result comes in.
+        """
         self.active += 1
         try:
-            await self._respond_and_record(request, gone)
+            request_id = self._request_id(request)
+            origin = self.origin(request)
+            exchange = Exchange(
+                request_id=request_id,
+                started=self._clock.seconds(),
+                remote=origin.remote,
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("latin-1"),
+            )
+            streamed = False
+            try:
+                reply = await self._serve(request, exchange, origin)
+                streamed = reply is None
+            except CancelledError:
+                if not gone:
+                    raise
+                reply = None
+                exchange.outcome = "client_gone"
+            except GatewayError as error:
+                self._log_error(request, request_id, error)
+                exchange.outcome = "error"
+                exchange.error = error.message
+                if isinstance(error, InvokeFailed):
+                    exchange.aws_request_id = exchange.aws_request_id or error.aws_request_id
+                reply = error_reply(error, request_id)
+            except Exception:
+                self.log.failure(
+                    "error serving {method} {path}",
+                    method=exchange.method,
+                    path=exchange.path,
+                    request_id=request_id,
+                )
+                exchange.outcome = "error"
+                reply = error_reply(GatewayError(), request_id)
+            if streamed:
+                pass  # the stream relay wrote the response, or cut it
+            elif reply is not None and not gone:
+                exchange.first_byte = self._clock.seconds()
+                if self.draining:
+                    close_after(request)
+                write_reply(request, reply, request_id)
+                exchange.status = reply.status
+                exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
+            elif exchange.outcome != "client_gone":
+                exchange.outcome = "client_gone"
+            exchange.finished = self._clock.seconds()
+            for observe in self.observers:
+                observe(exchange)
         finally:
             self.active -= 1
             if self.active == 0 and self._idle:
                 idle, self._idle = self._idle, []
                 for waiter in idle:
                     waiter.callback(None)
-
-    async def _respond_and_record(self, request: Request, gone: list[Failure]) -> None:
-        request_id = self._request_id(request)
-        origin = self.origin(request)
-        exchange = Exchange(
-            request_id=request_id,
-            started=self._clock.seconds(),
-            remote=origin.remote,
-            method=request.method.decode("ascii", "replace"),
-            path=request.path.decode("latin-1"),
-        )
-        streamed = False
-        try:
-            reply = await self._serve(request, exchange, origin)
-            streamed = reply is None
-        except CancelledError:
-            if not gone:
-                raise
-            reply = None
-            exchange.outcome = "client_gone"
-        except GatewayError as error:
-            self._log_error(request, request_id, error)
-            exchange.outcome = "error"
-            exchange.error = error.message
-            if isinstance(error, InvokeFailed):
-                exchange.aws_request_id = exchange.aws_request_id or error.aws_request_id
-            reply = error_reply(error, request_id)
-        except Exception:
-            self.log.failure(
-                "error serving {method} {path}",
-                method=exchange.method,
-                path=exchange.path,
-                request_id=request_id,
-            )
-            exchange.outcome = "error"
-            reply = error_reply(GatewayError(), request_id)
-        if streamed:
-            pass  # the stream relay wrote the response, or cut it
-        elif reply is not None and not gone:
-            exchange.first_byte = self._clock.seconds()
-            if self.draining:
-                close_after(request)
-            write_reply(request, reply, request_id)
-            exchange.status = reply.status
-            exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
-        elif exchange.outcome != "client_gone":
-            exchange.outcome = "client_gone"
-        exchange.finished = self._clock.seconds()
-        for observe in self.observers:
-            observe(exchange)
 
     def _request_id(self, request: Request) -> str:
         given = request.getHeader("x-request-id")

@@ -186,6 +186,7 @@ class GatewayResource(Resource):
         self._new_id = new_id
         self._now = now
         self._proxies = TrustedProxies(trusted_proxies)
+        self._proxied = bool(self._proxies)
         self.in_flight = 0
         """Invocations under way now."""
         self.active = 0
@@ -306,7 +307,7 @@ class GatewayResource(Resource):
         host = getattr(client, "host", None)
         scheme = "https" if request.isSecure() else "http"
         port = getattr(request.getHost(), "port", 0) or 0
-        if not self._proxies:
+        if not self._proxied:
             return Origin(host or "", scheme, port)
         headers = request.requestHeaders
 

@@ -13,7 +13,9 @@ module signs with:
     botocore's own helpers, and cached;
   - the signing key derived once per secret key, date and region, and
     cached;
-  - the canonical request built directly as text.
+  - the canonical request built directly as text, all of it but the date
+    and the body's hash once per URL, session token and set of headers,
+    and cached.
 
 L{sign} answers None for anything outside that shape, and the caller signs
 with botocore instead.  The property tests (tests/test_sigv4.py) check it
@@ -98,14 +100,24 @@ def _stamp(when: float) -> str:
     return _stamp_of_second(second)
 
 
-def _eligible(credentials: ReadOnlyCredentials, headers: dict[str, str], when: float) -> bool:
-    if not _EARLIEST <= when < _LATEST:
-        return False
-    token = credentials.token
+@functools.lru_cache(maxsize=4096)
+def _template(
+    url: str, token: str | None, headers: tuple[tuple[str, str], ...]
+) -> tuple[str, str, str] | None:
+    """
+    The canonical request around its two changing parts, or None when the
+    request is outside the shape this signs.
+
+    Of the canonical request, only the X-Amz-Date value and the body's hash
+    change from one request to the next, for one URL, session token and set
+    of caller headers: answered as the text before the date, the text
+    between the date and the body's hash, and the signed header names.
+    Cached: a gateway sends the same few of each.
+    """
     if token and not _PRINTABLE.fullmatch(token):
-        return False
+        return None
     names = set()
-    for name, value in headers.items():
+    for name, value in headers:
         lower = name.lower()
         if (
             lower in _OWN_HEADERS
@@ -114,9 +126,24 @@ def _eligible(credentials: ReadOnlyCredentials, headers: dict[str, str], when: f
             or not _HEADER_NAME.fullmatch(name)
             or not _PRINTABLE.fullmatch(value)
         ):
-            return False
+            return None
         names.add(lower)
-    return True
+    path, query, host = _url_parts(url)
+    canonical = [(name.lower(), " ".join(value.split())) for name, value in headers]
+    canonical.append(("host", host))
+    canonical.append(("x-amz-date", ""))
+    if token:
+        canonical.append(("x-amz-security-token", " ".join(token.split())))
+    canonical.sort()  # by name: the names are distinct
+    at = canonical.index(("x-amz-date", ""))
+    signed_headers = ";".join(name for name, _ in canonical)
+
+    def lines(part: list[tuple[str, str]]) -> str:
+        return "".join(f"{name}:{value}\n" for name, value in part)
+
+    before = f"POST\n{path}\n{query}\n{lines(canonical[:at])}x-amz-date:"
+    after = f"\n{lines(canonical[at + 1 :])}\n{signed_headers}\n"
+    return before, after, signed_headers
 
 
 def sign(
@@ -135,35 +162,23 @@ def sign(
     two names differing only in case, none of the headers SigV4 itself sets
     (Authorization, X-Amz-Date, Host...).
     """
-    if not _eligible(credentials, headers, when):
+    if not _EARLIEST <= when < _LATEST:
         return None
-    path, query, host = _url_parts(url)
+    token = credentials.token
+    template = _template(url, token, tuple(headers.items()))
+    if template is None:
+        return None
+    before, after, signed_headers = template
     stamp = _stamp(when)
     date = stamp[:8]
-    token = credentials.token
-    canonical = [(name.lower(), " ".join(value.split())) for name, value in headers.items()]
-    canonical.append(("host", host))
-    canonical.append(("x-amz-date", stamp))
-    if token:
-        canonical.append(("x-amz-security-token", " ".join(token.split())))
-    canonical.sort()
-    signed_headers = ";".join(name for name, _ in canonical)
-    canonical_request = "\n".join(
-        (
-            "POST",
-            path,
-            query,
-            "".join(f"{name}:{value}\n" for name, value in canonical),
-            signed_headers,
-            hashlib.sha256(body).hexdigest(),
-        )
-    )
+    canonical_request = before + stamp + after + hashlib.sha256(body).hexdigest()
     scope = f"{date}/{region}/{SERVICE}/aws4_request"
-    string_to_sign = "\n".join(
-        (ALGORITHM, stamp, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest())
+    string_to_sign = (
+        f"{ALGORITHM}\n{stamp}\n{scope}\n"
+        + hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
     )
     key = _signing_key(credentials.secret_key, date, region)
-    signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    signature = hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
     signed = dict(headers)
     signed["X-Amz-Date"] = stamp
     if token:

@@ -146,6 +146,30 @@ new_request_id = RandomIds()
 """A new random request id; unique per process and across processes."""
 
 
+class _Serving:
+    """
+    One request being served: the Deferred of its coroutine, and whether the
+    client went away.
+    """
+
+    __slots__ = ("deferred", "gone")
+
+    def __init__(self) -> None:
+        self.deferred: Deferred[None] | None = None
+        self.gone = False
+
+    def cancel(self) -> None:
+        """
+        Cancel what the request's coroutine is waiting for.
+        """
+        if self.deferred is not None:
+            self.deferred.cancel()
+
+    def client_gone(self, failure: Failure) -> None:
+        self.gone = True
+        self.cancel()
+
+
 class GatewayResource(Resource):
     """
     Serves every configured route from one leaf resource.
@@ -209,15 +233,10 @@ class GatewayResource(Resource):
         return waiter
 
     def render(self, request: Request) -> int:
-        gone: list[Failure] = []
-        serving = Deferred.fromCoroutine(self._respond(request, gone))
-
-        def client_gone(failure: Failure) -> None:
-            gone.append(failure)
-            serving.cancel()
-
-        request.notifyFinish().addErrback(client_gone)
-        serving.addErrback(self._unhandled, request)
+        serving = _Serving()
+        serving.deferred = Deferred.fromCoroutine(self._respond(request, serving))
+        request.notifyFinish().addErrback(serving.client_gone)
+        serving.deferred.addErrback(self._unhandled, request)
         return NOT_DONE_YET
 
     def _unhandled(self, failure: Failure, request: Request) -> None:
@@ -228,7 +247,7 @@ class GatewayResource(Resource):
             path=_text(request.path),
         )
 
-    async def _respond(self, request: Request, gone: list[Failure]) -> None:
+    async def _respond(self, request: Request, serving: _Serving) -> None:
         """
         Serve one request and hand its L{Exchange} to the observers.
 
@@ -249,10 +268,10 @@ class GatewayResource(Resource):
             )
             streamed = False
             try:
-                reply = await self._serve(request, exchange, origin)
+                reply = await self._serve(request, exchange, origin, serving)
                 streamed = reply is None
             except CancelledError:
-                if not gone:
+                if not serving.gone:
                     raise
                 reply = None
                 exchange.outcome = "client_gone"
@@ -274,7 +293,7 @@ class GatewayResource(Resource):
                 reply = error_reply(GatewayError(), request_id)
             if streamed:
                 pass  # the stream relay wrote the response, or cut it
-            elif reply is not None and not gone:
+            elif reply is not None and not serving.gone:
                 exchange.first_byte = self._clock.seconds()
                 if self.draining:
                     close_after(request)
@@ -323,7 +342,9 @@ class GatewayResource(Resource):
             values(b"x-forwarded-port"),
         )
 
-    async def _serve(self, request: Request, exchange: Exchange, origin: Origin) -> Reply | None:
+    async def _serve(
+        self, request: Request, exchange: Exchange, origin: Origin, serving: _Serving
+    ) -> Reply | None:
         """
         The reply to write, or None when it was streamed (already written).
         """
@@ -367,7 +388,7 @@ class GatewayResource(Resource):
         if route.stream and isinstance(binding.invoker, StreamingInvoker):
             await self._stream(request, binding.invoker, call, route, exchange)
             return None
-        result = await self._invoke(binding.invoker, call, exchange)
+        result = await self._invoke(binding.invoker, call, exchange, serving)
         if call.invocation_type == "Event":
             return accepted_reply(request_id, result)
         if result.function_error is not None:
@@ -375,15 +396,20 @@ class GatewayResource(Resource):
             raise FunctionFailed(detail=f"{call.function}: {result.function_error}")
         return binding.format.parse(result.payload)
 
-    async def _invoke(self, invoker: Invoker, call: InvokeCall, exchange: Exchange) -> InvokeResult:
+    async def _invoke(
+        self, invoker: Invoker, call: InvokeCall, exchange: Exchange, serving: _Serving
+    ) -> InvokeResult:
         if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
             raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
         self.in_flight += 1
         exchange.invoke_started = self._clock.seconds()
-        invoking = Deferred.fromCoroutine(invoker.invoke(call))
-        deadline = self._deadlines.add(call.timeout, invoking.cancel)
+        # Past the timeout, the whole request's Deferred is cancelled: that
+        # cancels what the invoker awaits, and the CancelledError comes up
+        # through it to here.  (No Deferred of its own for the invocation:
+        # one more Deferred, and one more driver of coroutines, per request.)
+        deadline = self._deadlines.add(call.timeout, serving.cancel)
         try:
-            result = await invoking
+            result = await invoker.invoke(call)
         except CancelledError:
             if not deadline.expired:
                 raise

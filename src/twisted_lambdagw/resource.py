@@ -630,7 +630,8 @@ def forwarded_headers(
     for raw_name, values in raw.getAllRawHeaders():
         name = _text(raw_name)
         if name.lower() not in dropped:
-            headers.extend((name, _text(value)) for value in values)
+            for raw_value in values:
+                headers.append((name, _text(raw_value)))
     if body or request.method in (b"POST", b"PUT", b"PATCH"):
         headers.append(("Content-Length", str(len(body))))
     by_name: dict[str, tuple[str, str]] = {}

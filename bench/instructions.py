@@ -14,13 +14,27 @@ requests the counters are zeroed (``callgrind_control -z``), then the
 measured requests are sent from this process (keep-alive, each connection
 sending its next request when the last is answered) and the counters dumped.
 Startup under valgrind takes about 30 s; needs valgrind, wrk is not used.
+
+    python bench/instructions.py --dump /tmp/gw.callgrind   # keep callgrind's file
+    python bench/instructions.py --cprofile /tmp/gw.pstats  # where, by Python function
+
+callgrind names only CPython's C functions (Python 3.11 has no perf map),
+so ``--cprofile`` answers the other question, where in Python the requests
+go: the gateway runs without valgrind, under cProfile switched on after the
+warm-up and off after the measured requests (by two real-time signals), and
+this prints the function calls per request and the functions with the most
+time of their own.  cProfile's overhead per call inflates small functions:
+read it for where the calls are, and count instructions for a before/after.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pstats
 import re
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -80,11 +94,40 @@ def send(port: int, requests: int, connections: int) -> None:
         s.close()
 
 
+PROFILED_TWISTD = """
+import cProfile, os, signal, sys
+profile = cProfile.Profile()
+signal.signal(signal.SIGRTMIN + 1, lambda *_: profile.enable())
+def stop(*_):
+    profile.disable()
+    profile.dump_stats(os.environ["LAMBDAGW_PSTATS"])
+signal.signal(signal.SIGRTMIN + 2, stop)
+from twisted.scripts.twistd import run
+sys.argv[0] = "twistd"
+run()
+"""
+"""twistd, with cProfile switched on and off by signals (for --cprofile)."""
+
+
+def print_profile(path: Path, requests: int, top: int) -> None:
+    """
+    Calls per request, and the functions with the most time of their own.
+    """
+    stats = pstats.Stats(str(path))
+    print(f"{stats.total_calls / requests:.1f} function calls per request")  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--tree", type=Path, default=run.REPO, help="checkout whose src/ to run")
+    parser.add_argument("--dump", type=Path, help="copy callgrind's output file here")
+    parser.add_argument(
+        "--cprofile", type=Path, help="profile with cProfile instead, writing pstats here"
+    )
+    parser.add_argument("--top", type=int, default=40, help="functions --cprofile prints")
     args = parser.parse_args(argv)
     tree = args.tree.resolve()
     fd_limit = run.raise_fd_limit()
@@ -98,12 +141,27 @@ def main(argv: list[str]) -> int:
         ini = tmp / "gw.ini"
         ini.write_text(run.gateway_ini(row, port, fake_port))
         out = tmp / "callgrind.out"
+        twistd = ["-n", "--pidfile=", "-l", str(tmp / "gw.log"), "lambdagw", "--config", str(ini)]
+        env = {**run.python_env(), "PYTHONPATH": f"{tree / 'src'}:{tree}"}
+        if args.cprofile is not None:
+            env["LAMBDAGW_PSTATS"] = str(args.cprofile.resolve())
+            argv = [sys.executable, "-c", PROFILED_TWISTD, *twistd]
+            process = procs.start(argv, tmp / "gw.out", env=env, cwd=tmp)
+            run.wait_listening(port, process, tmp / "gw.out", 120)
+            send(port, 200, args.connections)
+            os.kill(process.pid, signal.SIGRTMIN + 1)
+            send(port, args.requests, args.connections)
+            os.kill(process.pid, signal.SIGRTMIN + 2)
+            deadline = time.monotonic() + 30
+            while not args.cprofile.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1)  # (written by then; no partial read)
+            print_profile(args.cprofile, args.requests, args.top)
+            return 0
         argv = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-            *run.twistd_argv(), "-n", "--pidfile=", "-l", str(tmp / "gw.log"),
-            "lambdagw", "--config", str(ini),
+            *run.twistd_argv(), *twistd,
         ]  # fmt: skip
-        env = {**run.python_env(), "PYTHONPATH": f"{tree / 'src'}:{tree}"}
         process = procs.start(argv, tmp / "valgrind.out", env=env, cwd=tmp)
         run.wait_listening(port, process, tmp / "valgrind.out", 600)
         send(port, 200, args.connections)
@@ -116,6 +174,8 @@ def main(argv: list[str]) -> int:
         )
         time.sleep(1)
         dump = max(tmp.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+        if args.dump is not None:
+            args.dump.write_bytes(dump.read_bytes())
         text = dump.read_text(errors="replace")
         found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
         if found is None:

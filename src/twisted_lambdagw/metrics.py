@@ -12,16 +12,33 @@ route's checks and was invoked, and Lambda did not answer that no such
 function exists; past C{max_functions} distinct names the rest count as
 ``other``.  Label sets are created once and kept, so a request costs a few
 dictionary lookups and increments.
+
+The counts are plain numbers, turned into prometheus-client's metric
+families only when the page is made (a custom collector): a Counter or
+Histogram from prometheus-client takes a lock and several calls for each
+increment, which made counting a request cost more than signing it.  The
+page is the same as with those classes, ``_created`` samples included.
 """
 
 from __future__ import annotations
 
 import copy
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import prometheus_client.metrics
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from .exchange import Exchange
 
@@ -36,6 +53,31 @@ BUCKETS = (
 """Seconds: up to Lambda's longest timeout, 15 minutes."""
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "client_gone")
+
+_BOUNDS = (*BUCKETS, float("inf"))
+_LE = [floatToGoString(bound) for bound in _BOUNDS]
+
+REQUESTS = (
+    "lambdagw_requests",
+    "Requests answered (or abandoned by the client), by route, function and status class.",
+)
+REQUEST_SECONDS = (
+    "lambdagw_request_duration_seconds",
+    "Time from a request's arrival to its last byte written, by route.",
+)
+INVOKE_SECONDS = ("lambdagw_invoke_duration_seconds", "Time spent waiting for Lambda, by route.")
+INVOKE_ERRORS = (
+    "lambdagw_invoke_errors",
+    "Invocations that failed, by AWS error code (InvokeTimeout: past the"
+    " route's timeout; InvokeFailed: no answer from Lambda).",
+)
+FUNCTION_ERRORS = (
+    "lambdagw_function_errors",
+    "Invocations in which the function reported an error, by function.",
+)
+IN_FLIGHT = ("lambdagw_in_flight", "Invocations under way now.")
+
+K = TypeVar("K")
 
 
 def status_class(status: int) -> str:
@@ -68,6 +110,36 @@ class WithLabel:
                 for sample in family.samples
             ]
             yield labelled
+
+
+class _Count:
+    """
+    One counter's value for one label set, and when that label set was made.
+    """
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+
+class _Timings:
+    """
+    One histogram's buckets (not cumulative) and sum for one label set.
+    """
+
+    __slots__ = ("buckets", "created", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(_BOUNDS)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, seconds: float) -> None:
+        # The first bound at or above the value, as prometheus-client counts.
+        self.buckets[bisect_left(_BOUNDS, seconds)] += 1
+        self.sum += seconds
 
 
 class GatewayMetrics:
@@ -105,51 +177,16 @@ class GatewayMetrics:
         self._max_functions = max_functions
         self._max_codes = max_codes
         self._functions: set[str] = set()
-        self._requests = Counter(
-            "lambdagw_requests",
-            "Requests answered (or abandoned by the client), by route, function and status class.",
-            ["route", "function", "status_class"],
-            registry=self.registry,
-        )
-        self._request_seconds = Histogram(
-            "lambdagw_request_duration_seconds",
-            "Time from a request's arrival to its last byte written, by route.",
-            ["route"],
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
-        self._invoke_seconds = Histogram(
-            "lambdagw_invoke_duration_seconds",
-            "Time spent waiting for Lambda, by route.",
-            ["route"],
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
-        self._invoke_errors = Counter(
-            "lambdagw_invoke_errors",
-            "Invocations that failed, by AWS error code (InvokeTimeout: past the"
-            " route's timeout; InvokeFailed: no answer from Lambda).",
-            ["code"],
-            registry=self.registry,
-        )
-        self._function_errors = Counter(
-            "lambdagw_function_errors",
-            "Invocations in which the function reported an error, by function.",
-            ["function"],
-            registry=self.registry,
-        )
-        in_flight_gauge = Gauge(
-            "lambdagw_in_flight", "Invocations under way now.", registry=self.registry
-        )
-        if in_flight is not None:
-            in_flight_gauge.set_function(in_flight)
-        self._codes: set[str] = set()
-        self._request_children: dict[tuple[str, str, str], Counter] = {}
-        self._timers: dict[str, tuple[Histogram, Histogram]] = {}
+        self._in_flight = in_flight
+        self._requests: dict[tuple[str, str, str], _Count] = {}
+        self._timers: dict[str, tuple[_Timings, _Timings]] = {}
+        self._invoke_errors: dict[str, _Count] = {}
+        self._function_errors: dict[str, _Count] = {}
         for route in ["", *routes]:
             self._route_timers(route)
             for cls in STATUS_CLASSES:
-                self._request_child(route, "", cls)
+                self._request_count(route, "", cls)
+        self.registry.register(self)
 
     def render(self) -> bytes:
         """
@@ -161,7 +198,7 @@ class GatewayMetrics:
     def __call__(self, exchange: Exchange) -> None:
         route = exchange.route or ""
         function = self._function_label(exchange)
-        self._request_child(route, function, status_class(exchange.status)).inc()
+        self._request_count(route, function, status_class(exchange.status)).value += 1
         request_seconds, invoke_seconds = self._route_timers(route)
         duration = exchange.duration
         if duration is not None:
@@ -171,14 +208,58 @@ class GatewayMetrics:
             invoke_seconds.observe(invoke_duration)
         if exchange.error_code is not None:
             code = exchange.error_code
-            if code not in self._codes:
-                if len(self._codes) >= self._max_codes:
-                    code = OTHER
-                else:
-                    self._codes.add(code)
-            self._invoke_errors.labels(code).inc()
+            if code not in self._invoke_errors and len(self._invoke_errors) >= self._max_codes:
+                code = OTHER
+            _count(self._invoke_errors, code).value += 1
         if exchange.function_error is not None:
-            self._function_errors.labels(function).inc()
+            _count(self._function_errors, function).value += 1
+
+    def describe(self) -> Iterator[Metric]:
+        """
+        The metric families, without samples: for the registry's name checks.
+        """
+        yield CounterMetricFamily(*REQUESTS, labels=["route", "function", "status_class"])
+        yield HistogramMetricFamily(*REQUEST_SECONDS, labels=["route"])
+        yield HistogramMetricFamily(*INVOKE_SECONDS, labels=["route"])
+        yield CounterMetricFamily(*INVOKE_ERRORS, labels=["code"])
+        yield CounterMetricFamily(*FUNCTION_ERRORS, labels=["function"])
+        yield GaugeMetricFamily(*IN_FLIGHT)
+
+    def collect(self) -> Iterator[Metric]:
+        """
+        The metric families with the counts so far, as prometheus-client's
+        Counter, Histogram and Gauge would show them.
+        """
+        created = getattr(prometheus_client.metrics, "_use_created", True)
+        requests = CounterMetricFamily(*REQUESTS, labels=["route", "function", "status_class"])
+        for labels, count in self._requests.items():
+            requests.add_metric(labels, count.value, created=count.created if created else None)
+        yield requests
+        for index, (name, documentation) in enumerate((REQUEST_SECONDS, INVOKE_SECONDS)):
+            family = HistogramMetricFamily(name, documentation, labels=["route"])
+            for route, timers in self._timers.items():
+                timings = timers[index]
+                total = 0.0
+                buckets = []
+                for le, in_bucket in zip(_LE, timings.buckets, strict=True):
+                    total += in_bucket
+                    buckets.append((le, total))
+                family.add_metric([route], buckets, timings.sum)
+                if created:
+                    family.samples.append(
+                        Sample(f"{name}_created", {"route": route}, timings.created)
+                    )
+            yield family
+        for (name, documentation), counts, label in (
+            (INVOKE_ERRORS, self._invoke_errors, "code"),
+            (FUNCTION_ERRORS, self._function_errors, "function"),
+        ):
+            errors = CounterMetricFamily(name, documentation, labels=[label])
+            for value, count in counts.items():
+                errors.add_metric([value], count.value, created=count.created if created else None)
+            yield errors
+        in_flight = self._in_flight
+        yield GaugeMetricFamily(*IN_FLIGHT, value=0.0 if in_flight is None else in_flight())
 
     def _function_label(self, exchange: Exchange) -> str:
         name = exchange.function
@@ -191,18 +272,21 @@ class GatewayMetrics:
         self._functions.add(name)
         return name
 
-    def _route_timers(self, route: str) -> tuple[Histogram, Histogram]:
+    def _route_timers(self, route: str) -> tuple[_Timings, _Timings]:
         timers = self._timers.get(route)
         if timers is None:
-            timers = self._timers[route] = (
-                self._request_seconds.labels(route),
-                self._invoke_seconds.labels(route),
-            )
+            timers = self._timers[route] = (_Timings(), _Timings())
         return timers
 
-    def _request_child(self, route: str, function: str, cls: str) -> Counter:
-        key = (route, function, cls)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self._requests.labels(route, function, cls)
-        return child
+    def _request_count(self, route: str, function: str, cls: str) -> _Count:
+        return _count(self._requests, (route, function, cls))
+
+
+def _count(counts: dict[K, _Count], key: K) -> _Count:
+    """
+    The count for C{key}, made (at zero) on first use.
+    """
+    count = counts.get(key)
+    if count is None:
+        count = counts[key] = _Count()
+    return count

@@ -34,17 +34,17 @@ class GatewayRequest(Request):
 
     max_body_size = DEFAULT_MAX_BODY_SIZE
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.body_too_large = False
-        self._body_received = 0
-        self._received = False
-        self._gone = False
+    # Class defaults rather than an __init__ that sets them: the state of a
+    # request that has not hit any limit, without one more call per request.
+    body_too_large = False
+    _body_received = 0
+    _received = False
+    _gone = False
 
     def gotLength(self, length: int | None) -> None:
-        channel = self._http1_channel()
         if length is not None and length > self.max_body_size:
             self._refuse_body()
+            channel = self._http1_channel()
             if channel is not None:
                 # Do not invite the body with "100 Continue"; and with the
                 # channel's length at 0 it treats the request as complete as

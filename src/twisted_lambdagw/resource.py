@@ -146,6 +146,30 @@ new_request_id = RandomIds()
 """A new random request id; unique per process and across processes."""
 
 
+class _Serving:
+    """
+    One request being served: the Deferred of its coroutine, and whether the
+    client went away.
+    """
+
+    __slots__ = ("deferred", "gone")
+
+    def __init__(self) -> None:
+        self.deferred: Deferred[None] | None = None
+        self.gone = False
+
+    def cancel(self) -> None:
+        """
+        Cancel what the request's coroutine is waiting for.
+        """
+        if self.deferred is not None:
+            self.deferred.cancel()
+
+    def client_gone(self, failure: Failure) -> None:
+        self.gone = True
+        self.cancel()
+
+
 class GatewayResource(Resource):
     """
     Serves every configured route from one leaf resource.
@@ -186,6 +210,7 @@ class GatewayResource(Resource):
         self._new_id = new_id
         self._now = now
         self._proxies = TrustedProxies(trusted_proxies)
+        self._proxied = bool(self._proxies)
         self.in_flight = 0
         """Invocations under way now."""
         self.active = 0
@@ -208,84 +233,84 @@ class GatewayResource(Resource):
         return waiter
 
     def render(self, request: Request) -> int:
-        gone: list[Failure] = []
-        serving = Deferred.fromCoroutine(self._respond(request, gone))
-
-        def client_gone(failure: Failure) -> None:
-            gone.append(failure)
-            serving.cancel()
-
-        request.notifyFinish().addErrback(client_gone)
-        serving.addErrback(
-            lambda f: self.log.failure(
-                "unhandled error serving {method} {path}",
-                f,
-                method=_text(request.method),
-                path=_text(request.path),
-            )
-        )
+        serving = _Serving()
+        serving.deferred = Deferred.fromCoroutine(self._respond(request, serving))
+        request.notifyFinish().addErrback(serving.client_gone)
+        serving.deferred.addErrback(self._unhandled, request)
         return NOT_DONE_YET
 
-    async def _respond(self, request: Request, gone: list[Failure]) -> None:
+    def _unhandled(self, failure: Failure, request: Request) -> None:
+        self.log.failure(
+            "unhandled error serving {method} {path}",
+            failure,
+            method=_text(request.method),
+            path=_text(request.path),
+        )
+
+    async def _respond(self, request: Request, serving: _Serving) -> None:
+        """
+        Serve one request and hand its L{Exchange} to the observers.
+
+        One coroutine from arrival to the observers: every layer of
+        coroutine under L{render} is resumed again each time an awaited
+        result comes in.
+        """
         self.active += 1
         try:
-            await self._respond_and_record(request, gone)
+            request_id = self._request_id(request)
+            origin = self.origin(request)
+            exchange = Exchange(
+                request_id=request_id,
+                started=self._clock.seconds(),
+                remote=origin.remote,
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("latin-1"),
+            )
+            streamed = False
+            try:
+                reply = await self._serve(request, exchange, origin, serving)
+                streamed = reply is None
+            except CancelledError:
+                if not serving.gone:
+                    raise
+                reply = None
+                exchange.outcome = "client_gone"
+            except GatewayError as error:
+                self._log_error(request, request_id, error)
+                exchange.outcome = "error"
+                exchange.error = error.message
+                if isinstance(error, InvokeFailed):
+                    exchange.aws_request_id = exchange.aws_request_id or error.aws_request_id
+                reply = error_reply(error, request_id)
+            except Exception:
+                self.log.failure(
+                    "error serving {method} {path}",
+                    method=exchange.method,
+                    path=exchange.path,
+                    request_id=request_id,
+                )
+                exchange.outcome = "error"
+                reply = error_reply(GatewayError(), request_id)
+            if streamed:
+                pass  # the stream relay wrote the response, or cut it
+            elif reply is not None and not serving.gone:
+                exchange.first_byte = self._clock.seconds()
+                if self.draining:
+                    close_after(request)
+                write_reply(request, reply, request_id)
+                exchange.status = reply.status
+                exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
+            elif exchange.outcome != "client_gone":
+                exchange.outcome = "client_gone"
+            exchange.finished = self._clock.seconds()
+            for observe in self.observers:
+                observe(exchange)
         finally:
             self.active -= 1
             if self.active == 0 and self._idle:
                 idle, self._idle = self._idle, []
                 for waiter in idle:
                     waiter.callback(None)
-
-    async def _respond_and_record(self, request: Request, gone: list[Failure]) -> None:
-        request_id = self._request_id(request)
-        origin = self.origin(request)
-        exchange = Exchange(
-            request_id=request_id,
-            started=self._clock.seconds(),
-            remote=origin.remote,
-            method=request.method.decode("ascii", "replace"),
-            path=request.path.decode("latin-1"),
-        )
-        streamed = False
-        try:
-            reply = await self._serve(request, exchange, origin)
-            streamed = reply is None
-        except CancelledError:
-            if not gone:
-                raise
-            reply = None
-            exchange.outcome = "client_gone"
-        except GatewayError as error:
-            self._log_error(request, request_id, error)
-            exchange.outcome = "error"
-            exchange.error = error.message
-            if isinstance(error, InvokeFailed):
-                exchange.aws_request_id = exchange.aws_request_id or error.aws_request_id
-            reply = error_reply(error, request_id)
-        except Exception:
-            self.log.failure(
-                "error serving {method} {path}",
-                method=exchange.method,
-                path=exchange.path,
-                request_id=request_id,
-            )
-            exchange.outcome = "error"
-            reply = error_reply(GatewayError(), request_id)
-        if streamed:
-            pass  # the stream relay wrote the response, or cut it
-        elif reply is not None and not gone:
-            exchange.first_byte = self._clock.seconds()
-            if self.draining:
-                close_after(request)
-            write_reply(request, reply, request_id)
-            exchange.status = reply.status
-            exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
-        elif exchange.outcome != "client_gone":
-            exchange.outcome = "client_gone"
-        exchange.finished = self._clock.seconds()
-        for observe in self.observers:
-            observe(exchange)
 
     def _request_id(self, request: Request) -> str:
         given = request.getHeader("x-request-id")
@@ -301,7 +326,7 @@ class GatewayResource(Resource):
         host = getattr(client, "host", None)
         scheme = "https" if request.isSecure() else "http"
         port = getattr(request.getHost(), "port", 0) or 0
-        if not self._proxies:
+        if not self._proxied:
             return Origin(host or "", scheme, port)
         headers = request.requestHeaders
 
@@ -317,7 +342,9 @@ class GatewayResource(Resource):
             values(b"x-forwarded-port"),
         )
 
-    async def _serve(self, request: Request, exchange: Exchange, origin: Origin) -> Reply | None:
+    async def _serve(
+        self, request: Request, exchange: Exchange, origin: Origin, serving: _Serving
+    ) -> Reply | None:
         """
         The reply to write, or None when it was streamed (already written).
         """
@@ -361,7 +388,7 @@ class GatewayResource(Resource):
         if route.stream and isinstance(binding.invoker, StreamingInvoker):
             await self._stream(request, binding.invoker, call, route, exchange)
             return None
-        result = await self._invoke(binding.invoker, call, exchange)
+        result = await self._invoke(binding.invoker, call, exchange, serving)
         if call.invocation_type == "Event":
             return accepted_reply(request_id, result)
         if result.function_error is not None:
@@ -369,15 +396,20 @@ class GatewayResource(Resource):
             raise FunctionFailed(detail=f"{call.function}: {result.function_error}")
         return binding.format.parse(result.payload)
 
-    async def _invoke(self, invoker: Invoker, call: InvokeCall, exchange: Exchange) -> InvokeResult:
+    async def _invoke(
+        self, invoker: Invoker, call: InvokeCall, exchange: Exchange, serving: _Serving
+    ) -> InvokeResult:
         if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
             raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
         self.in_flight += 1
         exchange.invoke_started = self._clock.seconds()
-        invoking = Deferred.fromCoroutine(invoker.invoke(call))
-        deadline = self._deadlines.add(call.timeout, invoking.cancel)
+        # Past the timeout, the whole request's Deferred is cancelled: that
+        # cancels what the invoker awaits, and the CancelledError comes up
+        # through it to here.  (No Deferred of its own for the invocation:
+        # one more Deferred, and one more driver of coroutines, per request.)
+        deadline = self._deadlines.add(call.timeout, serving.cancel)
         try:
-            result = await invoking
+            result = await invoker.invoke(call)
         except CancelledError:
             if not deadline.expired:
                 raise
@@ -598,7 +630,8 @@ def forwarded_headers(
     for raw_name, values in raw.getAllRawHeaders():
         name = _text(raw_name)
         if name.lower() not in dropped:
-            headers.extend((name, _text(value)) for value in values)
+            for raw_value in values:
+                headers.append((name, _text(raw_value)))
     if body or request.method in (b"POST", b"PUT", b"PATCH"):
         headers.append(("Content-Length", str(len(body))))
     by_name: dict[str, tuple[str, str]] = {}

@@ -13,7 +13,9 @@ module signs with:
     botocore's own helpers, and cached;
   - the signing key derived once per secret key, date and region, and
     cached;
-  - the canonical request built directly as text.
+  - the canonical request built directly as text, all of it but the date
+    and the body's hash once per URL, session token and set of headers,
+    and cached.
 
 L{sign} answers None for anything outside that shape, and the caller signs
 with botocore instead.  The property tests (tests/test_sigv4.py) check it
@@ -78,6 +80,39 @@ def _signing_key(secret_key: str, date: str, region: str) -> bytes:
     return key
 
 
+_BLOCK = 64
+"""SHA-256's block size, in bytes: HMAC pads its key to it."""
+_INNER_PAD = bytes(b ^ 0x36 for b in range(256))
+_OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """
+    SHA-256 after the key's inner and outer pads: HMAC-SHA256 (RFC 2104)
+    with one key, ready to be copied for each message.
+
+    A new HMAC in OpenSSL costs more than hashing a whole canonical request;
+    the signing key is the same all day, so its padded states are kept.
+    """
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_INNER_PAD)), hashlib.sha256(key.translate(_OUTER_PAD))
+
+
+def _hmac_hex(key: bytes, message: bytes) -> str:
+    """
+    HMAC-SHA256 of C{message} with C{key}, in hex: C{hmac.digest} without a new HMAC each time.
+    """
+    inner_keyed, outer_keyed = _keyed(key)
+    inner = inner_keyed.copy()
+    inner.update(message)
+    outer = outer_keyed.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
 @functools.lru_cache(maxsize=4)
 def _stamp_of_second(second: int) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
@@ -98,14 +133,24 @@ def _stamp(when: float) -> str:
     return _stamp_of_second(second)
 
 
-def _eligible(credentials: ReadOnlyCredentials, headers: dict[str, str], when: float) -> bool:
-    if not _EARLIEST <= when < _LATEST:
-        return False
-    token = credentials.token
+@functools.lru_cache(maxsize=4096)
+def _template(
+    url: str, token: str | None, headers: tuple[tuple[str, str], ...]
+) -> tuple[str, str, str] | None:
+    """
+    The canonical request around its two changing parts, or None when the
+    request is outside the shape this signs.
+
+    Of the canonical request, only the X-Amz-Date value and the body's hash
+    change from one request to the next, for one URL, session token and set
+    of caller headers: answered as the text before the date, the text
+    between the date and the body's hash, and the signed header names.
+    Cached: a gateway sends the same few of each.
+    """
     if token and not _PRINTABLE.fullmatch(token):
-        return False
+        return None
     names = set()
-    for name, value in headers.items():
+    for name, value in headers:
         lower = name.lower()
         if (
             lower in _OWN_HEADERS
@@ -114,9 +159,24 @@ def _eligible(credentials: ReadOnlyCredentials, headers: dict[str, str], when: f
             or not _HEADER_NAME.fullmatch(name)
             or not _PRINTABLE.fullmatch(value)
         ):
-            return False
+            return None
         names.add(lower)
-    return True
+    path, query, host = _url_parts(url)
+    canonical = [(name.lower(), " ".join(value.split())) for name, value in headers]
+    canonical.append(("host", host))
+    canonical.append(("x-amz-date", ""))
+    if token:
+        canonical.append(("x-amz-security-token", " ".join(token.split())))
+    canonical.sort()  # by name: the names are distinct
+    at = canonical.index(("x-amz-date", ""))
+    signed_headers = ";".join(name for name, _ in canonical)
+
+    def lines(part: list[tuple[str, str]]) -> str:
+        return "".join(f"{name}:{value}\n" for name, value in part)
+
+    before = f"POST\n{path}\n{query}\n{lines(canonical[:at])}x-amz-date:"
+    after = f"\n{lines(canonical[at + 1 :])}\n{signed_headers}\n"
+    return before, after, signed_headers
 
 
 def sign(
@@ -135,35 +195,23 @@ def sign(
     two names differing only in case, none of the headers SigV4 itself sets
     (Authorization, X-Amz-Date, Host...).
     """
-    if not _eligible(credentials, headers, when):
+    if not _EARLIEST <= when < _LATEST:
         return None
-    path, query, host = _url_parts(url)
+    token = credentials.token
+    template = _template(url, token, tuple(headers.items()))
+    if template is None:
+        return None
+    before, after, signed_headers = template
     stamp = _stamp(when)
     date = stamp[:8]
-    token = credentials.token
-    canonical = [(name.lower(), " ".join(value.split())) for name, value in headers.items()]
-    canonical.append(("host", host))
-    canonical.append(("x-amz-date", stamp))
-    if token:
-        canonical.append(("x-amz-security-token", " ".join(token.split())))
-    canonical.sort()
-    signed_headers = ";".join(name for name, _ in canonical)
-    canonical_request = "\n".join(
-        (
-            "POST",
-            path,
-            query,
-            "".join(f"{name}:{value}\n" for name, value in canonical),
-            signed_headers,
-            hashlib.sha256(body).hexdigest(),
-        )
-    )
+    canonical_request = before + stamp + after + hashlib.sha256(body).hexdigest()
     scope = f"{date}/{region}/{SERVICE}/aws4_request"
-    string_to_sign = "\n".join(
-        (ALGORITHM, stamp, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest())
+    string_to_sign = (
+        f"{ALGORITHM}\n{stamp}\n{scope}\n"
+        + hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
     )
     key = _signing_key(credentials.secret_key, date, region)
-    signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    signature = _hmac_hex(key, string_to_sign.encode("utf-8"))
     signed = dict(headers)
     signed["X-Amz-Date"] = stamp
     if token:

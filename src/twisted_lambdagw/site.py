@@ -81,6 +81,18 @@ class GatewayChannel(HTTPChannel):
         self._head_lines = 0
         self._head_bytes = 0
         self._refused = False
+        self._secure: tuple[object, bool] | None = None
+        """The transport L{isSecure} last looked at, and its answer."""
+
+    def isSecure(self) -> bool:
+        # Asked for every request (the scheme in events and X-Forwarded-Proto);
+        # the answer, an interface lookup on the transport, is kept for as
+        # long as the transport is the same.
+        transport = self.transport
+        known = self._secure
+        if known is None or known[0] is not transport:
+            known = self._secure = (transport, bool(super().isSecure()))
+        return known[1]
 
     # The header deadline and twisted.web's idle timeout (TimeoutMixin's
     # setTimeout and resetTimeout, which HTTPChannel calls around every
@@ -123,10 +135,12 @@ class GatewayChannel(HTTPChannel):
         return self._clock.seconds()
 
     def _schedule(self) -> None:
-        deadlines = [d for d in (self._head_deadline, self._idle_deadline) if d is not None]
-        if not deadlines:
+        deadline = self._head_deadline
+        idle = self._idle_deadline
+        if deadline is None or (idle is not None and idle < deadline):
+            deadline = idle
+        if deadline is None:
             return  # a running timer will find nothing to do
-        deadline = min(deadlines)
         timer = self._timer
         if timer is not None:
             if timer.getTime() <= deadline:
@@ -149,14 +163,17 @@ class GatewayChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        if data:
+        if data and self._awaiting_head and self._head_deadline is None:
             self._start_header_timer()
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
         if self._refused:
             return
-        self._start_header_timer()
+        # (Tested here too, not only in dataReceived: the base class replays
+        # pipelined bytes through this once a request is done.)
+        if self._awaiting_head and self._head_deadline is None:
+            self._start_header_timer()
         self._head_bytes += len(line) + 2
         if line:
             self._head_lines += 1

@@ -1,13 +1,17 @@
 """
-The HTTP client for Invoke calls: its pool, endpoints and body producer.
+The HTTP client for Invoke calls: treq over its pool, endpoints, body
+producer, prepared URLs and empty cookie jar.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
 from treq import content
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IDelayedCall
@@ -18,13 +22,19 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import GzipEncoderFactory, Request, Site
 from zope.interface import provider
 
+from twisted_lambdagw.aws import AWSInvoker, CredentialSource
+from twisted_lambdagw.errors import InvokeFailed
+from twisted_lambdagw.invoker import InvokeCall
+from twisted_lambdagw.testing import FakeContext, FakeLambda, RawResponse
 from twisted_lambdagw.upstream import (
+    NO_COOKIES,
     BytesProducer,
     EndpointCache,
+    PreparedURL,
     lambda_client,
     persistent_pool,
 )
@@ -169,8 +179,8 @@ class EndpointCacheTests(SynchronousTestCase):
 
 class Recorder(Resource):
     """
-    Answers every request with its body (or a redirect, for ``/moved``), and
-    remembers each request: its headers, body and connection.
+    Answers every request with its body and a cookie (or a redirect, for
+    ``/moved``), and remembers each request: its headers, body and connection.
     """
 
     isLeaf = True
@@ -184,6 +194,7 @@ class Recorder(Resource):
         body: bytes = request.content.read()
         headers = {k: list(v) for k, v in request.requestHeaders.getAllRawHeaders()}
         self.requests.append((headers, body, request.channel))
+        request.setHeader("set-cookie", "session=kept; Path=/")
         if request.path == b"/moved":
             request.setResponseCode(307)
             request.setHeader("location", "/x")
@@ -191,15 +202,16 @@ class Recorder(Resource):
         return body
 
 
-class InvokeClientTests(TestCase):
+class LambdaClientTests(TestCase):
     """
-    The Invoke client on real loopback sockets.
+    treq's client as the gateway builds it, on real loopback sockets.
     """
 
-    async def start(self) -> tuple[Recorder, str, Any]:
+    async def start(self, resource: Resource | None = None) -> tuple[Recorder, str, HTTPClient]:
         reactor = real_reactor()
         recorder = Recorder()
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(recorder))
+        site = Site(resource if resource is not None else recorder)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         self.addCleanup(port.stopListening)
         pool = persistent_pool(reactor, max_per_host=10)
         self.addCleanup(pool.closeCachedConnections)
@@ -211,8 +223,9 @@ class InvokeClientTests(TestCase):
         the first one's connection.
         """
         recorder, base, client = await self.start()
+        url = PreparedURL.of(base + "/x")
         for body in (b'{"n":1}', b""):
-            response = await client.post(base + "/x", data=body)
+            response = await client.post(url, data=body, **INVOKE)
             self.assertEqual(await content(response), body)
         [(headers1, body1, channel1), (headers2, body2, channel2)] = recorder.requests
         self.assertEqual((headers1[b"Content-Length"], body1), ([b"7"], b'{"n":1}'))
@@ -221,45 +234,207 @@ class InvokeClientTests(TestCase):
 
     async def test_headers_as_given(self) -> None:
         """
-        The headers given are sent, with Host; no cookie or gzip headers are added.
+        The headers given are sent, with Host and treq's Accept-Encoding; no cookie.
         """
         recorder, base, client = await self.start()
-        headers = {"X-Amz-Date": ["20250101T000000Z"], "X-Two": ["a", "b"]}
-        response = await client.post((base + "/x").encode("ascii"), data=b"{}", headers=headers)
-        await content(response)
-        [(sent, _, _)] = recorder.requests
-        self.assertEqual(sent.pop(b"X-Amz-Date"), [b"20250101T000000Z"])
-        self.assertEqual(sent.pop(b"X-Two"), [b"a", b"b"])
-        self.assertEqual(sent.pop(b"Host"), [base.removeprefix("http://").encode("ascii")])
-        self.assertEqual(sent, {b"Content-Length": [b"2"]})
+        headers: dict[str | bytes, list[str | bytes]] = {
+            "X-Amz-Date": ["20250101T000000Z"],
+            "X-Two": ["a", "b"],
+        }
+        url = PreparedURL.of(base + "/x")
+        for _ in range(2):
+            await content(await client.post(url, data=b"{}", headers=headers, **INVOKE))
+        for sent, _, _ in recorder.requests:
+            self.assertEqual(sent.pop(b"X-Amz-Date"), [b"20250101T000000Z"])
+            self.assertEqual(sent.pop(b"X-Two"), [b"a", b"b"])
+            self.assertEqual(sent.pop(b"Host"), [base.removeprefix("http://").encode("ascii")])
+            self.assertEqual(sent, {b"Content-Length": [b"2"], b"Accept-Encoding": [b"gzip"]})
+
+    async def test_cookies_never_kept(self) -> None:
+        """
+        A cookie the server sets is not sent back, with or without cookies= on the call.
+        """
+        recorder, base, client = await self.start()
+        url = PreparedURL.of(base + "/x")
+        await content(await client.post(url, data=b"{}", **INVOKE))
+        await content(await client.post(url, data=b"{}", **INVOKE))
+        await content(await client.post(url, data=b"{}"))
+        await content(await client.post(url, data=b"{}"))
+        self.assertEqual([b"Cookie" in sent for sent, _, _ in recorder.requests], [False] * 4)
+        self.assertEqual(list(NO_COOKIES), [])
 
     async def test_no_redirects(self) -> None:
         """
         A redirect is the answer: a signed call is never sent elsewhere.
         """
         recorder, base, client = await self.start()
-        response = await client.post(base + "/moved", data=b"{}")
+        response = await client.post(PreparedURL.of(base + "/moved"), data=b"{}", **INVOKE)
         await content(response)
         self.assertEqual(response.code, 307)
         self.assertEqual(len(recorder.requests), 1)
 
-    async def test_parsed_urls_bounded(self) -> None:
+    async def test_gzip_answer_decoded(self) -> None:
         """
-        Parsed URLs are kept up to a bound.
+        A server that gzips its answer (asked to by treq) is read decoded.
         """
-        recorder, base, client = await self.start()
-        client.max_urls = 3
-        for n in range(7):
-            await content(await client.post(f"{base}/x?n={n}", data=b"{}"))
-        self.assertLessEqual(len(client._parsed), 3)
-        self.assertEqual(len(recorder.requests), 7)
+        recorder = Recorder()
+        _, base, client = await self.start(
+            EncodingResourceWrapper(recorder, [GzipEncoderFactory()])
+        )
+        body = b'{"long": "' + b"x" * 5000 + b'"}'
+        response = await client.post(PreparedURL.of(base + "/x"), data=body, **INVOKE)
+        self.assertEqual(await content(response), body)
+        self.assertFalse(response.headers.hasHeader(b"Content-Encoding"))
 
     def test_other_scheme(self) -> None:
         """
         A URL that is not http or https fails the request.
         """
         client = lambda_client(MemoryReactorClock(), persistent_pool(MemoryReactorClock(), 1))
-        self.failureResultOf(client.post("ftp://127.0.0.1/x"), SchemeNotSupported)
+        self.failureResultOf(client.post("ftp://127.0.0.1/x", **INVOKE), SchemeNotSupported)
+
+    def test_ipv6_literal(self) -> None:
+        """
+        A prepared URL with an IPv6 literal is sent as it is (hyperlink's IDNA
+        pass, which refuses it, never runs).
+        """
+        reactor = MemoryReactorClock()
+        client = lambda_client(reactor, persistent_pool(reactor, 1))
+        client.post(PreparedURL.of("http://[::1]:9001/x"), data=b"{}", **INVOKE)
+        [(host, port, _, _, _)] = reactor.tcpClients
+        self.assertEqual((host, port), ("::1", 9001))
+
+
+INVOKE: dict[str, Any] = {"cookies": NO_COOKIES, "allow_redirects": False, "unbuffered": True}
+"""What the invoker passes with every call."""
+
+
+class PreparedURLTests(SynchronousTestCase):
+    """
+    URLs already in URI form are sent as they are, and only those are accepted.
+    """
+
+    def test_as_given(self) -> None:
+        """
+        to_uri is the URL itself and to_text the text it was made from.
+        """
+        for text in [
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/"
+            "arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Af/invocations?Qualifier=%24LATEST",
+            "http://127.0.0.1:80/a/b/",
+            "http://[::1]:9001/x?Q=a%2fb",
+            "http://lambda.example",
+            "http://Lambda.EXAMPLE/x~y",
+        ]:
+            url = PreparedURL.of(text)
+            self.assertIs(url.to_uri(), url)
+            self.assertEqual(url.to_text(), text)
+            self.assertEqual(url.to_uri().to_text(), text)
+
+    def test_parsed(self) -> None:
+        """
+        The parts are hyperlink's, for whatever reads them.
+        """
+        url = PreparedURL.of("https://h.example:8443/a%3Ab/c?Qualifier=%24LATEST")
+        self.assertEqual((url.scheme, url.host, url.port), ("https", "h.example", 8443))
+        self.assertEqual((url.path, url.query), (("a%3Ab", "c"), (("Qualifier", "%24LATEST"),)))
+
+    def test_not_uri_form(self) -> None:
+        """
+        Text that is not an http(s) URL in URI form is refused.
+        """
+        for text in [
+            "http://h/a b",
+            "http://h/caf\u00e9",
+            "http://caf\u00e9.example/x",
+            "http://h/%zz",
+            "http://h/100%",
+            "http://user@h/x",
+            "http://h/x#fragment",
+            "ftp://h/x",
+            "HTTP://h/x",
+            "http:///x",
+            "http://h:port/x",
+            "http://h/x\n",
+            "/x",
+        ]:
+            with self.assertRaises(ValueError, msg=text):
+                PreparedURL.of(text)
+
+    def test_replaced(self) -> None:
+        """
+        A copy with other parts (treq makes one for params=) is encoded as any URL is.
+        """
+        url = PreparedURL.of("http://h.example/x").replace(query=(("a", "b c"),))
+        self.assertEqual(url.to_uri().to_text(), "http://h.example/x?a=b%20c")
+
+
+def answer(result: object, event: object = None, context: FakeContext | None = None) -> object:
+    """
+    A function that returns C{result}, whatever it is called with.
+    """
+    return result
+
+
+class InvokeOverLoopbackTests(TestCase):
+    """
+    The invoker with the gateway's client, against a fake Lambda API on loopback.
+    """
+
+    async def start(self, api: Resource) -> AWSInvoker:
+        reactor = real_reactor()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(api))
+        self.addCleanup(port.stopListening)
+        pool = persistent_pool(reactor, max_per_host=10)
+        self.addCleanup(pool.closeCachedConnections)
+        return AWSInvoker(
+            lambda_client(reactor, pool),
+            CredentialSource.from_keys("AKIDEXAMPLE", "secret"),
+            "us-east-1",
+            f"http://127.0.0.1:{port.getHost().port}",
+            clock=reactor,
+        )
+
+    async def test_cookie_not_sent_back(self) -> None:
+        """
+        A Set-Cookie from Lambda is not sent with the next call.
+        """
+
+        def handler(event: Any, context: FakeContext) -> RawResponse:
+            return RawResponse(200, b"{}", {"Set-Cookie": "AWSALB=sticky; Path=/"})
+
+        api = FakeLambda({"fn": handler})
+        invoker = await self.start(api)
+        for _ in range(2):
+            await invoker.invoke(InvokeCall(function="fn", payload=b"{}"))
+        self.assertEqual(["cookie" in call.headers for call in api.calls], [False, False])
+
+    async def test_redirect_is_an_error(self) -> None:
+        """
+        A 302 from the Lambda API is the gateway's error; nothing is sent to its Location.
+        """
+        for status in (302, 303, 307):
+            moved = RawResponse(
+                status, b"", {"Location": "/2015-03-31/functions/other/invocations"}
+            )
+            api = FakeLambda({"fn": functools.partial(answer, moved), "other": answer})
+            invoker = await self.start(api)
+            with self.assertRaises(InvokeFailed) as caught:
+                await invoker.invoke(InvokeCall(function="fn", payload=b"{}"))
+            self.assertEqual(caught.exception.code, str(status))
+            self.assertEqual([call.function for call in api.calls], ["fn"])
+
+    async def test_gzip_answer(self) -> None:
+        """
+        A gzip-encoded answer (treq asks for gzip) is the function's result, decoded.
+        """
+        api = FakeLambda({"fn": lambda event, context: {"echo": event, "pad": "x" * 4000}})
+        invoker = await self.start(EncodingResourceWrapper(api, [GzipEncoderFactory()]))
+        result = await invoker.invoke(InvokeCall(function="fn", payload=b'{"a": 1}'))
+        self.assertEqual(json.loads(result.payload), {"echo": {"a": 1}, "pad": "x" * 4000})
+        [call] = api.calls
+        self.assertEqual(call.headers["accept-encoding"], "gzip")
+        self.assertNotIn("accept-encoding", call.headers["authorization"])
 
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"

@@ -58,6 +58,7 @@ from .aws_stream import EventStreamResponse
 from .credentials import CredentialSource, RunInThread
 from .errors import InvokeFailed
 from .invoker import InvokeCall, InvokeResult
+from .upstream import NO_COOKIES, PreparedURL
 
 __all__ = [
     "AWSInvoker",
@@ -91,15 +92,17 @@ def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = 
 
 
 @functools.lru_cache(maxsize=4096)
-def _target(endpoint: str, function: str, qualifier: str | None, path: str) -> tuple[str, bytes]:
+def _target(
+    endpoint: str, function: str, qualifier: str | None, path: str
+) -> tuple[str, PreparedURL]:
     """
-    The Invoke URL as text (what is signed) and as bytes (what is sent).
+    The Invoke URL as text (what is signed) and as treq sends it, unchanged.
 
     Cached: a gateway calls few functions many times.  Names come from
     clients, so the cache is bounded.
     """
     url = invoke_url(endpoint, function, qualifier, path)
-    return url, url.encode("ascii")
+    return url, PreparedURL.of(url)
 
 
 class _TimedSigV4Auth(SigV4Auth):
@@ -203,10 +206,10 @@ class AWSInvoker:
     """
     Invokes functions in one region through Lambda's Invoke API.
 
-    :param client: what sends the calls, with treq's C{post} (a treq
-        HTTPClient, C{StubTreq}, or L{twisted_lambdagw.upstream.InvokeClient}),
-        over a persistent pool shared by every route; the service that owns
-        the pool closes it on shutdown.
+    :param client: what sends the calls, with treq's C{post}: a treq
+        HTTPClient (L{twisted_lambdagw.upstream.lambda_client}) or
+        C{StubTreq}, over a persistent pool shared by every route; the
+        service that owns the pool closes it on shutdown.
     :param now: the time signatures carry; by default C{clock}'s.
     :param clock: for retry backoff; without it nothing is retried after a
         wait (the one immediate retry of an unsent request still happens).
@@ -322,6 +325,8 @@ class AWSInvoker:
                     sent_url,
                     data=call.payload,
                     headers={k: [v] for k, v in signed.items()},
+                    cookies=NO_COOKIES,
+                    allow_redirects=False,
                     unbuffered=True,
                 )
                 body = b"" if response.code == 200 else await content(response)
@@ -349,7 +354,7 @@ class AWSInvoker:
     async def _admitted(
         self,
         call: InvokeCall,
-        target: tuple[str, bytes],
+        target: tuple[str, PreparedURL],
         headers: dict[str, str],
         credentials: ReadOnlyCredentials,
     ) -> tuple[int, IResponse, bytes]:
@@ -370,7 +375,7 @@ class AWSInvoker:
     async def _send(
         self,
         call: InvokeCall,
-        target: tuple[str, bytes],
+        target: tuple[str, PreparedURL],
         headers: dict[str, str],
         credentials: ReadOnlyCredentials,
     ) -> tuple[int, IResponse, bytes]:
@@ -383,8 +388,15 @@ class AWSInvoker:
             # Never signed (botocore leaves it out too): X-Ray may rewrite it.
             signed["X-Amzn-Trace-Id"] = call.trace_id
         try:
+            # Never redirected: a signed call goes where it was signed for.
+            # unbuffered: the body is read once, just below.
             response: IResponse = await self._client.post(
-                sent_url, data=call.payload, headers={k: [v] for k, v in signed.items()}
+                sent_url,
+                data=call.payload,
+                headers={k: [v] for k, v in signed.items()},
+                cookies=NO_COOKIES,
+                allow_redirects=False,
+                unbuffered=True,
             )
         except Exception as e:
             if is_cancellation(e):

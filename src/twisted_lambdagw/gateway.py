@@ -147,8 +147,8 @@ class Gateway:
     A configured gateway: its resource, and the service owning its resources.
 
     :param client: what sends AWS calls, with treq's C{post} (a treq
-        HTTPClient will do); by default an
-        L{twisted_lambdagw.upstream.InvokeClient} over C{pool}.
+        HTTPClient); by default L{twisted_lambdagw.upstream.lambda_client}'s
+        over C{pool}.
     :param pool: the connection pool the default client uses; by default a
         new L{default_pool} on ``reactor``, sized by ``[aws] max_connections``.
         C{service} closes it on stop, whether it was given or made here.

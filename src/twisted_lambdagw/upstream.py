@@ -1,41 +1,51 @@
 """
-The HTTP client that carries Invoke calls to Lambda.
+The HTTP client that carries Invoke calls to Lambda: treq, made cheap.
 
 Every invocation is one POST of bytes already in memory to one of very few
-hosts (Lambda's endpoint in each region), so the send path is built for
-that.  L{InvokeClient} offers the part of treq's C{HTTPClient} API that
-L{twisted_lambdagw.aws.AWSInvoker} uses (C{post}, then C{treq.content} on
-the response), so tests still drive the invoker with treq's C{StubTreq};
-but it goes straight to twisted.web's Agent.  treq's C{HTTPClient.request}
-re-encodes the URL through hyperlink and IDNA, builds a cookie jar and three
-wrapping agents (cookies, redirects, gzip) for every request: measured, a
-quarter of the gateway's whole CPU per invocation, for features an Invoke
-call never uses.
+hosts (Lambda's endpoint in each region).  L{lambda_client} is treq's own
+C{HTTPClient}, over a twisted.web C{Agent} built with the public
+C{Agent.usingEndpointFactory}; what would cost on every request is set up
+once, through treq's and twisted.web's public parameters:
 
-  - One endpoint per (scheme, host, port), made once and kept.  twisted.web's
-    default makes a new endpoint for every request, and for https a new TLS
-    context too, even when the request then goes out on a pooled
-    connection.  An IP literal (a local Lambda API, the benchmark) gets a
-    plain TCP endpoint: no name lookup on a thread for each new connection.
-    https keeps the same certificate checks as twisted.web's default
-    (L{BrowserLikePolicyForHTTPS}: the system's roots, service-identity's
-    host name check).
-  - Each URL is parsed once.
-  - A large persistent pool, which logs nothing per connection (twisted.web's
-    logs "Starting factory" and "Stopping factory" for each one).
-  - The body is written at once, not read from a file object in a
-    cooperator task on a later turn of the reactor (treq's default).
-  - No redirects are followed (a signed call must not go elsewhere), no
-    cookies kept, no gzip asked for.
+  - One endpoint per (scheme, host, port), made once and kept
+    (L{EndpointCache}).  twisted.web's default makes a new endpoint for
+    every request, and for https a new TLS context too, even when the
+    request then goes out on a pooled connection.  An IP literal (a local
+    Lambda API, the benchmark) gets a plain TCP endpoint: no name lookup on
+    a thread for each new connection.  https keeps the same certificate
+    checks as twisted.web's default (L{BrowserLikePolicyForHTTPS}: the
+    system's roots, service-identity's host name check).
+  - URLs in URI form (L{PreparedURL}): treq turns every URL into URI form
+    with hyperlink, IDNA over the host included, on each request.  An
+    Invoke URL is built from percent-encoded names, so it already is; a
+    PreparedURL says so, and treq's conversion costs nothing.  The
+    invoker keeps one per URL it calls.
+  - A large persistent pool (L{persistent_pool}), which logs nothing per
+    connection (twisted.web's logs "Starting factory" and "Stopping
+    factory" for each one) and makes no timed call per request.
+  - The body is written at once (L{BytesProducer}), not read from a file
+    object in a cooperator task on a later turn of the reactor (treq's
+    default for bytes).
+  - No cookies (L{NO_COOKIES}): nothing is sent or kept.  The invoker
+    passes C{allow_redirects=False} (a signed call must not go elsewhere)
+    and C{unbuffered=True} (it reads each body once).
+
+treq still asks for gzip (C{Accept-Encoding: gzip}, added after signing:
+SigV4 covers only the headers it lists) and decodes a gzip-encoded answer.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import re
+from http.cookiejar import Cookie
 from typing import Any
+from urllib.request import Request
 
-from twisted.internet.defer import Deferred, fail, succeed
+from hyperlink import EncodedURL
+from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -43,7 +53,6 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IConsumer, IStreamClientEndpoint
-from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
     URI,
     Agent,
@@ -52,8 +61,7 @@ from twisted.web.client import (
     _HTTP11ClientFactory,
 )
 from twisted.web.error import SchemeNotSupported
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
 
 from .deadlines import Deadlines
@@ -196,53 +204,82 @@ class EndpointCache:
         return endpoint
 
 
-class InvokeClient:
+_URI_FORM = re.compile(
+    # RFC 3986, for http(s): an authority with no user info and no escapes,
+    # then a path and query of unreserved and reserved characters, each "%"
+    # starting an escape.  No fragment (it is never sent).
+    r"https?://[A-Za-z0-9\-._~!$&'()*+,;=:\[\]]+"
+    r"(?:[/?](?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+)
+
+
+class PreparedURL(EncodedURL):
     """
-    treq's C{post}, for Invoke calls: straight to an Agent, each URL parsed once.
+    An http(s) URL whose text is already in URI form: ASCII, percent-encoded.
 
-    :param agent: an Agent over a persistent pool and an L{EndpointCache}.
+    treq sends C{url.to_uri().to_text()}; for a URL like this that is the
+    text itself, so C{to_uri} returns the URL and C{to_text} the text it was
+    made from, without hyperlink's re-encoding and IDNA pass on each request.
+    Make one with L{PreparedURL.of}, which checks the text: a URL that is
+    not in URI form would be sent differently from what was signed.
     """
 
-    max_urls = 4096
-    """URLs whose parse is kept (names come from clients: the cache is bounded)."""
+    _text: str | None = None
+    """The text it was made from (None in a copy made by C{replace})."""
 
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
-        self._parsed: dict[bytes, tuple[URI, tuple[bytes, bytes, int], bytes]] = {}
+    @classmethod
+    def of(cls, text: str) -> PreparedURL:
+        """
+        The URL for C{text}; ValueError unless it is an http(s) URL in URI form.
+        """
+        if not _URI_FORM.fullmatch(text):
+            raise ValueError(f"not an http(s) URL in URI form: {text!r}")
+        url = cls.from_text(text)
+        assert isinstance(url, cls)  # hyperlink builds cls(...)
+        url._text = text
+        return url
 
-    def post(
-        self,
-        url: str | bytes,
-        data: bytes = b"",
-        headers: Mapping[str, list[str]] | None = None,
-        unbuffered: bool = False,
-    ) -> Deferred[IResponse]:
+    def to_uri(self) -> EncodedURL:
+        if self._text is None:
+            return super().to_uri()
+        return self
+
+    def to_text(self, with_password: bool = False) -> str:
+        if self._text is None:
+            return super().to_text(with_password)
+        # Checked by of(): it has no user info, so no password to leave out.
+        return self._text
+
+
+class NoCookies(IndexableCookieJar):
+    """
+    A cookie jar that stays empty: no cookie is sent, none is kept.
+
+    treq's client keeps every cookie an answer sets and sends it back on the
+    next request to that host; an Invoke call is signed and must carry only
+    what was signed, and Lambda has no use for cookies.  Give it to treq's
+    C{HTTPClient} and with each call (C{cookies=NO_COOKIES}, or treq builds
+    a new jar per request).
+    """
+
+    def add_cookie_header(self, request: Request) -> None:
         """
-        POST C{data} to C{url}; the response's body is left unread (as
-        treq's C{unbuffered}; read it with C{treq.content}).
+        Send nothing.
         """
-        raw = url.encode("ascii") if isinstance(url, str) else url
-        known = self._parsed.get(raw)
-        if known is None:
-            parsed = URI.fromBytes(_ensureValidURI(raw.strip()))
-            known = (parsed, (parsed.scheme, parsed.host, parsed.port), parsed.originForm)
-            if len(self._parsed) >= self.max_urls:
-                self._parsed.clear()
-            self._parsed[raw] = known
-        parsed, key, origin_form = known
-        sent = Headers()
-        for name, values in (headers or {}).items():
-            sent.setRawHeaders(name, values)
-        agent = self._agent
-        try:
-            endpoint = agent._getEndpoint(parsed)
-        except SchemeNotSupported:
-            return fail()
-        # Agent.request without its URL parse: the part of it that is kept.
-        response: Deferred[IResponse] = agent._requestWithEndpoint(
-            key, endpoint, b"POST", parsed, sent, BytesProducer(data), origin_form
-        )
-        return response
+
+    def extract_cookies(self, response: Any, request: Request) -> None:
+        """
+        Keep nothing from the answer.
+        """
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """
+        Keep nothing given.
+        """
+
+
+NO_COOKIES = NoCookies()
+"""The one jar every Invoke call uses: nothing is ever in it."""
 
 
 def lambda_client(
@@ -250,9 +287,15 @@ def lambda_client(
     pool: HTTPConnectionPool,
     connect_timeout: float = 30,
     tls: IPolicyForHTTPS | None = None,
-) -> InvokeClient:
+) -> HTTPClient:
     """
-    The client for Invoke calls: cached endpoints, C{pool}, bodies written at once.
+    treq's client for Invoke calls: cached endpoints, C{pool}, no cookies,
+    bytes bodies written at once.
+
+    Call it with a L{PreparedURL}, C{cookies=NO_COOKIES},
+    C{allow_redirects=False} and C{unbuffered=True} for the cheapest and
+    safest request treq makes.
     """
     endpoints = EndpointCache(reactor, connect_timeout, tls)
-    return InvokeClient(Agent.usingEndpointFactory(reactor, endpoints, pool=pool))
+    agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
+    return HTTPClient(agent, cookiejar=NO_COOKIES, data_to_body_producer=BytesProducer)

@@ -269,6 +269,19 @@ class AWSSectionTests(ConfigErrorMixin):
             ),
         )
 
+    def test_endpointURLForms(self) -> None:
+        """
+        A host name, an IPv4 address or a bracketed IPv6 one, with or without a port.
+        """
+        for url in (
+            "https://lambda.example.com",
+            "http://localhost:9001",
+            "http://127.0.0.1:3002/",
+            "http://[::1]:3002",
+        ):
+            config = parse(f"[aws]\nregion = eu-west-1\nendpoint_url = {url}\n[route:/lambda/]\n")
+            self.assertEqual(config.aws.endpoint_url, url.rstrip("/"))
+
     def test_secretNotInRepr(self) -> None:
         """
         The secret key and the session token never show in a repr (or a log).
@@ -315,9 +328,18 @@ class AWSSectionTests(ConfigErrorMixin):
 
     def test_badEndpointURL(self) -> None:
         """
-        endpoint_url must be an http(s) URL without a path.
+        endpoint_url must be an http(s) URL with an ASCII host and without a
+        path or user info (it is sent and signed as written).
         """
-        for url in ("127.0.0.1:3002", "ftp://host", "http://host/path"):
+        for url in (
+            "127.0.0.1:3002",
+            "ftp://host",
+            "http://host/path",
+            "http://user@host",
+            "http://h\u00f6st",
+            "http://host:port",
+            "http://host?x=1",
+        ):
             self.assertConfigError(
                 f"[aws]\nregion = eu-west-1\nendpoint_url = {url}\n[route:/lambda/]\n",
                 "[aws] endpoint_url: ",

@@ -50,6 +50,13 @@ _SIZE_UNITS = {
 _DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 
 
+# A host name, an IPv4 address or a bracketed IPv6 one, an optional port, no
+# user info and no path: the URL is sent as written, and signed as written.
+_ENDPOINT_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?/?"
+)
+
+
 class ConfigError(Exception):
     """
     The configuration cannot be used.  Its text is one line for the operator.
@@ -449,8 +456,11 @@ class _Reader:
             key = "secret_access_key" if secret is None else "access_key_id"
             raise s.error(key, "access_key_id and secret_access_key go together")
         endpoint_url = s.text("endpoint_url")
-        if endpoint_url is not None and not re.fullmatch(r"https?://[^\s/]+/?", endpoint_url):
-            raise s.error("endpoint_url", f"not an http(s) URL with no path: {endpoint_url!r}")
+        if endpoint_url is not None and not _ENDPOINT_URL.fullmatch(endpoint_url):
+            raise s.error(
+                "endpoint_url",
+                f"not an http(s) URL with an ASCII host and no path: {endpoint_url!r}",
+            )
         default = AWSConfig()
         role_arn, external_id, session_name = self.role(s, default.role_session_name)
         fips, dualstack = self.endpoint_switches(s, endpoint_url, False, False)

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -399,29 +400,20 @@ class GatewayResource(Resource):
     async def _invoke(
         self, invoker: Invoker, call: InvokeCall, exchange: Exchange, serving: _Serving
     ) -> InvokeResult:
-        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
-            raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
-        self.in_flight += 1
-        exchange.invoke_started = self._clock.seconds()
         # Past the timeout, the whole request's Deferred is cancelled: that
         # cancels what the invoker awaits, and the CancelledError comes up
         # through it to here.  (No Deferred of its own for the invocation:
         # one more Deferred, and one more driver of coroutines, per request.)
-        deadline = self._deadlines.add(call.timeout, serving.cancel)
-        try:
-            result = await invoker.invoke(call)
-        except CancelledError:
-            if not deadline.expired:
-                raise
-            exchange.error_code = "InvokeTimeout"
-            raise InvokeTimeout(detail=f"{call.function} took over {call.timeout}s") from None
-        except InvokeFailed as error:
-            exchange.error_code = error.code or "InvokeFailed"
-            raise
-        finally:
-            deadline.cancel()
-            self.in_flight -= 1
-            exchange.invoke_finished = self._clock.seconds()
+        with _InFlight(self, exchange):
+            deadline = self._deadlines.add(call.timeout, serving.cancel)
+            try:
+                result = await invoker.invoke(call)
+            except CancelledError:
+                if not deadline.expired:
+                    raise
+                raise InvokeTimeout(detail=f"{call.function} took over {call.timeout}s") from None
+            finally:
+                deadline.cancel()
         exchange.aws_request_id = result.aws_request_id
         exchange.executed_version = result.executed_version
         exchange.function_error = result.function_error
@@ -438,24 +430,11 @@ class GatewayResource(Resource):
         """
         Relay a streamed invocation; it counts as in flight until it ends.
         """
-        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
-            raise Throttled("gateway at capacity", detail=f"{self.in_flight} in flight")
-        self.in_flight += 1
-        exchange.invoke_started = self._clock.seconds()
-        settings = StreamSettings.for_route(route)
-        if self.draining:
-            close_after(request)
-        try:
+        with _InFlight(self, exchange):
+            settings = StreamSettings.for_route(route)
+            if self.draining:
+                close_after(request)
             await serve_stream(request, invoker, call, exchange, self._clock, settings)
-        except InvokeTimeout:
-            exchange.error_code = "InvokeTimeout"
-            raise
-        except InvokeFailed as error:
-            exchange.error_code = error.code or "InvokeFailed"
-            raise
-        finally:
-            self.in_flight -= 1
-            exchange.invoke_finished = self._clock.seconds()
 
     def _incoming(
         self,
@@ -550,6 +529,44 @@ class GatewayResource(Resource):
             aws_request_id=result.aws_request_id,
             request_id=request_id,
         )
+
+
+class _InFlight:
+    """
+    One invocation, unary or streamed, for as long as it runs: refused when
+    the gateway is at C{max_in_flight}, counted in C{in_flight} until it
+    ends, its start and end times and the code of a failure recorded on the
+    exchange for the access log and the metrics.
+    """
+
+    __slots__ = ("_exchange", "_resource")
+
+    def __init__(self, resource: GatewayResource, exchange: Exchange) -> None:
+        self._resource = resource
+        self._exchange = exchange
+
+    def __enter__(self) -> None:
+        resource = self._resource
+        limit = resource._max_in_flight
+        if limit is not None and resource.in_flight >= limit:
+            raise Throttled("gateway at capacity", detail=f"{resource.in_flight} in flight")
+        resource.in_flight += 1
+        self._exchange.invoke_started = resource._clock.seconds()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        resource = self._resource
+        resource.in_flight -= 1
+        exchange = self._exchange
+        exchange.invoke_finished = resource._clock.seconds()
+        if isinstance(error, InvokeTimeout):
+            exchange.error_code = "InvokeTimeout"
+        elif isinstance(error, InvokeFailed):
+            exchange.error_code = error.code or "InvokeFailed"
 
 
 def checked_path(request: Request) -> tuple[str, str]:

@@ -31,12 +31,15 @@ from twisted_lambdagw.errors import InvokeFailed
 from twisted_lambdagw.invoker import InvokeCall
 from twisted_lambdagw.testing import FakeContext, FakeLambda, RawResponse
 from twisted_lambdagw.upstream import (
+    MAX_REPLY_BYTES,
     NO_COOKIES,
     BytesProducer,
     EndpointCache,
     PreparedURL,
+    ReplyTooLarge,
     lambda_client,
     persistent_pool,
+    read_body,
 )
 
 from .loopback import real_reactor
@@ -232,6 +235,25 @@ class LambdaClientTests(TestCase):
         self.assertEqual((headers2[b"Content-Length"], body2), ([b"0"], b""))
         self.assertIs(channel1, channel2)
 
+    async def test_read_body_bounded(self) -> None:
+        """
+        A body of the bound is read whole; one byte more is refused, and that
+        connection is closed rather than put back in the pool half read.
+        """
+        recorder, base, client = await self.start()
+        url = PreparedURL.of(base + "/x")
+        response = await client.post(url, data=b"x" * 1000, **INVOKE)
+        self.assertEqual(await read_body(response, limit=1000), b"x" * 1000)
+        response = await client.post(url, data=b"y" * 1001, **INVOKE)
+        with self.assertRaises(ReplyTooLarge) as caught:
+            await read_body(response, limit=1000)
+        self.assertIn("over 1,000 bytes", str(caught.exception))
+        response = await client.post(url, data=b"z", **INVOKE)
+        self.assertEqual(await read_body(response), b"z")
+        [(_, _, first), (_, _, second), (_, _, third)] = recorder.requests
+        self.assertIs(first, second)
+        self.assertIsNot(second, third)
+
     async def test_headers_as_given(self) -> None:
         """
         The headers given are sent, with Host and treq's Accept-Encoding; no cookie.
@@ -423,6 +445,18 @@ class InvokeOverLoopbackTests(TestCase):
                 await invoker.invoke(InvokeCall(function="fn", payload=b"{}"))
             self.assertEqual(caught.exception.code, str(status))
             self.assertEqual([call.function for call in api.calls], ["fn"])
+
+    async def test_reply_too_large(self) -> None:
+        """
+        A reply past the bound is the gateway's 502 error, not a body held in memory.
+        """
+        big = RawResponse(200, b'"' + b"x" * (MAX_REPLY_BYTES + 1_000_000) + b'"')
+        api = FakeLambda({"fn": functools.partial(answer, big)})
+        invoker = await self.start(api)
+        with self.assertRaises(InvokeFailed) as caught:
+            await invoker.invoke(InvokeCall(function="fn", payload=b"{}"))
+        self.assertEqual(caught.exception.status, 502)
+        self.assertIn("reply is over", caught.exception.detail)
 
     async def test_gzip_answer(self) -> None:
         """

@@ -42,7 +42,6 @@ from urllib.parse import quote
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from treq.content import content
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
@@ -58,7 +57,7 @@ from .aws_stream import EventStreamResponse
 from .credentials import CredentialSource, RunInThread
 from .errors import InvokeFailed
 from .invoker import InvokeCall, InvokeResult
-from .upstream import NO_COOKIES, PreparedURL
+from .upstream import NO_COOKIES, PreparedURL, ReplyTooLarge, read_body
 
 __all__ = [
     "AWSInvoker",
@@ -329,7 +328,7 @@ class AWSInvoker:
                     allow_redirects=False,
                     unbuffered=True,
                 )
-                body = b"" if response.code == 200 else await content(response)
+                body = b"" if response.code == 200 else await read_body(response)
             except Exception as e:
                 if is_cancellation(e):
                     raise CancelledError() from None
@@ -403,7 +402,9 @@ class AWSInvoker:
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=not not_sent(e)) from None
         try:
-            body: bytes = await content(response)
+            body: bytes = await read_body(response)
+        except ReplyTooLarge as e:
+            raise InvokeFailed(detail=f"calling {call.function}: {e}") from None
         except Exception as e:
             if is_cancellation(e):
                 raise CancelledError() from None

@@ -44,6 +44,7 @@ from urllib.request import Request
 
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
+from treq.content import collect
 from treq.cookies import IndexableCookieJar
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
@@ -61,7 +62,7 @@ from twisted.web.client import (
     _HTTP11ClientFactory,
 )
 from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from .deadlines import Deadlines
@@ -299,3 +300,43 @@ def lambda_client(
     endpoints = EndpointCache(reactor, connect_timeout, tls)
     agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
     return HTTPClient(agent, cookiejar=NO_COOKIES, data_to_body_producer=BytesProducer)
+
+
+MAX_REPLY_BYTES = 8 * 1024 * 1024
+"""
+The most of a reply body the gateway reads from the Lambda API.  Lambda's own
+synchronous replies stop at 6,291,556 bytes, and its refusals are small; the
+margin is for emulators behind ``endpoint_url``.  Anything longer is a broken
+or hostile endpoint, and reading it whole would let it take the gateway's
+memory.
+"""
+
+
+class ReplyTooLarge(Exception):
+    """
+    A reply body went past the bound; the connection was closed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the Lambda API's reply is over {limit:,} bytes")
+        self.limit = limit
+
+
+async def read_body(response: IResponse, limit: int = MAX_REPLY_BYTES) -> bytes:
+    """
+    C{response}'s whole body, as treq's C{content} reads it, but never more
+    than C{limit} bytes: past that, the connection is closed (it cannot go
+    back to the pool with a body half read) and L{ReplyTooLarge} is raised.
+    """
+    pieces: list[bytes] = []
+    size = 0
+
+    def keep(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > limit:
+            raise ReplyTooLarge(limit)
+        pieces.append(data)
+
+    await collect(response, keep)
+    return b"".join(pieces)

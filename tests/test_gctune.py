@@ -73,11 +73,11 @@ class GCTuningTests(SynchronousTestCase):
 
     def test_many_live_objects_no_collection(self) -> None:
         """
-        With the default thresholds, half a million more live objects (what
-        about 5,000 requests under way hold) set off no collection.
+        With the default thresholds, 50,000 more live objects (what about
+        500 requests under way hold) set off no collection.
         """
         collections = self._tune()
-        live = [[] for _ in range(500_000)]
+        live = [[] for _ in range(50_000)]
         self.assertEqual(collections, [])
         del live
 

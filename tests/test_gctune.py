@@ -77,7 +77,7 @@ class GCTuningTests(SynchronousTestCase):
         500 requests under way hold) set off no collection.
         """
         collections = self._tune()
-        live = [[] for _ in range(50_000)]
+        live: list[list[int]] = [[] for _ in range(50_000)]
         self.assertEqual(collections, [])
         del live
 

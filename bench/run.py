@@ -213,6 +213,8 @@ class Result:
     errors: int = 0
     error_detail: dict[str, int] = field(default_factory=dict)
     wrk_output: str = ""
+    rounds: list[tuple[float, float | None]] = field(default_factory=list)
+    """(req/s, CPU ms/request) of every round of this row, with --rounds."""
 
 
 # --------------------------------------------------------------------------
@@ -1302,6 +1304,19 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
             f" {', '.join(noisy)}: their req/s and latencies understate the server, and their"
             " CPU per request is less sure. Run again on an idle machine (or with --quiet-wait).",
         ]
+    rounds = [r for r in results if len(r.rounds) > 1]
+    if rounds:
+        lines += [
+            "",
+            f"Each row ran {len(rounds[0].rounds)} times in turn; the table shows its median"
+            " round by req/s. Every round (req/s, CPU ms/request):",
+            "",
+            *(
+                f"- `{r.name}`: "
+                + "; ".join(f"{rps:,.0f}, {fmt(cpu, '.3f')}" for rps, cpu in r.rounds)
+                for r in rounds
+            ),
+        ]
     lines += ["", "| measure | value | target | |", "|---|--:|--:|---|"]
     for c in checks({r.name: r for r in results}):
         lines.append(f"| {c.what} | {c.shown} | {c.target} | {verdict(c)} |")
@@ -1407,6 +1422,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="SECONDS",
         help="before each row, wait up to SECONDS for the machine to be idle (shared machines)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the rows N times in turn and report, for each row, its median round"
+        " (a shared VM's speed drifts over minutes: this spreads the drift over every row)",
+    )
     parser.add_argument("--list", action="store_true", help="print the rows and exit")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, configs)"
@@ -1433,6 +1456,8 @@ def main(argv: Sequence[str]) -> int:
         if profiler in PY_SPY_FORMATS and py_spy_path() is None:
             raise BenchError("py-spy is not installed (pip install py-spy)")
     tag = "-quick" if args.quick else ""
+    if args.rounds > 1:
+        tag += f"-rounds{args.rounds}"
     if args.profile:
         tag += f"-profile-{args.profile}"
     elif args.only:
@@ -1451,8 +1476,11 @@ def main(argv: Sequence[str]) -> int:
         try:
             fake_pid, fake_port = start_fake(procs, tmp, tools, fd_limit)
             settings = Settings(args.quick, tools, tmp, fake_port, fake_pid, args.quiet_wait)
-            for row in rows:
-                results.append(run_row(row, settings, procs, profiler, stem))
+            rounds: dict[str, list[Result]] = {row.name: [] for row in rows}
+            for _ in range(max(1, args.rounds)):
+                for row in rows:
+                    rounds[row.name].append(run_row(row, settings, procs, profiler, stem))
+            results.extend(median_round(rounds[row.name]) for row in rows)
         finally:
             procs.stop_all()
     finally:
@@ -1468,6 +1496,19 @@ def main(argv: Sequence[str]) -> int:
     if profiler == "py-spy":
         print(f"flamegraph: {stem.with_suffix('.svg')}")
     return 1 if any(r.failed for r in results) else 0
+
+
+def median_round(results: Sequence[Result]) -> Result:
+    """
+    The round of one row with the median req/s (the lower middle one of an
+    even count), carrying every round's req/s and CPU per request with it.
+    """
+    measured = [r for r in results if not r.skipped and not r.failed and r.requests]
+    if not measured:
+        return results[-1]
+    chosen = sorted(measured, key=lambda r: r.rps)[(len(measured) - 1) // 2]
+    chosen.rounds = [(r.rps, r.cpu_ms_per_request) for r in results]
+    return chosen
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -315,19 +315,19 @@ class AWSInvoker:
             credentials = await self._credentials.frozen()
             url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
             headers = {"X-Amz-Invocation-Type": "RequestResponse"}
-            signed = self._sign(credentials, url, call.payload, headers)
-            if call.trace_id:
-                signed["X-Amzn-Trace-Id"] = call.trace_id
+            signed = self._signed_headers(credentials, url, call, headers)
             try:
                 # unbuffered: treq would otherwise keep the whole body in memory.
-                response: IResponse = await self._client.post(
+                posted = self._client.post(
                     sent_url,
                     data=call.payload,
-                    headers={k: [v] for k, v in signed.items()},
+                    headers=signed,
                     cookies=NO_COOKIES,
                     allow_redirects=False,
                     unbuffered=True,
                 )
+                del signed  # copied into the request: not kept while it runs
+                response: IResponse = await posted
                 body = b"" if response.code == 200 else await read_body(response)
             except Exception as e:
                 if is_cancellation(e):
@@ -382,21 +382,20 @@ class AWSInvoker:
         One signed POST and its whole body; transport failures as L{_Transport}.
         """
         url, sent_url = target
-        signed = self._sign(credentials, url, call.payload, headers)
-        if call.trace_id:
-            # Never signed (botocore leaves it out too): X-Ray may rewrite it.
-            signed["X-Amzn-Trace-Id"] = call.trace_id
+        signed = self._signed_headers(credentials, url, call, headers)
         try:
             # Never redirected: a signed call goes where it was signed for.
             # unbuffered: the body is read once, just below.
-            response: IResponse = await self._client.post(
+            posted = self._client.post(
                 sent_url,
                 data=call.payload,
-                headers={k: [v] for k, v in signed.items()},
+                headers=signed,
                 cookies=NO_COOKIES,
                 allow_redirects=False,
                 unbuffered=True,
             )
+            del signed  # copied into the request: not kept while it runs
+            response: IResponse = await posted
         except Exception as e:
             if is_cancellation(e):
                 raise CancelledError() from None
@@ -410,6 +409,26 @@ class AWSInvoker:
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=True) from None
         return response.code, response, body
+
+    def _signed_headers(
+        self,
+        credentials: ReadOnlyCredentials,
+        url: str,
+        call: InvokeCall,
+        headers: dict[str, str],
+    ) -> dict[str, list[str]]:
+        """
+        The headers of the signed call, as treq takes them.
+
+        Only this mapping is kept by the caller, and only until treq has
+        copied it into the request (as bytes): with 10,000 calls under way,
+        the text copies kept for the whole call were about 0.6 KB each.
+        """
+        signed = self._sign(credentials, url, call.payload, headers)
+        if call.trace_id:
+            # Never signed (botocore leaves it out too): X-Ray may rewrite it.
+            signed["X-Amzn-Trace-Id"] = call.trace_id
+        return {k: [v] for k, v in signed.items()}
 
     def _sign(
         self, credentials: ReadOnlyCredentials, url: str, body: bytes, headers: dict[str, str]

@@ -386,6 +386,10 @@ class GatewayResource(Resource):
             trace_id=request.getHeader("x-amzn-trace-id"),
             method=incoming.method,
         )
+        # The event is built: its parts (the headers as text, mostly) are not
+        # needed while the call runs, which at high concurrency is most of a
+        # request's life (about 1.5 KB per request of 10,000 under way).
+        del incoming
         if route.stream and isinstance(binding.invoker, StreamingInvoker):
             await self._stream(request, binding.invoker, call, route, exchange)
             return None

@@ -42,7 +42,7 @@ from urllib.parse import quote
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -317,15 +317,7 @@ class AWSInvoker:
             headers = {"X-Amz-Invocation-Type": "RequestResponse"}
             signed = self._signed_headers(credentials, url, call, headers)
             try:
-                # unbuffered: treq would otherwise keep the whole body in memory.
-                posted = self._client.post(
-                    sent_url,
-                    data=call.payload,
-                    headers=signed,
-                    cookies=NO_COOKIES,
-                    allow_redirects=False,
-                    unbuffered=True,
-                )
+                posted = self._post(sent_url, call.payload, signed)
                 del signed  # copied into the request: not kept while it runs
                 response: IResponse = await posted
                 body = b"" if response.code == 200 else await read_body(response)
@@ -384,16 +376,7 @@ class AWSInvoker:
         url, sent_url = target
         signed = self._signed_headers(credentials, url, call, headers)
         try:
-            # Never redirected: a signed call goes where it was signed for.
-            # unbuffered: the body is read once, just below.
-            posted = self._client.post(
-                sent_url,
-                data=call.payload,
-                headers=signed,
-                cookies=NO_COOKIES,
-                allow_redirects=False,
-                unbuffered=True,
-            )
+            posted = self._post(sent_url, call.payload, signed)
             del signed  # copied into the request: not kept while it runs
             response: IResponse = await posted
         except Exception as e:
@@ -409,6 +392,24 @@ class AWSInvoker:
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=True) from None
         return response.code, response, body
+
+    def _post(
+        self, sent_url: PreparedURL, payload: bytes, signed: dict[str, list[str]]
+    ) -> Deferred[IResponse]:
+        """
+        Send one signed call through treq: never redirected (a signed call
+        goes where it was signed for), no cookies, and unbuffered (the caller
+        reads the body once, bounded, or streams it).
+        """
+        posted: Deferred[IResponse] = self._client.post(
+            sent_url,
+            data=payload,
+            headers=signed,
+            cookies=NO_COOKIES,
+            allow_redirects=False,
+            unbuffered=True,
+        )
+        return posted
 
     def _signed_headers(
         self,

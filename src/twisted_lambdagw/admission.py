@@ -14,6 +14,11 @@ the pool.
 The wait is part of the call: the route's timeout covers it (cancelling a
 waiting call, for a timeout or a client gone, removes it from the queue) and
 a call is never failed only because many others are under way.
+
+Twisted's C{DeferredSemaphore} has the same shape, but a cancelled waiter
+leaves its list by C{list.remove}: when 10,000 clients leave at once, that is
+quadratic.  Here a cancelled waiter is skipped when its turn comes, and the
+queue is rebuilt once such waiters outnumber the live ones.
 """
 
 from __future__ import annotations

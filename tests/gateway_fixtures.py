@@ -67,8 +67,10 @@ class FakeAWSGateway:
 
     def flush(self) -> None:
         """
-        Deliver everything pending between client, gateway and fake Lambda.
+        Deliver everything pending between client, gateway and fake Lambda,
+        with the reactor's turns between (calls due now run).
         """
         for _ in range(3):
             self.lambda_client.flush()
             self.client.flush()
+            self.clock.advance(0)

@@ -37,14 +37,21 @@ ENDPOINT = "https://lambda.us-west-2.amazonaws.com"
 
 class ConnectionLimitTests(SynchronousTestCase):
     """
-    Slots up to the limit at once; the others wait and get them in order.
+    Slots up to the limit at once; the others wait and get them in order, a
+    slot given back passing on at the reactor's next turn.
     """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def limited(self, limit: int) -> ConnectionLimit:
+        return ConnectionLimit(limit, self.clock)
 
     def test_immediate_under_the_limit(self) -> None:
         """
         Calls under the limit get their slot at once.
         """
-        limit = ConnectionLimit(2)
+        limit = self.limited(2)
         self.successResultOf(limit.acquire())
         self.successResultOf(limit.acquire())
         self.assertEqual((limit.active, limit.waiting), (2, 0))
@@ -53,7 +60,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         """
         Beyond the limit calls wait; each release wakes the oldest one.
         """
-        limit = ConnectionLimit(1)
+        limit = self.limited(1)
         self.successResultOf(limit.acquire())
         order: list[int] = []
 
@@ -64,37 +71,109 @@ class ConnectionLimitTests(SynchronousTestCase):
             limit.acquire().addCallback(turn, n)
         self.assertEqual((limit.active, limit.waiting), (1, 3))
         limit.release()
+        self.clock.advance(0)
         self.assertEqual(order, [0])
         limit.release()
+        self.clock.advance(0)
         limit.release()
+        self.clock.advance(0)
         self.assertEqual(order, [0, 1, 2])
         self.assertEqual((limit.active, limit.waiting), (1, 0))
         limit.release()
         self.assertEqual((limit.active, limit.waiting), (0, 0))
 
+    def test_slot_passes_on_next_turn(self) -> None:
+        """
+        A slot given back while calls wait reaches the next one on the
+        reactor's next turn, not within release.
+        """
+        limit = self.limited(1)
+        self.successResultOf(limit.acquire())
+        waiting = limit.acquire()
+        limit.release()
+        self.assertNoResult(waiting)
+        self.assertEqual((limit.active, limit.waiting), (1, 1))
+        self.clock.advance(0)
+        self.successResultOf(waiting)
+        self.assertEqual((limit.active, limit.waiting), (1, 0))
+
+    def test_waiter_gone_in_the_same_turn_is_passed_over(self) -> None:
+        """
+        A waiter cancelled after a slot came free but before the next turn
+        (its client left in the same poll as the one whose call ended)
+        never gets it: the call behind it does.
+        """
+        limit = self.limited(1)
+        self.successResultOf(limit.acquire())
+        gone, next_one = limit.acquire(), limit.acquire()
+        limit.release()
+        gone.cancel()
+        self.failureResultOf(gone, CancelledError)
+        self.clock.advance(0)
+        self.successResultOf(next_one)
+        self.assertEqual((limit.active, limit.waiting), (1, 0))
+
+    def test_freed_slot_with_nobody_left_is_returned(self) -> None:
+        """
+        When every waiter leaves before the next turn, the freed slots are
+        simply free again.
+        """
+        limit = self.limited(2)
+        self.successResultOf(limit.acquire())
+        self.successResultOf(limit.acquire())
+        waiters = [limit.acquire() for _ in range(3)]
+        limit.release()
+        limit.release()
+        for d in waiters:
+            d.cancel()
+            self.failureResultOf(d, CancelledError)
+        self.clock.advance(0)
+        self.assertEqual((limit.active, limit.waiting), (0, 0))
+        self.successResultOf(limit.acquire())
+
+    def test_slot_given_back_at_once_passes_on_in_the_same_turn(self) -> None:
+        """
+        A woken call that gives its slot straight back (its send failed at
+        once) hands it to the next waiter in that same turn.
+        """
+        limit = self.limited(1)
+        self.successResultOf(limit.acquire())
+        first, second = limit.acquire(), limit.acquire()
+        first.addCallback(lambda _: limit.release())
+        limit.release()
+        self.clock.advance(0)
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.assertEqual((limit.active, limit.waiting), (1, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_new_call_queues_behind_waiters(self) -> None:
         """
         A call arriving while others wait queues behind them, even with a slot free.
         """
-        limit = ConnectionLimit(1)
+        limit = self.limited(1)
         self.successResultOf(limit.acquire())
         first = limit.acquire()
-        limit.active = 0  # as if a slot had just come free
+        limit.release()  # a slot free, passed on at the next turn
         later = limit.acquire()
         self.assertNoResult(later)
         self.assertNoResult(first)
+        self.clock.advance(0)
+        self.successResultOf(first)
+        self.assertNoResult(later)
 
     def test_cancelled_waiter_is_skipped(self) -> None:
         """
         A cancelled waiter fails with CancelledError and never takes a slot.
         """
-        limit = ConnectionLimit(1)
+        limit = self.limited(1)
         self.successResultOf(limit.acquire())
         gone, next_one = limit.acquire(), limit.acquire()
         gone.cancel()
         self.failureResultOf(gone, CancelledError)
         self.assertEqual(limit.waiting, 1)
         limit.release()
+        self.clock.advance(0)
         self.successResultOf(next_one)
         self.assertEqual((limit.active, limit.waiting), (1, 0))
 
@@ -102,7 +181,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         """
         Past compact_above, cancelled waiters leave the queue itself.
         """
-        limit = ConnectionLimit(1)
+        limit = self.limited(1)
         limit.compact_above = 2
         self.successResultOf(limit.acquire())
         waiters = [limit.acquire() for _ in range(5)]
@@ -111,19 +190,30 @@ class ConnectionLimitTests(SynchronousTestCase):
             self.failureResultOf(d, CancelledError)
         self.assertLess(len(limit._queue), 5)
         limit.release()
+        self.clock.advance(0)
         self.successResultOf(waiters[4])
 
     def test_release_without_slot(self) -> None:
         """
         Releasing more than was taken is a bug, said at once.
         """
-        self.assertRaises(RuntimeError, ConnectionLimit(1).release)
+        self.assertRaises(RuntimeError, self.limited(1).release)
+
+    def test_release_of_a_slot_already_given_back(self) -> None:
+        """
+        A slot given back and not yet passed on cannot be given back twice.
+        """
+        limit = self.limited(1)
+        self.successResultOf(limit.acquire())
+        limit.acquire()
+        limit.release()
+        self.assertRaises(RuntimeError, limit.release)
 
     def test_limit_at_least_one(self) -> None:
         """
         A limit of zero could never let a call through.
         """
-        self.assertRaises(ValueError, ConnectionLimit, 0)
+        self.assertRaises(ValueError, ConnectionLimit, 0, self.clock)
 
 
 class Held:
@@ -149,8 +239,8 @@ class Bounded:
         self.held = Held()
         self.api = FakeLambda({"fn": self.held})
         self.stub = StubTreq(self.api)
-        self.limit = ConnectionLimit(limit)
         self.clock = Clock()
+        self.limit = ConnectionLimit(limit, self.clock)
         self.invoker = AWSInvoker(
             self.stub,
             CredentialSource.from_keys("AKIDEXAMPLE", "secret"),
@@ -168,6 +258,14 @@ class Bounded:
 
     def answer(self, n: int = 0) -> None:
         self.held.pending.pop(n).callback({"n": 1})
+        self.next_turn()
+
+    def next_turn(self) -> None:
+        """
+        What the reactor's next turn does: pass freed slots on, send.
+        """
+        self.stub.flush()
+        self.clock.advance(0)
         self.stub.flush()
 
 
@@ -227,7 +325,7 @@ class InvokerLimitTests(SynchronousTestCase):
         sent, waiting = b.invoke(), b.invoke()
         sent.cancel()
         self.failureResultOf(sent, CancelledError)
-        b.stub.flush()
+        b.next_turn()
         self.assertEqual(len(b.api.calls), 2)
         b.answer(-1)
         self.successResultOf(waiting)

@@ -15,6 +15,17 @@ The wait is part of the call: the route's timeout covers it (cancelling a
 waiting call, for a timeout or a client gone, removes it from the queue) and
 a call is never failed only because many others are under way.
 
+A slot given back passes to the next waiter on the reactor's next turn, not
+at once.  Clients leave in bursts (a client-side timeout that many share, a
+balancer dropping its connections): the slot freed by the first departure's
+cancelled call would otherwise go to the next call in the queue before the
+reactor has read that the next client left too, in the same poll, and an
+Invoke would be signed, sent on a new connection and aborted at once for
+nobody.  Lambda bills that invocation, and the gateway pays the send and the
+abort (measured: 6,000 clients leaving, 3,000 of them waiting, cost 443 µs
+of CPU per waiting call with the slot handed over at once).  One turn later
+the departures of that poll have taken their calls out of the queue.
+
 Twisted's C{DeferredSemaphore} has the same shape, but a cancelled waiter
 leaves its list by C{list.remove}: when 10,000 clients leave at once, that is
 quadratic.  Here a cancelled waiter is skipped when its turn comes, and the
@@ -26,6 +37,7 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 __all__ = ["ConnectionLimit"]
 
@@ -37,21 +49,25 @@ class ConnectionLimit:
     Each call takes a slot with L{acquire} and gives it back with
     L{release} exactly once, whether it succeeded, failed or was cancelled.
 
-    :ivar active: slots taken now.
+    :ivar active: slots taken now, counting those given back and not yet
+        passed on.
     :ivar waiting: calls waiting for a slot now.
     """
 
     compact_above = 64
     """Cancelled waiters kept before the queue is rebuilt without them."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: IReactorTime) -> None:
         if limit < 1:
             raise ValueError(f"a connection limit must be at least 1, not {limit}")
         self.limit = limit
         self.active = 0
         self.waiting = 0
+        self._clock = clock
         self._queue: deque[Deferred[None]] = deque()
         self._cancelled = 0
+        self._freed = 0  # slots given back while calls wait, not yet passed on
+        self._hand_over_call: IDelayedCall | None = None
 
     def acquire(self) -> Deferred[None]:
         """
@@ -70,21 +86,36 @@ class ConnectionLimit:
 
     def release(self) -> None:
         """
-        Give a slot back: to the first call still waiting, if there is one.
+        Give a slot back: on the reactor's next turn, to the first call still
+        waiting then, if there is one.
         """
-        queue = self._queue
-        while queue:
-            turn = queue.popleft()
-            if turn.called:  # cancelled while waiting
-                self._cancelled -= 1
-                continue
-            self.waiting -= 1
-            # The slot passes on as it is: active does not change.
-            turn.callback(None)
-            return
-        if self.active <= 0:
+        if self.active - self._freed <= 0:
             raise RuntimeError("ConnectionLimit.release without a slot taken")
-        self.active -= 1
+        if not self.waiting:
+            self.active -= 1
+            return
+        self._freed += 1
+        if self._hand_over_call is None:
+            self._hand_over_call = self._clock.callLater(0, self._hand_over)
+
+    def _hand_over(self) -> None:
+        self._hand_over_call = None
+        queue = self._queue
+        # A waiter woken here may give its slot back at once (its send
+        # failed): that adds to _freed, and this loop passes it on too.
+        while self._freed:
+            self._freed -= 1
+            while queue:
+                turn = queue.popleft()
+                if turn.called:  # cancelled while waiting
+                    self._cancelled -= 1
+                    continue
+                self.waiting -= 1
+                # The slot passes on as it is: active does not change.
+                turn.callback(None)
+                break
+            else:
+                self.active -= 1
 
     def _cancel(self, turn: Deferred[None]) -> None:
         # The Deferred fails with CancelledError on its own; it stays in the

@@ -333,7 +333,7 @@ class Gateway:
         endpoint = self._endpoints[endpoint_spec(self.config, route)]
         limit = self.connection_limits.get(endpoint)
         if limit is None:
-            limit = ConnectionLimit(self.config.aws.max_connections)
+            limit = ConnectionLimit(self.config.aws.max_connections, self._reactor)
             self.connection_limits[endpoint] = limit
         return AWSInvoker(
             self._client,

@@ -8,9 +8,10 @@ import gc
 import weakref
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.gctune import THRESHOLDS, GCTuning
+from twisted_lambdagw.gctune import FOLLOW_INTERVAL, THRESHOLDS, YOUNG_PER_REQUEST, GCTuning
 
 
 class _Node:
@@ -99,3 +100,74 @@ class GCTuningTests(SynchronousTestCase):
         del node
         self.assertIn(0, collections)
         self.assertIsNone(gone())
+
+
+class FollowTests(SynchronousTestCase):
+    """
+    The young threshold follows the requests being served, never below the base.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.load = 0
+        self.tuning = GCTuning((100_000, 20, 100))
+        self.addCleanup(self.tuning.undo)
+        self.tuning.start(lambda: self.load, self.clock)
+
+    def test_base_when_idle(self) -> None:
+        """
+        With nothing served, the thresholds are the base ones.
+        """
+        self.assertEqual(gc.get_threshold(), (100_000, 20, 100))
+
+    def test_rises_and_falls_with_the_load(self) -> None:
+        """
+        10,000 requests served raise the young threshold to
+        YOUNG_PER_REQUEST times that within one interval; when they are
+        done it is the base one again.  The older generations' stay.
+        """
+        self.load = 10_000
+        self.clock.advance(FOLLOW_INTERVAL)
+        self.assertEqual(gc.get_threshold(), (10_000 * YOUNG_PER_REQUEST, 20, 100))
+        self.load = 3
+        self.clock.advance(FOLLOW_INTERVAL)
+        self.assertEqual(gc.get_threshold(), (100_000, 20, 100))
+
+    def test_never_below_the_base(self) -> None:
+        """
+        A light load (under base / YOUNG_PER_REQUEST requests) keeps the base.
+        """
+        self.load = 100_000 // YOUNG_PER_REQUEST - 1
+        self.clock.advance(FOLLOW_INTERVAL)
+        self.assertEqual(gc.get_threshold()[0], 100_000)
+
+    def test_live_objects_of_the_load_set_off_no_collection(self) -> None:
+        """
+        With 5,000 requests served, 300,000 new live objects (more than the
+        base threshold) set off no collection, as they would at the base.
+        """
+        collections: list[int] = []
+
+        def record(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        gc.callbacks.append(record)
+        self.addCleanup(gc.callbacks.remove, record)
+        self.load = 5_000
+        self.clock.advance(FOLLOW_INTERVAL)
+        live: list[list[int]] = [[] for _ in range(300_000)]
+        self.assertEqual(collections, [])
+        del live
+
+    def test_undo_stops_following(self) -> None:
+        """
+        After undo the load no longer moves the thresholds.
+        """
+        before = self.tuning._previous
+        self.tuning.undo()
+        self.assertEqual(gc.get_threshold(), before)
+        self.load = 10_000
+        self.clock.advance(FOLLOW_INTERVAL)
+        self.assertEqual(gc.get_threshold(), before)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

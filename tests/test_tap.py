@@ -313,7 +313,11 @@ class MakeServiceTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         makeService(self.options, reactor=reactor, pool=self.pool, tune_gc=True)
         [hook] = tunings(reactor)
-        self.assertEqual(getattr(hook, "__name__", None), "apply")
+        self.assertEqual(getattr(hook, "__name__", None), "start")
+        [(_, (load, clock), _)] = [entry for entry in reactor.whenRunningHooks if entry[0] is hook]
+        # The load followed is the requests the gateway serves: none yet.
+        self.assertEqual(load(), 0)
+        self.assertIs(clock, reactor)
 
     def test_default_pool_is_owned(self) -> None:
         """

@@ -158,9 +158,10 @@ def makeService(
     connection pool, closed when the service stops) and C{install_signal}
     are for tests.  C{worker} is what a worker process was handed by its
     parent (see L{twisted_lambdagw.workers}).  C{tune_gc}: once the reactor
-    runs, freeze what startup made and raise the collector's thresholds
-    (L{GCTuning}); by default only when twistd calls (with no reactor given),
-    as it changes the whole process.
+    runs, freeze what startup made and raise the collector's thresholds, the
+    young one with the requests being served (L{GCTuning}); by default only
+    when twistd calls (with no reactor given), as it changes the whole
+    process.
     """
     if tune_gc is None:
         tune_gc = reactor is None
@@ -214,5 +215,5 @@ def makeService(
             )
     if tune_gc:
         # Once the reactor runs, everything startup made is there to be frozen.
-        reactor.callWhenRunning(GCTuning().apply)
+        reactor.callWhenRunning(GCTuning().start, lambda: gateway.resource.active, reactor)
     return top

@@ -58,7 +58,7 @@ class ConnectionLimitTests(SynchronousTestCase):
 
     def test_fifo(self) -> None:
         """
-        Beyond the limit calls wait; each release wakes the oldest one.
+        Beyond the limit calls wait; each release wakes the oldest one at once.
         """
         limit = self.limited(1)
         self.successResultOf(limit.acquire())
@@ -71,42 +71,50 @@ class ConnectionLimitTests(SynchronousTestCase):
             limit.acquire().addCallback(turn, n)
         self.assertEqual((limit.active, limit.waiting), (1, 3))
         limit.release()
-        self.clock.advance(0)
         self.assertEqual(order, [0])
         limit.release()
-        self.clock.advance(0)
         limit.release()
-        self.clock.advance(0)
         self.assertEqual(order, [0, 1, 2])
         self.assertEqual((limit.active, limit.waiting), (1, 0))
         limit.release()
         self.assertEqual((limit.active, limit.waiting), (0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_slot_passes_on_next_turn(self) -> None:
+    def test_release_later_passes_on_next_turn(self) -> None:
         """
-        A slot given back while calls wait reaches the next one on the
-        reactor's next turn, not within release.
+        A slot given back by a cancelled call reaches the next waiter on the
+        reactor's next turn, not within release_later.
         """
         limit = self.limited(1)
         self.successResultOf(limit.acquire())
         waiting = limit.acquire()
-        limit.release()
+        limit.release_later()
         self.assertNoResult(waiting)
         self.assertEqual((limit.active, limit.waiting), (1, 1))
         self.clock.advance(0)
         self.successResultOf(waiting)
         self.assertEqual((limit.active, limit.waiting), (1, 0))
 
+    def test_release_later_with_nobody_waiting(self) -> None:
+        """
+        With no call waiting, a slot given back later is free at once.
+        """
+        limit = self.limited(1)
+        self.successResultOf(limit.acquire())
+        limit.release_later()
+        self.assertEqual((limit.active, limit.waiting), (0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_waiter_gone_in_the_same_turn_is_passed_over(self) -> None:
         """
-        A waiter cancelled after a slot came free but before the next turn
-        (its client left in the same poll as the one whose call ended)
-        never gets it: the call behind it does.
+        A waiter cancelled after a cancelled call's slot came free but before
+        the next turn (its client left in the same poll) never gets it: the
+        call behind it does.
         """
         limit = self.limited(1)
         self.successResultOf(limit.acquire())
         gone, next_one = limit.acquire(), limit.acquire()
-        limit.release()
+        limit.release_later()
         gone.cancel()
         self.failureResultOf(gone, CancelledError)
         self.clock.advance(0)
@@ -115,15 +123,15 @@ class ConnectionLimitTests(SynchronousTestCase):
 
     def test_freed_slot_with_nobody_left_is_returned(self) -> None:
         """
-        When every waiter leaves before the next turn, the freed slots are
-        simply free again.
+        When every waiter leaves before the next turn, the slots given back
+        later are simply free again.
         """
         limit = self.limited(2)
         self.successResultOf(limit.acquire())
         self.successResultOf(limit.acquire())
         waiters = [limit.acquire() for _ in range(3)]
-        limit.release()
-        limit.release()
+        limit.release_later()
+        limit.release_later()
         for d in waiters:
             d.cancel()
             self.failureResultOf(d, CancelledError)
@@ -133,19 +141,36 @@ class ConnectionLimitTests(SynchronousTestCase):
 
     def test_slot_given_back_at_once_passes_on_in_the_same_turn(self) -> None:
         """
-        A woken call that gives its slot straight back (its send failed at
-        once) hands it to the next waiter in that same turn.
+        A call woken on the next turn that gives its slot straight back (its
+        send failed at once) hands it to the next waiter in that same turn.
         """
         limit = self.limited(1)
         self.successResultOf(limit.acquire())
         first, second = limit.acquire(), limit.acquire()
         first.addCallback(lambda _: limit.release())
-        limit.release()
+        limit.release_later()
         self.clock.advance(0)
         self.successResultOf(first)
         self.successResultOf(second)
         self.assertEqual((limit.active, limit.waiting), (1, 0))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_release_meanwhile_goes_first(self) -> None:
+        """
+        A call that ends while a cancelled call's slot waits for the next
+        turn hands its own slot over at once; order is kept.
+        """
+        limit = self.limited(2)
+        self.successResultOf(limit.acquire())
+        self.successResultOf(limit.acquire())
+        first, second = limit.acquire(), limit.acquire()
+        limit.release_later()
+        limit.release()
+        self.successResultOf(first)
+        self.assertNoResult(second)
+        self.clock.advance(0)
+        self.successResultOf(second)
+        self.assertEqual((limit.active, limit.waiting), (2, 0))
 
     def test_new_call_queues_behind_waiters(self) -> None:
         """
@@ -154,7 +179,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         limit = self.limited(1)
         self.successResultOf(limit.acquire())
         first = limit.acquire()
-        limit.release()  # a slot free, passed on at the next turn
+        limit.release_later()  # a slot free, passed on at the next turn
         later = limit.acquire()
         self.assertNoResult(later)
         self.assertNoResult(first)
@@ -173,7 +198,6 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.failureResultOf(gone, CancelledError)
         self.assertEqual(limit.waiting, 1)
         limit.release()
-        self.clock.advance(0)
         self.successResultOf(next_one)
         self.assertEqual((limit.active, limit.waiting), (1, 0))
 
@@ -190,7 +214,6 @@ class ConnectionLimitTests(SynchronousTestCase):
             self.failureResultOf(d, CancelledError)
         self.assertLess(len(limit._queue), 5)
         limit.release()
-        self.clock.advance(0)
         self.successResultOf(waiters[4])
 
     def test_release_without_slot(self) -> None:
@@ -206,8 +229,9 @@ class ConnectionLimitTests(SynchronousTestCase):
         limit = self.limited(1)
         self.successResultOf(limit.acquire())
         limit.acquire()
-        limit.release()
+        limit.release_later()
         self.assertRaises(RuntimeError, limit.release)
+        self.assertRaises(RuntimeError, limit.release_later)
 
     def test_limit_at_least_one(self) -> None:
         """
@@ -257,8 +281,11 @@ class Bounded:
         return d
 
     def answer(self, n: int = 0) -> None:
+        """
+        Answer a held call; its slot passes on at once, no turn needed.
+        """
         self.held.pending.pop(n).callback({"n": 1})
-        self.next_turn()
+        self.stub.flush()
 
     def next_turn(self) -> None:
         """
@@ -319,12 +346,15 @@ class InvokerLimitTests(SynchronousTestCase):
 
     def test_cancel_while_sent(self) -> None:
         """
-        A call cancelled after it went out gives its slot to the next one.
+        A call cancelled after it went out gives its slot to the next one, on
+        the reactor's next turn.
         """
         b = Bounded(1)
         sent, waiting = b.invoke(), b.invoke()
         sent.cancel()
         self.failureResultOf(sent, CancelledError)
+        b.stub.flush()
+        self.assertEqual(len(b.api.calls), 1)  # not before the next turn
         b.next_turn()
         self.assertEqual(len(b.api.calls), 2)
         b.answer(-1)

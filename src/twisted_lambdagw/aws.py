@@ -310,7 +310,6 @@ class AWSInvoker:
         if limit is not None:
             # Signed once admitted: a long wait must not age the signature.
             await limit.acquire()
-        streaming = False
         try:
             credentials = await self._credentials.frozen()
             url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
@@ -336,11 +335,11 @@ class AWSInvoker:
                 call.request_id,
                 on_end=limit.release if limit is not None else None,
             )
-            streaming = True
             return stream
-        finally:
-            if limit is not None and not streaming:
-                limit.release()
+        except BaseException as e:
+            if limit is not None:
+                _give_back(limit, e)
+            raise
 
     async def _admitted(
         self,
@@ -359,9 +358,12 @@ class AWSInvoker:
             return await self._send(call, target, headers, credentials)
         await limit.acquire()
         try:
-            return await self._send(call, target, headers, credentials)
-        finally:
-            limit.release()
+            sent = await self._send(call, target, headers, credentials)
+        except BaseException as e:
+            _give_back(limit, e)
+            raise
+        limit.release()
+        return sent
 
     async def _send(
         self,
@@ -534,6 +536,18 @@ class AWSInvoker:
                     aws_request_id=result.aws_request_id,
                 )
         return result
+
+
+def _give_back(limit: ConnectionLimit, error: BaseException) -> None:
+    """
+    The slot of a call that failed: a cancelled call's (client gone, time
+    out) passes on a turn later, when others leaving in the same poll have
+    left the queue; see L{twisted_lambdagw.admission}.
+    """
+    if isinstance(error, CancelledError):
+        limit.release_later()
+    else:
+        limit.release()
 
 
 def _not_json(body: bytes) -> str | None:

@@ -6,11 +6,14 @@ and cannot reach real AWS credentials.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -80,3 +83,22 @@ def twist_command() -> list[str]:
         "-c",
         "from twisted.application.twist._twist import Twist; Twist.main()",
     ]
+
+
+def python_probe(case: SynchronousTestCase, code: str) -> Any:
+    """
+    Run C{code} in a fresh Python (the tests' environment, a temporary
+    home) and return the JSON it printed; the test fails if it did not exit 0.
+    """
+    home = temp_dir(case)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_environment(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    case.assertEqual(result.returncode, 0, result.stderr)
+    return json.loads(result.stdout)

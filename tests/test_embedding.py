@@ -7,8 +7,6 @@ in code, with its service started and stopped by the application's.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 from treq.testing import StubTreq
@@ -31,7 +29,7 @@ from twisted_lambdagw import (
 from twisted_lambdagw.testing import FakeContext, FakeLambda
 
 from .gateway_fixtures import ACCESS_KEY, FAKE_ENDPOINT, SECRET_KEY
-from .process_fixtures import child_environment, temp_dir, write_config
+from .process_fixtures import python_probe, temp_dir, write_config
 from .test_tap import ObservedPool
 
 
@@ -162,15 +160,4 @@ class PublicNamesTests(SynchronousTestCase):
             "print(json.dumps(sorted(m for m in sys.modules\n"
             "    if m.split('.')[0] in ('botocore', 'treq', 'prometheus_client'))))\n"
         )
-        home = temp_dir(self)
-        result = subprocess.run(
-            [sys.executable, "-c", probe],
-            env=child_environment(home),
-            cwd=home,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(json.loads(result.stdout), [])
+        self.assertEqual(python_probe(self, probe), [])

@@ -6,10 +6,7 @@ on a memory reactor, plugin discovery, and the ``lambdagw check`` command.
 from __future__ import annotations
 
 import io
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +30,7 @@ from twisted_lambdagw.request import GatewayRequest
 from twisted_lambdagw.site import GatewaySite
 from twisted_lambdagw.tap import Options, makeService
 
-from .process_fixtures import REPO_ROOT, child_environment, temp_dir, write_config
+from .process_fixtures import REPO_ROOT, python_probe, temp_dir, write_config
 
 CONFIG = """
 [gateway]
@@ -367,18 +364,7 @@ class PluginTests(SynchronousTestCase):
             "    if m.split('.')[0] in ('twisted_lambdagw', 'botocore', 'treq')\n"
             "    or m == 'twisted.internet.reactor')}))\n"
         )
-        home = temp_dir(self)
-        result = subprocess.run(
-            [sys.executable, "-c", probe],
-            env=child_environment(home),
-            cwd=home,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        report = json.loads(result.stdout)
+        report = python_probe(self, probe)
         self.assertEqual(
             Path(report["file"]).resolve(), REPO_ROOT / "twisted" / "plugins" / "lambdagw_dropin.py"
         )

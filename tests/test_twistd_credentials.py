@@ -5,21 +5,13 @@ ends with one line, before anything listens.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, gatherResults
-
-from .process_fixtures import twist_command, twistd_command
-from .test_twistd_e2e import Child, TwistdTestCase
+from .test_twistd_e2e import TwistdTestCase
 
 
 class NoCredentialsTests(TwistdTestCase):
     """
     botocore's whole chain finds nothing: the gateway refuses to start.
     """
-
-    async def run_to_end(self, argv: list[str]) -> Child:
-        child = self.spawn(argv)
-        await child.ended()
-        return child
 
     async def test_one_line(self) -> None:
         """
@@ -39,14 +31,7 @@ class NoCredentialsTests(TwistdTestCase):
             """
         )
         options = ["lambdagw", "--config", str(config)]
-        twistd, twist = await gatherResults(
-            [
-                Deferred.fromCoroutine(
-                    self.run_to_end([*twistd_command(), "-n", "--pidfile=", *options])
-                ),
-                Deferred.fromCoroutine(self.run_to_end([*twist_command(), *options])),
-            ]
-        )
+        twistd, twist = await self.run_both_to_end(options)
         for child in twistd, twist:
             self.assertNotEqual(child.exit_code, 0, child.text)
             self.assertNotIn("Traceback", child.text)

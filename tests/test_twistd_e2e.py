@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,25 @@ class TwistdTestCase(TestCase):
     def write_config(self, text: str) -> Path:
         return write_config(self.home, textwrap.dedent(text))
 
+    async def run_to_end(self, argv: list[str]) -> Child:
+        child = self.spawn(argv)
+        await child.ended()
+        return child
+
+    async def run_both_to_end(self, options: list[str]) -> tuple[Child, Child]:
+        """
+        The gateway under twistd and under twist, with the same options, each to its end.
+        """
+        twistd, twist = await gatherResults(
+            [
+                Deferred.fromCoroutine(
+                    self.run_to_end([*twistd_command(), "-n", "--pidfile=", *options])
+                ),
+                Deferred.fromCoroutine(self.run_to_end([*twist_command(), *options])),
+            ]
+        )
+        return twistd, twist
+
 
 class LoopbackLambdaTestCase(TwistdTestCase):
     """
@@ -220,7 +240,17 @@ class LoopbackLambdaTestCase(TwistdTestCase):
     async def start_fake_lambda(
         self, functions: dict[str, Handler] | None = None
     ) -> tuple[FakeLambda, int]:
-        fake = FakeLambda(functions or {"hello": hello})
+        fake, _, port = await self.serve_fake_lambda(functions or {"hello": hello})
+        return fake, port
+
+    async def serve_fake_lambda(
+        self, functions: Mapping[str, Handler]
+    ) -> tuple[FakeLambda, WrappingFactory, int]:
+        """
+        A fake Lambda with exactly C{functions}, its connections (to see
+        who calls it) and its port.
+        """
+        fake = FakeLambda(dict(functions))
         connections = WrappingFactory(Site(fake))
         port = self.reactor.listenTCP(0, connections, interface="127.0.0.1")
 
@@ -236,7 +266,7 @@ class LoopbackLambdaTestCase(TwistdTestCase):
             await port.stopListening()
 
         self.addCleanup(lambda: Deferred.fromCoroutine(close()))
-        return fake, port.getHost().port
+        return fake, connections, port.getHost().port
 
     def http_client(self, persistent: bool = True) -> HTTPClient:
         pool = HTTPConnectionPool(self.reactor, persistent=persistent)
@@ -339,25 +369,13 @@ class StartupFailureTests(TwistdTestCase):
     Startup that cannot go on ends the process with an error, not a hang.
     """
 
-    async def run_to_end(self, argv: list[str]) -> Child:
-        child = self.spawn(argv)
-        await child.ended()
-        return child
-
     async def test_config_error(self) -> None:
         """
         An unknown key: twistd and twist exit non-zero with one line naming file, section, key.
         """
         config = self.write_config("[aws]\nregion = us-east-1\ncolour = blue\n\n[route:/lambda/]\n")
         options = ["lambdagw", "--config", str(config)]
-        twistd, twist = await gatherResults(
-            [
-                Deferred.fromCoroutine(
-                    self.run_to_end([*twistd_command(), "-n", "--pidfile=", *options])
-                ),
-                Deferred.fromCoroutine(self.run_to_end([*twist_command(), *options])),
-            ]
-        )
+        twistd, twist = await self.run_both_to_end(options)
         for child in twistd, twist:
             self.assertNotEqual(child.exit_code, 0, child.text)
             self.assertIsNone(child.signal)
@@ -384,14 +402,7 @@ class StartupFailureTests(TwistdTestCase):
         port = taken.getHost().port
         listen = f"tcp:{port}:interface=127.0.0.1"
         options = ["lambdagw", "--config", str(config), "--listen", listen]
-        twistd, twist = await gatherResults(
-            [
-                Deferred.fromCoroutine(
-                    self.run_to_end([*twistd_command(), "-n", "--pidfile=", *options])
-                ),
-                Deferred.fromCoroutine(self.run_to_end([*twist_command(), *options])),
-            ]
-        )
+        twistd, twist = await self.run_both_to_end(options)
         message = (
             f"lambdagw: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
         )

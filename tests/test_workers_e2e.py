@@ -20,18 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.server import Site
 
 from twisted_lambdagw.testing import FakeContext, FakeLambda, Handler
 
 from .process_fixtures import twist_command, twistd_command
-from .test_twistd_e2e import ACCESS_KEY, LISTENING, REGION, SECRET_KEY, Child, TwistdTestCase, hello
+from .test_twistd_e2e import (
+    ACCESS_KEY,
+    LISTENING,
+    REGION,
+    SECRET_KEY,
+    Child,
+    LoopbackLambdaTestCase,
+    hello,
+)
 
 WORKER_STARTED = re.compile(rb"started worker 1 of 2 \(pid (\d+)\)")
 WORKER_LISTENING = re.compile(rb"\[worker 1 [^\]]*\] \S+ starting on (\d+)")
@@ -80,29 +85,15 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-class WorkersTests(TwistdTestCase):
+class WorkersTests(LoopbackLambdaTestCase):
     """
     twistd with workers = 2: two processes, started, served and stopped together.
     """
 
-    async def start_fake_lambda(
+    async def start_workers_lambda(
         self, functions: Mapping[str, Handler] | None = None
     ) -> tuple[FakeLambda, WrappingFactory, int]:
-        fake = FakeLambda({"hello": hello, **(functions or {})})
-        connections = WrappingFactory(Site(fake))
-        port = self.reactor.listenTCP(0, connections, interface="127.0.0.1")
-
-        async def close() -> None:
-            for wrapper in list(connections.protocols):
-                wrapper.transport.abortConnection()
-            for _ in range(100):
-                if not connections.protocols:
-                    break
-                await deferLater(self.reactor, 0.01)
-            await port.stopListening()
-
-        self.addCleanup(lambda: Deferred.fromCoroutine(close()))
-        return fake, connections, port.getHost().port
+        return await self.serve_fake_lambda({"hello": hello, **(functions or {})})
 
     def config(self, lambda_port: int) -> Path:
         return self.write_config(
@@ -143,8 +134,7 @@ class WorkersTests(TwistdTestCase):
         """
         GET /lambda/hello C{count} times, each on a new connection, ten at a time.
         """
-        pool = HTTPConnectionPool(self.reactor, persistent=False)
-        client = HTTPClient(Agent(self.reactor, pool=pool))
+        client = self.http_client(persistent=False)
 
         async def get(i: int) -> int:
             response = await client.get(f"http://127.0.0.1:{port}/lambda/hello/{i}")
@@ -161,8 +151,7 @@ class WorkersTests(TwistdTestCase):
         """
         The 2xx count on /lambda/ that each process's metrics page shows.
         """
-        pool = HTTPConnectionPool(self.reactor, persistent=False)
-        client = HTTPClient(Agent(self.reactor, pool=pool))
+        client = self.http_client(persistent=False)
         served: dict[str, float] = {}
         for _ in range(scrapes):
             response = await client.get(f"http://127.0.0.1:{port}/metrics")
@@ -206,7 +195,7 @@ class WorkersTests(TwistdTestCase):
         """
         Requests on new connections reach both processes; SIGTERM ends both, cleanly.
         """
-        fake, connections, lambda_port = await self.start_fake_lambda()
+        fake, connections, lambda_port = await self.start_workers_lambda()
         child, port, worker_pid = await self.start_gateway(lambda_port)
         parent_pid = self.parent_pid(child)
 
@@ -245,11 +234,10 @@ class WorkersTests(TwistdTestCase):
             pending.append(d)
             return d
 
-        _, connections, lambda_port = await self.start_fake_lambda({"slow": slow})
+        _, connections, lambda_port = await self.start_workers_lambda({"slow": slow})
         child, port, worker_pid = await self.start_gateway(lambda_port)
         parent_pid = self.parent_pid(child)
-        pool = HTTPConnectionPool(self.reactor, persistent=False)
-        client = HTTPClient(Agent(self.reactor, pool=pool))
+        client = self.http_client(persistent=False)
 
         async def get(i: int) -> int:
             response = await client.get(f"http://127.0.0.1:{port}/lambda/slow/{i}")
@@ -283,7 +271,7 @@ class WorkersTests(TwistdTestCase):
         """
         A worker killed with SIGKILL is logged and replaced, and the new one serves.
         """
-        _, connections, lambda_port = await self.start_fake_lambda()
+        _, connections, lambda_port = await self.start_workers_lambda()
         child, port, worker_pid = await self.start_gateway(lambda_port)
         os.kill(worker_pid, signal.SIGKILL)
         await child.printed(
@@ -310,7 +298,7 @@ class WorkersTests(TwistdTestCase):
         """
         A parent killed outright: its worker notices the closed pipe and exits by itself.
         """
-        _, _, lambda_port = await self.start_fake_lambda()
+        _, _, lambda_port = await self.start_workers_lambda()
         child, _, worker_pid = await self.start_gateway(lambda_port)
         assert child.transport is not None
         child.transport.signalProcess("KILL")

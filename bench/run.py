@@ -17,7 +17,8 @@ fixed reply, instantly for ``fast-*`` functions and after 1 s for ``slow-*``
 ones), then for each row starts the server under test on 127.0.0.1, warms it
 up, and measures it with wrk: req/s, p50/p99 latency, the server's CPU
 milliseconds per request (utime+stime from /proc over the whole process
-tree, divided by the requests wrk completed), its peak RSS (VmHWM summed
+tree, divided by the requests wrk completed) and, for a Python server, how
+much of it the garbage collector took (``bench/gcwatch``), its peak RSS (VmHWM summed
 over the tree) and errors (wrk's socket errors plus responses >= 400).  It
 prints a table with the ratios and targets of issue 9 and writes it to
 ``bench/results/<date>-<rev>.md`` and ``.json``.
@@ -214,6 +215,8 @@ class Result:
     max_ms: float = 0.0
     cpu_ms_per_request: float | None = None
     cpu_seconds: float = 0.0
+    gc_ms_per_request: float | None = None
+    """Of that CPU, the garbage collector's (Python servers only)."""
     peak_rss_mb: float = 0.0
     processes: int = 0
     others_cpu_pct: float = 0.0
@@ -748,14 +751,46 @@ timeout = 30s
 """
 
 
-def python_env() -> dict[str, str]:
+def python_env(gc_dir: Path | None = None) -> dict[str, str]:
     """
-    The environment for Python children: this checkout's code first.
+    The environment for Python children: this checkout's code first; with
+    C{gc_dir}, the collector's time recorded there (see L{GC_WATCH}).
     """
     paths = [str(REPO / "src"), str(REPO)]
+    extra: dict[str, str] = {}
+    if gc_dir is not None:
+        gc_dir.mkdir(parents=True, exist_ok=True)
+        paths.insert(0, str(GC_WATCH))
+        extra["LAMBDAGW_BENCH_GC_DIR"] = str(gc_dir)
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(paths),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **extra,
+    }
+
+
+GC_WATCH = BENCH_DIR / "gcwatch"
+"""Holds the sitecustomize that times a server's garbage collections."""
+
+
+def gc_seconds(gc_dir: Path, start: float, end: float) -> float | None:
+    """
+    CPU seconds of the collections that started between C{start} and C{end}
+    (wall clock) in every process that wrote to C{gc_dir}; None if none did.
+    """
+    files = sorted(gc_dir.glob("gc-*.json"))
+    if not files:
+        return None
+    total = 0.0
+    for path in files:
+        with contextlib.suppress(OSError, ValueError):
+            for began, cpu, _generation in json.loads(path.read_text()):
+                if start <= began <= end:
+                    total += cpu
+    return total
 
 
 def twistd_argv() -> list[str]:
@@ -777,6 +812,13 @@ def registered_formats() -> list[str]:
     if out.returncode != 0:
         raise BenchError(f"cannot import twisted_lambdagw: {out.stderr.strip()[-300:]}")
     return out.stdout.split()
+
+
+def gc_dir(tmp: Path, row: Row) -> Path:
+    """
+    Where the server of C{row} writes its garbage collections.
+    """
+    return tmp / f"gc-{row.name}"
 
 
 @dataclass
@@ -807,7 +849,7 @@ def start_server(
     log = tmp / f"{row.name}.out"
     if row.kind == "rproxy":
         argv = [sys.executable, str(BENCH_DIR / "rproxy.py"), str(port), str(fake_port)]
-        process = procs.start(argv, log, env=python_env())
+        process = procs.start(argv, log, env=python_env(gc_dir(tmp, row)))
         wait_listening(port, process, log, 30)
         path = INVOKE_PATH.format(name=row.function)
         check_reply(port, path, row, expect_envelope=True)
@@ -815,7 +857,7 @@ def start_server(
     if row.kind.startswith("floor-"):
         mode = row.kind.removeprefix("floor-")
         argv = [sys.executable, str(BENCH_DIR / "floor.py"), mode, str(port), str(fake_port)]
-        process = procs.start(argv, log, env=python_env())
+        process = procs.start(argv, log, env=python_env(gc_dir(tmp, row)))
         wait_listening(port, process, log, 30)
         path = INVOKE_PATH.format(name=row.function)
         check_reply(port, path, row, expect_envelope=mode != "hello")
@@ -829,7 +871,7 @@ def start_server(
     if profile_to is not None:
         argv += ["--profiler=cprofile", f"--profile={profile_to}", "--savestats"]
     argv += ["lambdagw", "--config", str(ini)]
-    process = procs.start(argv, log, env=python_env(), cwd=tmp)
+    process = procs.start(argv, log, env=python_env(gc_dir(tmp, row)), cwd=tmp)
     try:
         wait_listening(port, process, log, 60)
     except BenchError as e:
@@ -1029,10 +1071,12 @@ def run_row(
         if profile in PY_SPY_FORMATS and profile_stem is not None and row.kind != "fake":
             spy = start_py_spy(procs, settings.tmp, pid, duration, profile_stem, profile)
         before = snapshot(pid, settings.fake_pid)
+        window_start = time.time()
         numbers, text = wrk(settings.tools, procs, settings.tmp, port, path, row.connections,
                             row.threads, duration, row.timeout, row.name)  # fmt: skip
         settle(pid)
         after = snapshot(pid, settings.fake_pid)
+        window_end = time.time()
         if spy is not None:
             finish_py_spy(procs, spy, duration)
             if profile == "py-spy-text" and profile_stem is not None:
@@ -1041,6 +1085,11 @@ def run_row(
         if not isinstance(server, int):
             procs.stop(server.process, grace=30 if profile_to else 10)
     fill(result, numbers, before, after)
+    if not isinstance(server, int) and result.requests:
+        # Written by the server as it exited (procs.stop above).
+        collector = gc_seconds(gc_dir(settings.tmp, row), window_start, window_end)
+        if collector is not None:
+            result.gc_ms_per_request = 1000 * collector / result.requests
     result.wrk_output = "\n".join(
         line for line in text.splitlines() if not line.startswith("BENCHJSON")
     )
@@ -1075,7 +1124,8 @@ def fill(result: Result, numbers: Mapping[str, float], before: Snapshot, after: 
 def summary_line(r: Result) -> str:
     return (
         f"{r.rps:,.0f} req/s  p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms"
-        f"  CPU {fmt(r.cpu_ms_per_request, '.3f')} ms/req  RSS {r.peak_rss_mb:.0f} MB"
+        f"  CPU {fmt(r.cpu_ms_per_request, '.3f')} ms/req (GC {fmt(r.gc_ms_per_request, '.3f')})"
+        f"  RSS {r.peak_rss_mb:.0f} MB"
         f"  errors {r.errors}  others' CPU {r.others_cpu_pct:.0f}%"
     )
 
@@ -1287,21 +1337,24 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
         " write), replies later than wrk's timeout, requests still unanswered past the timeout"
         " when the run ended, and replies with status ≥ 400. Others' CPU is the share of the"
         " machine's CPU used during the run by processes outside the bench (the server, the"
-        " fake, wrk): above a few per cent, that row is noisy.",
+        " fake, wrk): above a few per cent, that row is noisy. GC is the part of the CPU"
+        " per request that a Python server spent in its garbage collector (timed by"
+        " bench/gcwatch).",
         "",
-        "| row | conns | wrk threads | req/s | p50 ms | p99 ms | CPU ms/req | peak RSS MB"
-        " | errors | others' CPU |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|",
+        "| row | conns | wrk threads | req/s | p50 ms | p99 ms | CPU ms/req | GC ms/req"
+        " | peak RSS MB | errors | others' CPU |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|",
     ]
     for r in results:
         if r.skipped:
-            lines.append(f"| {r.name} | {r.connections} | {r.threads} | {r.skipped} |||||||")
+            lines.append(f"| {r.name} | {r.connections} | {r.threads} | {r.skipped} ||||||||")
             continue
         detail = ", ".join(f"{k} {v}" for k, v in r.error_detail.items() if v)
         errors = f"{r.errors}" + (f" ({detail})" if detail else "")
         lines.append(
             f"| {r.name} | {r.connections} | {r.threads} | {r.rps:,.0f} | {r.p50_ms:.2f}"
-            f" | {r.p99_ms:.2f} | {fmt(r.cpu_ms_per_request, '.3f')} | {r.peak_rss_mb:.0f}"
+            f" | {r.p99_ms:.2f} | {fmt(r.cpu_ms_per_request, '.3f')}"
+            f" | {fmt(r.gc_ms_per_request, '.3f')} | {r.peak_rss_mb:.0f}"
             f" | {errors} | {r.others_cpu_pct:.0f}% |"
         )
     noisy = [r.name for r in results if not r.skipped and r.others_cpu_pct > NOISY_PCT]

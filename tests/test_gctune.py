@@ -22,6 +22,21 @@ class _Node:
     other: _Node | None = None
 
 
+def recorded_collections(case: SynchronousTestCase) -> list[int]:
+    """
+    The generations of the collections that run from now until C{case} ends.
+    """
+    collections: list[int] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(record)
+    case.addCleanup(gc.callbacks.remove, record)
+    return collections
+
+
 class GCTuningTests(SynchronousTestCase):
     """
     Freeze and thresholds, what they do to collections, and undoing both.
@@ -35,15 +50,7 @@ class GCTuningTests(SynchronousTestCase):
         tuning = GCTuning(thresholds)
         self.addCleanup(tuning.undo)
         tuning.apply()
-        collections: list[int] = []
-
-        def record(phase: str, info: dict[str, Any]) -> None:
-            if phase == "start":
-                collections.append(info["generation"])
-
-        gc.callbacks.append(record)
-        self.addCleanup(gc.callbacks.remove, record)
-        return collections
+        return recorded_collections(self)
 
     def test_apply_and_undo(self) -> None:
         """
@@ -143,17 +150,10 @@ class FollowTests(SynchronousTestCase):
 
     def test_live_objects_of_the_load_set_off_no_collection(self) -> None:
         """
-        With 5,000 requests served, 300,000 new live objects (more than the
-        base threshold) set off no collection, as they would at the base.
+        With 5,000 requests served, 300,000 new live objects set off no
+        collection; at the base threshold they would.
         """
-        collections: list[int] = []
-
-        def record(phase: str, info: dict[str, Any]) -> None:
-            if phase == "start":
-                collections.append(info["generation"])
-
-        gc.callbacks.append(record)
-        self.addCleanup(gc.callbacks.remove, record)
+        collections = recorded_collections(self)
         self.load = 5_000
         self.clock.advance(FOLLOW_INTERVAL)
         live: list[list[int]] = [[] for _ in range(300_000)]

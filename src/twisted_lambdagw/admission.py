@@ -15,24 +15,23 @@ The wait is part of the call: the route's timeout covers it (cancelling a
 waiting call, for a timeout or a client gone, removes it from the queue) and
 a call is never failed only because many others are under way.
 
-A slot given back by a call that ended passes to the next waiter at once.
-A slot given back by a cancelled call (its client left, or its timeout ran
-out) passes on at the reactor's next turn instead.  Clients leave in bursts
+A slot given back by a call that ended passes to the next waiter at once. A
+slot given back by a cancelled call (its client left, or its timeout ran
+out) passes on at the reactor's next turn instead. Clients leave in bursts
 (a client-side timeout that many share, a balancer dropping its
 connections): the slot freed by the first departure's call would otherwise
 go to the next call in the queue before the reactor has read that the next
 client left too, in the same poll, and an Invoke would be signed, sent on a
-new connection and aborted at once for nobody.  Lambda bills that
-invocation, and the gateway pays the send and the abort (measured: 6,000
-clients leaving, 3,000 of them waiting, cost 1.64-2.40 s of CPU with every
-slot handed over at once, 0.87-1.32 s with the cancelled calls' slots
-handed over a turn later, in runs alternated two by two).  One turn later
-the departures of that poll have taken their calls out of the queue.  Slots
-of calls that ended are not held back so:
-under load one turn of the reactor reads every connection that is ready,
-which can take long, and a slot idle that long is lost capacity (deferring
-every hand-over cost about 5% of the throughput with ``max_connections =
-1500`` at 10,000 connections, two runs each).
+new connection and aborted at once for nobody. Lambda bills that invocation,
+and the gateway pays the send and the abort (measured: 6,000 clients
+leaving, 3,000 of them waiting, cost 1.64-2.40 s of CPU with every slot
+handed over at once, 0.87-1.32 s with the cancelled calls' slots handed over
+a turn later, in runs alternated two by two). One turn later the departures
+of that poll have taken their calls out of the queue. Slots of calls that
+ended are not held back so: under load one turn of the reactor reads every
+connection that is ready, which can take long, and a slot idle that long is
+lost capacity (deferring every hand-over cost about 5% of the throughput
+with ``max_connections = 1500`` at 10,000 connections, two runs each).
 
 Twisted's C{DeferredSemaphore} has the same shape, but a cancelled waiter
 leaves its list by C{list.remove}: when 10,000 clients leave at once, that is

@@ -23,6 +23,7 @@ from twisted.web.server import Request, Site
 from twisted_lambdagw.endpoints import EndpointSpec
 from twisted_lambdagw.exchange import Exchange
 from twisted_lambdagw.gateway import Gateway
+from twisted_lambdagw.upstream import persistent_pool
 
 from .fake_streaming_lambda import FakeStreamingLambda, Scenario
 from .gateway_fixtures import ACCESS_KEY, SECRET_KEY, config_from
@@ -107,7 +108,7 @@ class LoopbackStreaming:
         self.reactor = reactor
         self.routes = routes
         self.lambda_api = FakeStreamingLambda(reactor, delay=delay)
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.pool = persistent_pool(reactor, max_per_host=10)
         self.client_pool = HTTPConnectionPool(reactor, persistent=False)
         self.client = HTTPClient(Agent(reactor, pool=self.client_pool))
         self.exchanges: list[Exchange] = []

@@ -308,7 +308,7 @@ class PoolTests(SynchronousTestCase):
         )
         gateway = Gateway(config, reactor)
         assert gateway.pool is not None
-        self.assertEqual(gateway.pool.maxPersistentPerHost, 7)
+        self.assertEqual(gateway.pool.max_idle_per_host, 7)
         for binding in gateway.bindings:
             Deferred.fromCoroutine(binding.invoker.invoke(InvokeCall("f", b"{}")))
         self.assertEqual(len(reactor.tcpClients), 2)

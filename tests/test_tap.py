@@ -18,17 +18,18 @@ from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import HTTPConnectionPool
 from zope.interface.verify import verifyObject
 
 from twisted_lambdagw import cli
 from twisted_lambdagw.credentials import CredentialsService
 from twisted_lambdagw.gateway import PoolService
 from twisted_lambdagw.gctune import GCTuning
+from twisted_lambdagw.keepalive import KeepAliveAgent
 from twisted_lambdagw.lifecycle import DaemonService, DrainService, SequentialService
 from twisted_lambdagw.request import GatewayRequest
 from twisted_lambdagw.site import GatewaySite
 from twisted_lambdagw.tap import Options, makeService
+from twisted_lambdagw.upstream import EndpointCache
 
 from .process_fixtures import REPO_ROOT, python_probe, temp_dir, write_config
 
@@ -52,13 +53,13 @@ single = special-fn
 """
 
 
-class ObservedPool(HTTPConnectionPool):
+class ObservedPool(KeepAliveAgent):
     """
     A real connection pool whose closing the test decides and can see.
     """
 
     def __init__(self, reactor: Any) -> None:
-        super().__init__(reactor, persistent=True)
+        super().__init__(reactor, EndpointCache(reactor))
         self.closing: list[Deferred[None]] = []
 
     def closeCachedConnections(self) -> Deferred[None]:
@@ -326,7 +327,7 @@ class MakeServiceTests(SynchronousTestCase):
         assert isinstance(gateway_service, MultiService)
         pool_service = gateway_service.services[0]
         assert isinstance(pool_service, PoolService)
-        self.assertTrue(pool_service.pool.persistent)
+        self.assertIsInstance(pool_service.pool, KeepAliveAgent)
         service.startService()
         self.successResultOf(service.stopService())
 

@@ -439,9 +439,9 @@ class HTTPSLoopbackTests(TestCase):
         POST to the route through the gateway's own upstream client.
         """
         port = await self.start()
-        pool = persistent_pool(self.reactor, max_per_host=10)
+        pool = persistent_pool(self.reactor, max_per_host=10, tls=policy)
         self.addCleanup(pool.closeCachedConnections)
-        client = lambda_client(self.reactor, pool, tls=policy)
+        client = lambda_client(pool)
         response = await client.post(f"https://{host}:{port}/lambda/fn", data=b"{}")
         self.assertEqual(response.code, 200)
         body: bytes = await content(response)

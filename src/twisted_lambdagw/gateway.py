@@ -20,7 +20,6 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
 
 from .accesslog import AccessLog
 from .admission import ConnectionLimit
@@ -43,6 +42,7 @@ from .endpoints import EndpointError, EndpointSpec, partition_of, resolve_endpoi
 from .exchange import ExchangeObserver
 from .formats import get_format
 from .invoker import Invoker
+from .keepalive import KeepAliveAgent
 from .lifecycle import DrainService, SequentialService
 from .local.invoker import LocalInvoker
 from .metrics import GatewayMetrics
@@ -78,7 +78,7 @@ class PoolService(Service):
     Owns the outgoing connection pool; closes it when the gateway stops.
     """
 
-    def __init__(self, pool: HTTPConnectionPool) -> None:
+    def __init__(self, pool: KeepAliveAgent) -> None:
         self.pool = pool
 
     def stopService(self) -> Deferred[None]:
@@ -87,12 +87,14 @@ class PoolService(Service):
         return closing
 
 
-def default_pool(reactor: Any, max_per_host: int = 1000) -> HTTPConnectionPool:
+def default_pool(
+    reactor: Any, max_per_host: int = 1000, connect_timeout: float = 30
+) -> KeepAliveAgent:
     """
     The persistent pool for AWS calls: Lambda is one host per region, so keep
     many connections to it, and drop idle ones before Lambda's side does.
     """
-    return persistent_pool(reactor, max_per_host, idle_timeout=60)
+    return persistent_pool(reactor, max_per_host, idle_timeout=60, connect_timeout=connect_timeout)
 
 
 def endpoint_spec(config: Config, route: RouteConfig) -> EndpointSpec:
@@ -149,8 +151,9 @@ class Gateway:
     :param client: what sends AWS calls, with treq's C{post} (a treq
         HTTPClient); by default L{twisted_lambdagw.upstream.lambda_client}'s
         over C{pool}.
-    :param pool: the connection pool the default client uses; by default a
-        new L{default_pool} on ``reactor``, sized by ``[aws] max_connections``.
+    :param pool: the kept-alive connections the default client uses
+        (a L{KeepAliveAgent}); by default a new L{default_pool} on
+        ``reactor``, sized by ``[aws] max_connections``.
         C{service} closes it on stop, whether it was given or made here.
     :param credentials: turns credential specs into botocore credentials
         (blocking; run in threads); by default botocore's chain and STS.
@@ -180,7 +183,7 @@ class Gateway:
         reactor: Any,
         *,
         client: Any = None,
-        pool: HTTPConnectionPool | None = None,
+        pool: KeepAliveAgent | None = None,
         run_in_thread: RunInThread[Any] | None = None,
         endpoint_for: Callable[[EndpointSpec], str] = resolve_endpoint,
         credentials: CredentialProvider | None = None,
@@ -194,8 +197,10 @@ class Gateway:
         self.pool = pool
         if client is None:
             if self.pool is None:
-                self.pool = default_pool(reactor, config.aws.max_connections)
-            client = lambda_client(reactor, self.pool, config.aws.connect_timeout)
+                self.pool = default_pool(
+                    reactor, config.aws.max_connections, config.aws.connect_timeout
+                )
+            client = lambda_client(self.pool)
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
         self._endpoints = check_aws_routes(config, endpoint_for)

@@ -20,7 +20,6 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.client import HTTPConnectionPool
 
 from .accesslog import STDOUT
 from .auth import load_users
@@ -35,6 +34,7 @@ from .credentials import (
 )
 from .gateway import Gateway, check_aws_routes
 from .gctune import GCTuning
+from .keepalive import KeepAliveAgent
 from .lifecycle import DaemonService, SignalInstaller
 from .listen import http2_available, server_endpoint
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
@@ -143,7 +143,7 @@ def makeService(
     options: Options,
     reactor: Any = None,
     *,
-    pool: HTTPConnectionPool | None = None,
+    pool: KeepAliveAgent | None = None,
     install_signal: SignalInstaller = signal.signal,
     worker: WorkerHandoff | None = None,
     tune_gc: bool | None = None,

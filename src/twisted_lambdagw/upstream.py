@@ -3,9 +3,9 @@ The HTTP client that carries Invoke calls to Lambda: treq, made cheap.
 
 Every invocation is one POST of bytes already in memory to one of very few
 hosts (Lambda's endpoint in each region).  L{lambda_client} is treq's own
-C{HTTPClient}, over a twisted.web C{Agent} built with the public
-C{Agent.usingEndpointFactory}; what would cost on every request is set up
-once, through treq's and twisted.web's public parameters:
+C{HTTPClient}, over L{KeepAliveAgent} (L{twisted_lambdagw.keepalive}), an
+C{IAgent} made for such calls in place of twisted.web's general C{Agent};
+what would cost on every request is set up once:
 
   - One endpoint per (scheme, host, port), made once and kept
     (L{EndpointCache}).  twisted.web's default makes a new endpoint for
@@ -23,9 +23,9 @@ once, through treq's and twisted.web's public parameters:
   - A large persistent pool (L{persistent_pool}), which logs nothing per
     connection (twisted.web's logs "Starting factory" and "Stopping
     factory" for each one) and makes no timed call per request.
-  - The body is written at once (L{BytesProducer}), not read from a file
-    object in a cooperator task on a later turn of the reactor (treq's
-    default for bytes).
+  - The body leaves with the request's head, in one write
+    (L{BytesProducer}), not read from a file object in a cooperator task on
+    a later turn of the reactor (treq's default for bytes).
   - No cookies (L{NO_COOKIES}): nothing is sent or kept.  The invoker
     passes C{allow_redirects=False} (a signed call must not go elsewhere)
     and C{unbuffered=True} (it reads each body once).
@@ -46,118 +46,38 @@ from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from treq.content import collect
 from treq.cookies import IndexableCookieJar
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IConsumer, IStreamClientEndpoint
-from twisted.web.client import (
-    URI,
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    _HTTP11ClientFactory,
-)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
+from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from .deadlines import Deadlines
+from .keepalive import BytesProducer, KeepAliveAgent
 
 
-class _QuietHTTP11ClientFactory(_HTTP11ClientFactory):
-    noisy = False
-
-
-class QuietPool(HTTPConnectionPool):
+def persistent_pool(
+    reactor: Any,
+    max_per_host: int,
+    idle_timeout: float = 60,
+    connect_timeout: float = 30,
+    tls: IPolicyForHTTPS | None = None,
+) -> KeepAliveAgent:
     """
-    An HTTPConnectionPool that does not log each connection it opens or
-    closes, nor make a timed call for each request.
-
-    twisted.web's pool makes a timed call (the idle timeout) each time a
-    connection comes back to it and cancels it when the connection is taken
-    again: once per request.  Here the idle timeouts are L{Deadlines}, one
-    timed call for the whole pool; connections still close after exactly
-    C{cachedConnectionTimeout} seconds unused.
+    The connections Invoke calls go out on: kept alive, up to C{max_per_host}
+    idle ones per host, each closed after C{idle_timeout} seconds unused
+    (before Lambda's side closes it: a connection the far end closed first
+    fails the next request).  New connections give up after
+    C{connect_timeout} seconds; C{tls} checks https servers' certificates
+    (by default as twisted.web's Agent does).
     """
-
-    # The pool builds one factory per new connection from this attribute,
-    # which twisted.web documents (as an ivar) for exactly this kind of use.
-    _factory = _QuietHTTP11ClientFactory
-
-    def __init__(self, reactor: Any, persistent: bool = True) -> None:
-        super().__init__(reactor, persistent)
-        self._idle = Deadlines(reactor, lazy=True)
-
-    def _putConnection(self, key: Any, connection: Any) -> None:
-        # twisted.web's own, with a Deadline where it made a timed call:
-        # getConnection and closeCachedConnections cancel either alike.
-        if connection.state != "QUIESCENT":
-            super()._putConnection(key, connection)  # logs the bug, keeps nothing
-            return
-        connections = self._connections.setdefault(key, [])
-        if len(connections) == self.maxPersistentPerHost:
-            dropped = connections.pop(0)
-            dropped.transport.loseConnection()
-            self._timeouts.pop(dropped).cancel()
-        connections.append(connection)
-        self._timeouts[connection] = self._idle.add(
-            self.cachedConnectionTimeout, lambda: self._removeConnection(key, connection)
-        )
-
-    def closeCachedConnections(self) -> Deferred[None]:
-        closed: Deferred[None] = super().closeCachedConnections()
-        self._idle.close()
-        return closed
-
-
-def persistent_pool(reactor: Any, max_per_host: int, idle_timeout: int = 60) -> QuietPool:
-    """
-    A persistent pool keeping up to C{max_per_host} idle connections per host,
-    each closed after C{idle_timeout} seconds unused (before Lambda's side
-    closes it: a connection the far end closed first fails the next request).
-    """
-    pool = QuietPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = max_per_host
-    pool.cachedConnectionTimeout = idle_timeout
-    # The pool's automatic retry only ever retries bodiless GET, HEAD,
-    # OPTIONS, DELETE and TRACE requests; every Invoke is a POST, so its
-    # wrapper around each pooled connection would be pure cost.
-    pool.retryAutomatically = False
-    return pool
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """
-    A request body already in memory, written to the connection in one call.
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        """
-        Nothing to pause: everything was written at once.
-        """
-
-    def resumeProducing(self) -> None:
-        """
-        Nothing to resume.
-        """
-
-    def stopProducing(self) -> None:
-        """
-        Nothing to stop.
-        """
+    endpoints = EndpointCache(reactor, connect_timeout, tls)
+    return KeepAliveAgent(reactor, endpoints, max_per_host, idle_timeout)
 
 
 @implementer(IAgentEndpointFactory)
@@ -283,23 +203,16 @@ NO_COOKIES = NoCookies()
 """The one jar every Invoke call uses: nothing is ever in it."""
 
 
-def lambda_client(
-    reactor: Any,
-    pool: HTTPConnectionPool,
-    connect_timeout: float = 30,
-    tls: IPolicyForHTTPS | None = None,
-) -> HTTPClient:
+def lambda_client(pool: KeepAliveAgent) -> HTTPClient:
     """
-    treq's client for Invoke calls: cached endpoints, C{pool}, no cookies,
-    bytes bodies written at once.
+    treq's client for Invoke calls, over C{pool} (L{persistent_pool}): no
+    cookies, bytes bodies written with the request's head.
 
     Call it with a L{PreparedURL}, C{cookies=NO_COOKIES},
     C{allow_redirects=False} and C{unbuffered=True} for the cheapest and
     safest request treq makes.
     """
-    endpoints = EndpointCache(reactor, connect_timeout, tls)
-    agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
-    return HTTPClient(agent, cookiejar=NO_COOKIES, data_to_body_producer=BytesProducer)
+    return HTTPClient(pool, cookiejar=NO_COOKIES, data_to_body_producer=BytesProducer)
 
 
 MAX_REPLY_BYTES = 8 * 1024 * 1024

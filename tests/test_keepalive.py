@@ -183,10 +183,11 @@ class RequestTests(SynchronousTestCase):
             (b"POST", b"http://127.0.0.1/a\r\nX: y", BytesProducer(b""), ValueError),
             (b"POST", b"http://127.0.0.1/a#frag", BytesProducer(b""), ValueError),
             (b"PO ST", b"http://127.0.0.1/a", BytesProducer(b""), ValueError),
-            (b"POST", b"http://user@127.0.0.1/a", BytesProducer(b""), ValueError),
+            (b"POST", b"http://alice:s3cret@127.0.0.1/a", BytesProducer(b""), ValueError),
             (b"POST", b"http://127.0.0.1/a", FileBodyProducer(BytesIO(b"")), TypeError),
         ]:
-            self.failureResultOf(wire.agent.request(method, url, None, body), error)
+            failure = self.failureResultOf(wire.agent.request(method, url, None, body), error)
+            self.assertNotIn("s3cret", str(failure.value))
         self.assertEqual(wire.reactor.tcpClients, [])
 
     def test_connect_failure(self) -> None:

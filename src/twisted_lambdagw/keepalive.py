@@ -223,6 +223,9 @@ class KeepAliveAgent:
         return host, target
 
     def _host(self, origin: bytes) -> _Host:
+        if b"@" in origin:
+            # Never sent, and never repeated in an error either.
+            raise ValueError("a URL with user info")
         parsed = URI.fromBytes(origin + b"/")
         if origin != b"%s://%s" % (parsed.scheme, parsed.netloc) or not parsed.host:
             raise ValueError(f"not an http(s) URL: {origin!r}")

@@ -55,6 +55,7 @@ from twisted.web.iweb import (
 from zope.interface import implementer
 
 from .deadlines import Deadline, Deadlines
+from .headers import TOKEN, checked_headers
 
 MAX_HEAD_BYTES = 64 * 1024
 """The longest response head (status line and headers) read; longer is an error."""
@@ -445,6 +446,9 @@ class _Connection(Protocol):
 
     def _parse_head(self, head: bytes) -> _Response | None:
         lines = head.split(b"\r\n")
+        breaks = len(lines) - 1
+        if head.count(b"\r") != breaks or head.count(b"\n") != breaks or b"\x00" in head:
+            raise BadResponse("bare CR, LF or NUL in the response head")
         version, _, rest = lines[0].partition(b" ")
         code_text = rest[:3]
         if (
@@ -458,7 +462,7 @@ class _Connection(Protocol):
         fields: dict[bytes, list[bytes]] = {}
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or b" " in name:
+            if not colon or not TOKEN.fullmatch(name):
                 raise BadResponse(f"bad header line {line[:100]!r}")
             key = name.lower()
             values = fields.get(key)
@@ -475,7 +479,7 @@ class _Connection(Protocol):
         length = self._framing_for(code, fields)
         request = self._request
         assert request is not None
-        headers = Headers(fields)
+        headers = checked_headers(fields)
         return _Response(
             (b"HTTP", 1, 1 if version == b"HTTP/1.1" else 0),
             code,

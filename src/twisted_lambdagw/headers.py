@@ -1,0 +1,69 @@
+"""
+twisted.web C{Headers} from fields the gateway has already checked.
+
+Every way into C{Headers} (its constructor, C{setRawHeaders},
+C{addRawHeader}) canonicalises each name and splits each value on line
+breaks, a few Python calls per header.  The gateway builds C{Headers} on its
+hot path from fields it has already read strictly: names that are tokens,
+values without CR, LF or NUL (an Invoke answer's head, the signed headers of
+an Invoke call).  For those L{checked_headers} fills the mapping C{Headers}
+keeps (its documented C{_rawHeaders}) in one step, with the names in the
+capitalisation twisted.web gives them, asked of twisted.web once per name.
+The result is equal to C{Headers(fields)}: the tests hold it to that.
+
+If the installed Twisted keeps its headers some other way, L{FAST} is false
+and the public constructor is used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from twisted.web.http_headers import Headers
+
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP field name (RFC 9110 section 5.1)."""
+
+_CANONICAL_CACHE_SIZE = 1000
+_canonical: dict[bytes, bytes] = {}
+
+
+def _has_raw_mapping() -> bool:
+    probe = Headers({b"x-probe": [b"1"]})
+    raw = getattr(probe, "_rawHeaders", None)
+    return isinstance(raw, dict) and raw == {b"X-Probe": [b"1"]}
+
+
+FAST = _has_raw_mapping()
+"""Whether this Twisted's C{Headers} can be filled directly."""
+
+
+def canonical_name(name: bytes) -> bytes:
+    """
+    C{name} capitalised as twisted.web capitalises it (C{content-md5} → C{Content-MD5}).
+
+    @raise twisted.web.http_headers.InvalidHeaderName: C{name} is not a token.
+    """
+    known = _canonical.get(name)
+    if known is not None:
+        return known
+    (known, _), *_ = Headers({name: []}).getAllRawHeaders()
+    if len(_canonical) < _CANONICAL_CACHE_SIZE:
+        # Bounded: the names an upstream may send are not ours to choose.
+        _canonical[name] = known
+    return known
+
+
+def checked_headers(fields: Mapping[bytes, list[bytes]], *, fast: bool = FAST) -> Headers:
+    """
+    C{Headers(fields)}, for names that are tokens and values without CR, LF or NUL.
+
+    The lists in C{fields} are kept, not copied: the caller gives them up.
+    Names may come in any case; two spellings of one name must not both be given.
+    """
+    if not fast:
+        return Headers(fields)
+    headers = Headers()
+    headers._rawHeaders = {canonical_name(name): values for name, values in fields.items()}
+    return headers

@@ -1,0 +1,63 @@
+"""
+Tests for L{twisted_lambdagw.headers}: the same Headers as twisted.web's constructor makes.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers, InvalidHeaderName
+
+from twisted_lambdagw.headers import FAST, TOKEN, canonical_name, checked_headers
+
+_TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+names = st.text(alphabet=_TOKEN_CHARS, min_size=1, max_size=20).map(str.encode)
+values = st.text(st.characters(codec="utf-8", blacklist_characters="\r\n\x00"), max_size=40).map(
+    str.encode
+)
+fields = st.dictionaries(names.map(bytes.lower), st.lists(values, max_size=3), max_size=10)
+
+
+class CheckedHeadersTests(SynchronousTestCase):
+    def test_fast_on_this_twisted(self) -> None:
+        """
+        The installed Twisted keeps its headers as checked_headers fills them.
+
+        If this fails after a Twisted upgrade, the gateway still works (through
+        the public constructor) but has lost the fast path: look at how
+        Headers keeps its fields now.
+        """
+        self.assertTrue(FAST)
+
+    @given(fields)
+    def test_same_as_constructor(self, given_fields: dict[bytes, list[bytes]]) -> None:
+        """
+        Equal to Headers(fields), read by any spelling of each name.
+        """
+        expected = Headers({k: list(v) for k, v in given_fields.items()})
+        for fast in (True, False):
+            made = checked_headers({k: list(v) for k, v in given_fields.items()}, fast=fast)
+            self.assertEqual(made, expected)
+            self.assertEqual(list(made.getAllRawHeaders()), list(expected.getAllRawHeaders()))
+            for name in given_fields:
+                for spelling in (name, name.upper(), name.decode("ascii")):
+                    self.assertEqual(made.getRawHeaders(spelling), expected.getRawHeaders(spelling))
+
+    def test_special_capitalisation(self) -> None:
+        """
+        Names twisted.web capitalises its own way come out its way.
+        """
+        self.assertEqual(canonical_name(b"content-md5"), b"Content-MD5")
+        self.assertEqual(canonical_name(b"etag"), b"ETag")
+        self.assertEqual(canonical_name(b"x-amz-function-error"), b"X-Amz-Function-Error")
+        headers = checked_headers({b"www-authenticate": [b"Basic"]})
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"WWW-Authenticate", [b"Basic"])])
+
+    def test_not_a_token(self) -> None:
+        """
+        A name that is not a token is refused, as twisted.web refuses it.
+        """
+        self.assertIsNone(TOKEN.fullmatch(b"bad name"))
+        self.assertRaises(InvalidHeaderName, canonical_name, b"bad name")
+        self.assertRaises(InvalidHeaderName, checked_headers, {b"x(y)": [b"1"]})

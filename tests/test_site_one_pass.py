@@ -1,0 +1,204 @@
+"""
+The channel's one-pass read of a request head answers exactly as the
+line-at-a-time read does, for plain and broken requests alike.
+
+Each request is sent twice to a fresh L{GatewaySite}: once in a single read
+(the one-pass path, when the head is plain) and once a byte at a time (always
+the line-at-a-time path); what comes back must be the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from twisted_lambdagw.site import GatewayChannel, GatewaySite
+
+REQUEST_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""Each error answer's own id, different in each run."""
+
+
+class Echo(Resource):
+    """
+    Answers with what the request was, as JSON, at once.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        assert request.content is not None
+        document: dict[str, Any] = {
+            "method": request.method.decode("latin-1"),
+            "uri": request.uri.decode("latin-1"),
+            "version": request.clientproto.decode("latin-1"),
+            "headers": sorted(
+                [name.decode("latin-1"), [v.decode("latin-1") for v in values]]
+                for name, values in request.requestHeaders.getAllRawHeaders()
+            ),
+            "body": request.content.read().decode("latin-1"),
+        }
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(document).encode()
+
+
+class CountingChannel(GatewayChannel):
+    """
+    A channel that counts the lines it reads the slow way.
+    """
+
+    lines = 0
+
+    def lineReceived(self, line: bytes) -> None:
+        CountingChannel.lines += 1
+        super().lineReceived(line)
+
+
+def serve(data: bytes, *, byte_at_a_time: bool) -> tuple[bytes, bool]:
+    """
+    What a fresh site answers to C{data}, and whether it closed the connection.
+    """
+    site = GatewaySite(Echo(), reactor=MemoryReactorClock(), max_body_size=64)
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4321))
+    assert protocol is not None
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+    protocol.makeConnection(transport)
+    if byte_at_a_time:
+        for i in range(len(data)):
+            if transport.disconnecting:
+                break  # a TCP transport reads no more once it is closing
+            protocol.dataReceived(data[i : i + 1])
+    else:
+        protocol.dataReceived(data)
+    answer = b"\r\n".join(
+        line for line in transport.value().split(b"\r\n") if not line.startswith(b"Date: ")
+    )
+    answer = REQUEST_ID.sub(b"<request id>", answer)
+    closed = transport.disconnecting
+    protocol.connectionLost(Failure(ConnectionDone()))
+    return answer, closed
+
+
+GOOD_HEADERS = [
+    b"Host: gw",
+    b"X-Spaced:   padded value \t",
+    b"x-lower: v",
+    b"X-Repeated: 1",
+    b"x-repeated: 2",
+    b"Cookie: a=1",
+    b"Connection: close",
+    b"Expect: 100-continue",
+    b"Content-MD5: abc",
+    b"Empty:",
+]
+BAD_HEADERS = [
+    b"No colon here",
+    b" folded continuation",
+    b"Bad Name: x",
+    b"X(y): 1",
+    b": no name",
+    b"X-Bare: a\nb",
+    b"X-Bare-CR: a\rb",
+    b"X-Nul: a\x00b",
+    b"Content-Length: abc",
+    b"Content-Length: 1",
+    b"Content-Length: 100",
+    b"Transfer-Encoding: chunked",
+    b"Transfer-Encoding: gzip",
+    b"X-Latin: caf\xe9",
+]
+GOOD_LINES = (
+    [b"GET", b"POST", b"PUT", b"DELETE", b"get"],
+    [b"/", b"/a/b?c=d&e", b"/%41%zz", b"/lambda/fn/x"],
+    [b"HTTP/1.1", b"HTTP/1.0"],
+)
+BAD_LINES = ([b"G(T", b""], [b"/x\x7fy", b"/caf\xe9", b"", b"/a b"], [b"HTTP/2.0", b"http/1.1"])
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    """
+    A request, half the time one made only of parts twisted.web takes as they are.
+    """
+    plain = draw(st.booleans())
+    parts = [
+        draw(st.sampled_from(good if plain else good + bad))
+        for good, bad in zip(GOOD_LINES, BAD_LINES, strict=True)
+    ]
+    line = b" ".join(parts)
+    choices = GOOD_HEADERS if plain else GOOD_HEADERS + BAD_HEADERS
+    headers = draw(st.lists(st.sampled_from(choices), max_size=6))
+    body = draw(st.binary(max_size=80))
+    if draw(st.booleans()):
+        headers.append(b"Content-Length: %d" % len(body))
+    elif body and draw(st.booleans()):
+        headers.append(b"Transfer-Encoding: chunked")
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    prefix = b"\r\n" if not plain and draw(st.integers(0, 9)) == 0 else b""
+    return prefix + b"\r\n".join([line, *headers]) + b"\r\n\r\n" + body
+
+
+class SamePathsTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(requests(), min_size=1, max_size=3))
+    def test_one_read_answers_as_byte_at_a_time(self, sent: list[bytes]) -> None:
+        """
+        Any request, or pipelined requests, get the same answer however the bytes arrive.
+        """
+        data = b"".join(sent)
+        self.assertEqual(serve(data, byte_at_a_time=False), serve(data, byte_at_a_time=True), data)
+
+    def test_limits_are_the_same(self) -> None:
+        """
+        At and past the header count and head size limits, the same answers.
+        """
+        many = b"".join(b"X-%d: v\r\n" % i for i in range(100))
+        big = b"X-Big: " + b"x" * (32 * 1024 - 100)
+        for head in [
+            b"GET / HTTP/1.1\r\n" + many,
+            b"GET / HTTP/1.1\r\n" + many + b"X-One-More: v\r\n",
+            b"GET / HTTP/1.1\r\n" + big[:-40] + b"\r\n",
+            b"GET / HTTP/1.1\r\n" + big + b"\r\n",
+            b"GET /" + b"a" * (32 * 1024) + b" HTTP/1.1\r\n",
+        ]:
+            data = head + b"\r\n"
+            self.assertEqual(
+                serve(data, byte_at_a_time=False), serve(data, byte_at_a_time=True), head[:40]
+            )
+
+    def test_plain_head_is_read_in_one_pass(self) -> None:
+        """
+        Plain requests, each in one read on a kept-alive connection, never go
+        through lineReceived, and are answered.
+        """
+        site = GatewaySite(Echo(), reactor=MemoryReactorClock())
+        site.protocol = lambda: CountingChannel(site.header_timeout, site.reactor)  # type: ignore[method-assign, assignment, return-value]
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4321))
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        CountingChannel.lines = 0
+        body = b'{"a": 1}'
+        protocol.dataReceived(
+            b"POST /x?y=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        protocol.dataReceived(b"GET /second HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertEqual(CountingChannel.lines, 0)
+        answers = transport.value().split(b"HTTP/1.1 200 OK")
+        self.assertEqual(len(answers), 3, transport.value())
+        first = json.loads(answers[1].split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(first["uri"], "/x?y=1")
+        self.assertEqual(first["body"], '{"a": 1}')
+        self.assertEqual(first["headers"], [["Content-Length", ["8"]], ["Host", ["gw"]]])
+        self.assertIn(b'"uri": "/second"', answers[2])
+        self.assertFalse(transport.disconnecting)

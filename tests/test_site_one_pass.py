@@ -1,6 +1,7 @@
 """
-The channel's one-pass read of a request head answers exactly as the
-line-at-a-time read does, for plain and broken requests alike.
+The channel's short cuts give twisted.web's results: its one-pass read of a
+request head answers exactly as the line-at-a-time read does, for plain and
+broken requests alike, and its response head is the same bytes.
 
 Each request is sent twice to a fresh L{GatewaySite}: once in a single read
 (the one-pass path, when the head is plain) and once a byte at a time (always
@@ -20,6 +21,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -202,3 +205,25 @@ class SamePathsTests(SynchronousTestCase):
         self.assertEqual(first["headers"], [["Content-Length", ["8"]], ["Host", ["gw"]]])
         self.assertIn(b'"uri": "/second"', answers[2])
         self.assertFalse(transport.disconnecting)
+
+
+class HeadWriteTests(SynchronousTestCase):
+    def test_same_bytes_in_one_write(self) -> None:
+        """
+        A response head goes out as twisted.web's HTTPChannel writes it, in one write.
+        """
+        headers = Headers({b"Content-Type": [b"application/json"], b"Set-Cookie": [b"a", b"b"]})
+        written = []
+        for channel in (GatewayChannel(), HTTPChannel()):
+            transport = StringTransport()
+            writes: list[bytes] = []
+            transport.write = writes.append  # type: ignore[method-assign]
+            transport.writeSequence = writes.extend  # type: ignore[method-assign]
+            channel.makeConnection(transport)
+            channel.writeHeaders(b"HTTP/1.1", b"200", b"OK", headers)
+            written.append(writes)
+            channel.connectionLost(Failure(ConnectionDone()))
+        ours, theirs = written
+        self.assertEqual(len(ours), 1)
+        self.assertEqual(ours[0], b"".join(theirs))
+        self.assertIn(b"Set-Cookie: a\r\nSet-Cookie: b\r\n", ours[0])

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
+from twisted_lambdagw import headers as headers_module
 from twisted_lambdagw.headers import FAST, TOKEN, canonical_name, checked_headers
 
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -61,3 +62,14 @@ class CheckedHeadersTests(SynchronousTestCase):
         self.assertIsNone(TOKEN.fullmatch(b"bad name"))
         self.assertRaises(InvalidHeaderName, canonical_name, b"bad name")
         self.assertRaises(InvalidHeaderName, checked_headers, {b"x(y)": [b"1"]})
+
+    def test_long_names_not_kept(self) -> None:
+        """
+        A name too long for the cache is still capitalised, and not kept.
+        """
+        name = b"x-" + b"a" * 200
+        self.assertEqual(canonical_name(name), b"X-" + b"A" + b"a" * 199)
+        self.assertNotIn(name, headers_module._canonical)
+        short = b"x-kept-name"
+        canonical_name(short)
+        self.assertIn(short, headers_module._canonical)

@@ -26,6 +26,7 @@ TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An HTTP field name (RFC 9110 section 5.1)."""
 
 _CANONICAL_CACHE_SIZE = 1000
+_CACHED_NAME_LENGTH = 64
 _canonical: dict[bytes, bytes] = {}
 
 
@@ -49,8 +50,9 @@ def canonical_name(name: bytes) -> bytes:
     if known is not None:
         return known
     (known, _), *_ = Headers({name: []}).getAllRawHeaders()
-    if len(_canonical) < _CANONICAL_CACHE_SIZE:
-        # Bounded: the names an upstream may send are not ours to choose.
+    if len(_canonical) < _CANONICAL_CACHE_SIZE and len(name) <= _CACHED_NAME_LENGTH:
+        # Bounded in count and size: the names clients and upstreams send
+        # are not ours to choose.
         _canonical[name] = known
     return known
 

@@ -10,7 +10,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
 from twisted_lambdagw import headers as headers_module
-from twisted_lambdagw.headers import FAST, TOKEN, canonical_name, checked_headers
+from twisted_lambdagw.headers import (
+    FAST,
+    TOKEN,
+    BadHead,
+    canonical_name,
+    checked_headers,
+    head_lines,
+    read_fields,
+)
 
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 names = st.text(alphabet=_TOKEN_CHARS, min_size=1, max_size=20).map(str.encode)
@@ -73,3 +81,23 @@ class CheckedHeadersTests(SynchronousTestCase):
         short = b"x-kept-name"
         canonical_name(short)
         self.assertIn(short, headers_module._canonical)
+
+
+class ReadHeadTests(SynchronousTestCase):
+    def test_fields(self) -> None:
+        """
+        Names lower-cased, repeated names kept in order, values stripped of spaces and tabs.
+        """
+        lines = head_lines(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a:\t2 \r\nEmpty:")
+        self.assertEqual(lines[0], b"HTTP/1.1 200 OK")
+        self.assertEqual(read_fields(lines[1:]), {b"x-a": [b"1", b"2"], b"empty": [b""]})
+
+    def test_refused(self) -> None:
+        """
+        Bare CR, LF or NUL, and lines that are not a token, a colon and a value.
+        """
+        for head in (b"A: 1\nB: 2", b"A: 1\rB: 2", b"A: \x00"):
+            self.assertRaises(BadHead, head_lines, head)
+        for line in (b" folded: x", b"No colon", b": empty name", b"Bad Name: x"):
+            error = self.assertRaises(BadHead, read_fields, [b"X: 1", line])
+            self.assertIn("bad header line", str(error))

@@ -11,6 +11,10 @@ keeps (its documented C{_rawHeaders}) in one step, with the names in the
 capitalisation twisted.web gives them, asked of twisted.web once per name.
 The result is equal to C{Headers(fields)}: the tests hold it to that.
 
+L{head_lines} and L{read_fields} read a head that strictly, for the
+gateway's two HTTP/1.1 parsers (request heads in L{twisted_lambdagw.site},
+Invoke answers in L{twisted_lambdagw.keepalive}).
+
 If the installed Twisted keeps its headers some other way, L{FAST} is false
 and the public constructor is used.
 """
@@ -18,7 +22,7 @@ and the public constructor is used.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from twisted.web.http_headers import Headers
 
@@ -28,6 +32,47 @@ TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CANONICAL_CACHE_SIZE = 1000
 _CACHED_NAME_LENGTH = 64
 _canonical: dict[bytes, bytes] = {}
+
+
+class BadHead(ValueError):
+    """
+    An HTTP head this module will not read; the message says what is wrong.
+    """
+
+
+def head_lines(head: bytes) -> list[bytes]:
+    """
+    The lines of an HTTP head (without its closing empty line), split on CRLF.
+
+    @raise BadHead: a CR or LF not part of a CRLF, or a NUL.
+    """
+    lines = head.split(b"\r\n")
+    breaks = len(lines) - 1
+    if head.count(b"\r") != breaks or head.count(b"\n") != breaks or b"\x00" in head:
+        raise BadHead("bare CR, LF or NUL in the head")
+    return lines
+
+
+def read_fields(lines: Iterable[bytes]) -> dict[bytes, list[bytes]]:
+    """
+    Header lines as fields: lower-case names, values without surrounding spaces and tabs.
+
+    The result suits L{checked_headers} when the lines came from L{head_lines}.
+
+    @raise BadHead: a line that is not a token, a colon and a value.
+    """
+    fields: dict[bytes, list[bytes]] = {}
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):
+            raise BadHead(f"bad header line {line[:100]!r}")
+        key = name.lower()
+        values = fields.get(key)
+        if values is None:
+            fields[key] = [value.strip(b" \t")]
+        else:
+            values.append(value.strip(b" \t"))
+    return fields
 
 
 def _has_raw_mapping() -> bool:

@@ -55,7 +55,7 @@ from twisted.web.iweb import (
 from zope.interface import implementer
 
 from .deadlines import Deadline, Deadlines
-from .headers import TOKEN, checked_headers
+from .headers import BadHead, checked_headers, head_lines, read_fields
 
 MAX_HEAD_BYTES = 64 * 1024
 """The longest response head (status line and headers) read; longer is an error."""
@@ -445,10 +445,10 @@ class _Connection(Protocol):
             waiting.callback(response)
 
     def _parse_head(self, head: bytes) -> _Response | None:
-        lines = head.split(b"\r\n")
-        breaks = len(lines) - 1
-        if head.count(b"\r") != breaks or head.count(b"\n") != breaks or b"\x00" in head:
-            raise BadResponse("bare CR, LF or NUL in the response head")
+        try:
+            lines = head_lines(head)
+        except BadHead as e:
+            raise BadResponse(f"{e} of the response") from None
         version, _, rest = lines[0].partition(b" ")
         code_text = rest[:3]
         if (
@@ -459,17 +459,10 @@ class _Connection(Protocol):
         ):
             raise BadResponse(f"bad status line {lines[0][:100]!r}")
         code = int(code_text)
-        fields: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not TOKEN.fullmatch(name):
-                raise BadResponse(f"bad header line {line[:100]!r}")
-            key = name.lower()
-            values = fields.get(key)
-            if values is None:
-                fields[key] = [value.strip(b" \t")]
-            else:
-                values.append(value.strip(b" \t"))
+        try:
+            fields = read_fields(lines[1:])
+        except BadHead as e:
+            raise BadResponse(str(e)) from None
         if 100 <= code < 200:
             if code == 101:
                 raise BadResponse("the server switched protocols")

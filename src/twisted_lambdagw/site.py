@@ -37,7 +37,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from .headers import TOKEN, checked_headers
+from .headers import BadHead, checked_headers, head_lines, read_fields
 from .request import DEFAULT_MAX_BODY_SIZE, request_factory
 
 MAX_HEADER_FIELDS = 100
@@ -219,30 +219,14 @@ class GatewayChannel(HTTPChannel):
         end = data.find(b"\r\n\r\n")
         if end <= 0 or end + 4 > self.max_head_bytes:
             return False
-        head = data[:end]
-        lines = head.split(b"\r\n")
-        breaks = len(lines) - 1
-        if (
-            breaks > self.max_header_fields
-            or head.count(b"\r") != breaks
-            or head.count(b"\n") != breaks
-            or b"\x00" in head
-        ):
-            return False
-        request_line = _REQUEST_LINE.fullmatch(lines[0])
-        if request_line is None:
-            return False
-        fields: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not TOKEN.fullmatch(name):
+        try:
+            lines = head_lines(data[:end])
+            request_line = _REQUEST_LINE.fullmatch(lines[0])
+            if request_line is None or len(lines) - 1 > self.max_header_fields:
                 return False
-            key = name.lower()
-            values = fields.get(key)
-            if values is None:
-                fields[key] = [value.strip(b" \t")]
-            else:
-                values.append(value.strip(b" \t"))
+            fields = read_fields(lines[1:])
+        except BadHead:
+            return False
         length = fields.get(b"content-length")
         if length is not None and (len(length) > 1 or not length[0].isdigit()):
             return False

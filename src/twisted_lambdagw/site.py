@@ -16,6 +16,12 @@ that limit but over L{twisted_lambdagw.resource.MAX_URI_LENGTH} gets its 414
 from the resource.)  Header values with CR, LF or NUL are refused by
 twisted.web itself with a 400.
 
+Most requests arrive with their whole head in one read; such a head, when
+twisted.web would take it as it is, is read in one pass instead of a line
+at a time, and each response head leaves in one write (see
+L{GatewayChannel._head_at_once}).  Anything unusual goes through
+twisted.web's own parser, so its answers to bad requests are unchanged.
+
 HTTP/2 connections, negotiated by ALPN, are served by Twisted's H2Connection
 instead: the idle timeout applies to them, and h2 enforces its own framing.
 """
@@ -37,7 +43,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from .headers import BadHead, checked_headers, head_lines, read_fields
+from .headers import TOKEN, BadHead, checked_headers, head_lines, read_fields
 from .request import DEFAULT_MAX_BODY_SIZE, request_factory
 
 MAX_HEADER_FIELDS = 100
@@ -49,7 +55,7 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 _SLACK = 1e-9
 """Seconds a deadline may be met early by: floating-point sums of times."""
 
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) (HTTP/1\.[01])")
+_REQUEST_LINE = re.compile(b"(" + TOKEN.pattern + rb") ([\x21-\x7e]+) (HTTP/1\.[01])")
 """A request line twisted.web takes as it is (it takes a few more, the slow way)."""
 
 _ONE_PASS = all(

@@ -1328,7 +1328,8 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
         f"Gateway code as of {meta['gateway_rev']}.",
         "",
         f"`{meta['command']}` on {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['kernel']},"
-        f" Python {meta['python']}, Twisted {meta['twisted']}, {meta['wrk']}, {meta['nginx']};"
+        f" Python {meta['python']} ({meta.get('interpreter', '?')}), Twisted {meta['twisted']},"
+        f" {meta['wrk']}, {meta['nginx']};"
         f" open files limit {meta['fd_limit']}{QUICK_NOTE if meta['quick'] else ''}.",
         "",
         "CPU and RSS are the server under test's (the fake's own for the fake rows), summed"
@@ -1397,6 +1398,22 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
     return "\n".join(lines)
 
 
+def interpreter() -> str:
+    """
+    Which CPython build runs the Python rows: the same version built two ways
+    differs by a fifth in CPU per request here (a distribution's build, optimised
+    with profile feedback and link-time optimisation and with libpython linked
+    into the executable, against pyenv's default build, neither, with
+    libpython as a shared library), so a result names its build.
+    """
+    executable = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    shared = "?"
+    with contextlib.suppress(OSError):
+        maps = Path("/proc/self/maps").read_text()
+        shared = "libpython shared" if "libpython" in maps else "libpython linked in"
+    return f"{executable}, {shared}"
+
+
 def metadata(quick: bool, fd_limit: int, tools: Tools) -> dict[str, Any]:
     def first_line(argv: list[str]) -> str:
         out = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -1423,6 +1440,7 @@ def metadata(quick: bool, fd_limit: int, tools: Tools) -> dict[str, Any]:
         "cpu_model": model,
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "interpreter": interpreter(),
         "twisted": twisted_version,
         "wrk": first_line([tools.wrk, "-v"]).split(" [")[0],
         "nginx": first_line([tools.nginx, "-v"]).removeprefix("nginx version: "),

@@ -708,7 +708,8 @@ class _Response:
         self.length = length
         self.request = request
         self._transport = _BodyTransport(connection)
-        self._pieces: list[bytes] = []
+        # What arrived before deliverBody; None once delivered.
+        self._pieces: list[bytes] | None = []
         self._reader: Protocol | None = None
         self._ended: Failure | None = None
 
@@ -720,7 +721,7 @@ class _Response:
             raise RuntimeError("a response body can be delivered once")
         protocol.makeConnection(self._transport)
         pieces = self._pieces
-        self._pieces = None  # type: ignore[assignment]
+        self._pieces = None
         for piece in pieces:
             protocol.dataReceived(piece)
         if self._ended is not None:
@@ -734,7 +735,7 @@ class _Response:
             return
         if self._reader is not None:
             self._reader.dataReceived(data)
-        else:
+        elif self._pieces is not None:
             self._pieces.append(data)
 
     def _end(self, reason: Failure) -> None:

@@ -1328,7 +1328,7 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
         f"Gateway code as of {meta['gateway_rev']}.",
         "",
         f"`{meta['command']}` on {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['kernel']},"
-        f" Python {meta['python']} ({meta.get('interpreter', '?')}), Twisted {meta['twisted']},"
+        f" Python {meta['python']} ({meta['interpreter']}), Twisted {meta['twisted']},"
         f" {meta['wrk']}, {meta['nginx']};"
         f" open files limit {meta['fd_limit']}{QUICK_NOTE if meta['quick'] else ''}.",
         "",
@@ -1400,11 +1400,11 @@ def render(results: Sequence[Result], meta: Mapping[str, Any], gateway_config: s
 
 def interpreter() -> str:
     """
-    Which CPython build runs the Python rows: the same version built two ways
-    differs by a fifth in CPU per request here (a distribution's build, optimised
-    with profile feedback and link-time optimisation and with libpython linked
-    into the executable, against pyenv's default build, neither, with
-    libpython as a shared library), so a result names its build.
+    Which CPython build runs the Python rows.  Two builds of one version differ
+    here by about a fifth in CPU per request (Debian's, with profile-guided and
+    link-time optimisation and libpython linked into the executable, against
+    pyenv's default, with neither and libpython shared), so a result names its
+    build.
     """
     executable = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     shared = "?"

@@ -1,7 +1,7 @@
 """
 The channel's short cuts give twisted.web's results: its one-pass read of a
 request head answers exactly as the line-at-a-time read does, for plain and
-broken requests alike, and its response head is the same bytes.
+broken requests alike, and its response head is the same bytes, written with the body's first bytes.
 
 Each request is sent twice to a fresh L{GatewaySite}: once in a single read
 (the one-pass path, when the head is plain) and once a byte at a time (always
@@ -24,7 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from twisted_lambdagw.site import GatewayChannel, GatewaySite
 
@@ -227,3 +227,116 @@ class HeadWriteTests(SynchronousTestCase):
         self.assertEqual(len(ours), 1)
         self.assertEqual(ours[0], b"".join(theirs))
         self.assertIn(b"Set-Cookie: a\r\nSet-Cookie: b\r\n", ours[0])
+
+
+class Answers(Resource):
+    """
+    Answers as the path says: a body, none, a chunked body, or a head alone, the rest later.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[Request] = []
+
+    def render(self, request: Request) -> bytes | int:
+        path = request.path
+        if path == b"/body":
+            request.setHeader(b"content-length", b"5")
+            return b"hello"
+        if path == b"/empty":
+            return b""
+        if path == b"/no-content":
+            request.setResponseCode(204)
+            return b""
+        if path == b"/chunked":
+            request.write(b"first")
+            request.write(b"second")
+            request.finish()
+            return NOT_DONE_YET
+        request.write(b"")  # /later: the head now, the body when it comes
+        self.open.append(request)
+        return NOT_DONE_YET
+
+
+class ResponseWriteTests(SynchronousTestCase):
+    """
+    A response's head leaves with its body's first bytes, in one write, and
+    never waits for a write that may not come.
+    """
+
+    def serve(self, request: bytes, site: Site | None = None) -> tuple[list[bytes], Answers]:
+        """
+        The writes a site's connection makes while it answers C{request}.
+        """
+        resource = Answers()
+        if site is None:
+            site = GatewaySite(resource, reactor=MemoryReactorClock())
+        else:
+            site.resource = resource
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4321))
+        assert protocol is not None
+        transport = StringTransport()
+        writes: list[bytes] = []
+        transport.write = writes.append  # type: ignore[method-assign]
+        transport.writeSequence = writes.extend  # type: ignore[method-assign]
+        protocol.makeConnection(transport)
+        protocol.dataReceived(request)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        return writes, resource
+
+    def test_head_and_body_in_one_write(self) -> None:
+        writes, _ = self.serve(b"GET /body HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertEqual(len(writes), 1, writes)
+        self.assertTrue(writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), writes)
+        self.assertIn(b"Content-Length: 5\r\n", writes[0])
+        self.assertTrue(writes[0].endswith(b"\r\n\r\nhello"), writes)
+
+    def test_head_without_a_body(self) -> None:
+        """
+        No body to wait for (HEAD, 204, an empty one): the head leaves alone, at once.
+        """
+        for request, status in [
+            (b"HEAD /body HTTP/1.1\r\nHost: gw\r\n\r\n", b"200"),
+            (b"GET /no-content HTTP/1.1\r\nHost: gw\r\n\r\n", b"204"),
+            (b"GET /empty HTTP/1.1\r\nHost: gw\r\n\r\n", b"200"),
+        ]:
+            writes, _ = self.serve(request)
+            self.assertEqual(len(writes), 1, (request, writes))
+            self.assertTrue(writes[0].startswith(b"HTTP/1.1 " + status), writes)
+            self.assertTrue(writes[0].endswith(b"\r\n\r\n"), writes)
+
+    def test_chunked_head_with_first_chunk(self) -> None:
+        writes, _ = self.serve(b"GET /chunked HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertTrue(writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), writes)
+        self.assertIn(b"Transfer-Encoding: chunked\r\n", writes[0])
+        self.assertTrue(writes[0].endswith(b"\r\n\r\n5\r\nfirst\r\n"), writes)
+        self.assertEqual(b"".join(writes[1:]), b"6\r\nsecond\r\n0\r\n\r\n")
+
+    def test_head_sent_before_a_later_body(self) -> None:
+        """
+        A head written on its own (a stream's, before its first event) is sent
+        when it is written, not held until the body comes.
+        """
+        writes, resource = self.serve(b"GET /later HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertEqual(len(writes), 1, writes)
+        self.assertTrue(writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), writes)
+        self.assertTrue(writes[0].endswith(b"\r\n\r\n"), writes)
+        [request] = resource.open
+        request.write(b"event")
+        request.finish()
+        self.assertEqual(b"".join(writes[1:]), b"5\r\nevent\r\n0\r\n\r\n")
+
+    def test_other_request_factories(self) -> None:
+        """
+        An embedder's own request class, which does not send held heads, gets
+        its head written at once, as twisted.web writes it.
+        """
+        site = GatewaySite(Resource(), reactor=MemoryReactorClock())
+        site.requestFactory = Request
+        writes, _ = self.serve(b"GET /body HTTP/1.1\r\nHost: gw\r\n\r\n", site)
+        self.assertEqual(len(writes), 2, writes)
+        self.assertIn(b"Content-Length: 5\r\n", writes[0])
+        self.assertTrue(writes[0].endswith(b"\r\n\r\n"), writes)
+        self.assertEqual(writes[1], b"hello")

@@ -15,7 +15,8 @@ for exactly that.  treq stays the client the invoker calls (its
 C{HTTPClient} over this agent builds the headers, asks for gzip, decodes,
 wraps the response); what changes is below it:
 
-  - the whole request (head and body) leaves in one write;
+  - the whole request (head and body) leaves in one write, sent at once
+    rather than on the reactor's next turn (L{send_now});
   - the answer's head is parsed in one pass once it is all in, and a body
     that came in the same read is handed over without pausing the socket;
   - connections are kept per (scheme, host, port) and reused last-in
@@ -56,6 +57,7 @@ from zope.interface import implementer
 
 from .deadlines import Deadline, Deadlines
 from .headers import BadHead, checked_headers, head_lines, read_fields
+from .sending import send_now
 
 MAX_HEAD_BYTES = 64 * 1024
 """The longest response head (status line and headers) read; longer is an error."""
@@ -358,7 +360,7 @@ class _Connection(Protocol):
         waiting: Deferred[IResponse] = Deferred(self._cancel)
         self._waiting = waiting
         assert self.transport is not None
-        self.transport.write(data)
+        send_now(self.transport, data)
         return waiting
 
     def expire(self) -> None:

@@ -73,6 +73,14 @@ class GatewayRequest(Request):
             return
         super().handleContentChunk(data)
 
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        # The gateway's channel holds a response head to send it with the
+        # body's first bytes; if none came with this write, the head goes now.
+        channel: Any = self.channel
+        if getattr(channel, "held_head", None):
+            channel.send_held_head()
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._received = True
         super().requestReceived(command, path, version)

@@ -18,9 +18,11 @@ twisted.web itself with a 400.
 
 Most requests arrive with their whole head in one read; such a head, when
 twisted.web would take it as it is, is read in one pass instead of a line
-at a time, and each response head leaves in one write (see
-L{GatewayChannel._head_at_once}).  Anything unusual goes through
-twisted.web's own parser, so its answers to bad requests are unchanged.
+at a time (see L{GatewayChannel._head_at_once}).  Anything unusual goes
+through twisted.web's own parser, so its answers to bad requests are
+unchanged.  Each response head leaves in one write with the body's first
+bytes, sent at once rather than on the reactor's next turn (see
+L{GatewayChannel.writeHeaders}).
 
 HTTP/2 connections, negotiated by ALPN, are served by Twisted's H2Connection
 instead: the idle timeout applies to them, and h2 enforces its own framing.
@@ -44,7 +46,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from .headers import TOKEN, BadHead, checked_headers, head_lines, read_fields
-from .request import DEFAULT_MAX_BODY_SIZE, request_factory
+from .request import DEFAULT_MAX_BODY_SIZE, GatewayRequest, request_factory
+from .sending import send_now
 
 MAX_HEADER_FIELDS = 100
 """Header lines one request may send (Apache's LimitRequestFields)."""
@@ -108,6 +111,7 @@ class GatewayChannel(HTTPChannel):
         self._head_lines = 0
         self._head_bytes = 0
         self._refused = False
+        self._requests_release: bool | None = None
         self._secure: tuple[object, bool] | None = None
         """The transport L{isSecure} last looked at, and its answer."""
 
@@ -292,9 +296,21 @@ class GatewayChannel(HTTPChannel):
         self._cancel_header_timer()
         super().allHeadersReceived()
 
+    # A response leaves in one send: twisted.web's Request.write writes the
+    # head (writeHeaders) and then the body's first bytes (write, or
+    # writeSequence when chunked), and the head is held in between.  Whatever
+    # that Request.write call did not send with a body, it sends at its end
+    # (GatewayRequest.write calls send_held_head), so a head never waits for
+    # a later write.  Together they are a whole message: sent at once
+    # (send_now), not queued for the reactor's next turn.  Later writes, a
+    # streamed body's, are queued as usual.
+
+    held_head = b""
+    """A response head written and not yet sent."""
+
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
-        # As twisted.web writes a response head, in one write: its
-        # writeSequence checks each of the ~30 pieces in a Python call.
+        # Built here rather than by twisted.web's writeSequence of the ~30
+        # pieces, which checks each in a Python call.
         if not isinstance(headers, Headers) or self.transport is None:
             super().writeHeaders(version, code, reason, headers)
             return
@@ -303,7 +319,45 @@ class GatewayChannel(HTTPChannel):
             for value in values:
                 head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")
-        self.transport.write(b"".join(head))
+        if self._releases_heads():
+            self.held_head = b"".join(head)
+        else:
+            self.transport.write(b"".join(head))
+
+    def _releases_heads(self) -> bool:
+        # Only a GatewayRequest sends a held head at the end of its write; an
+        # embedder's own request factory gets its head written at once.
+        releases = self._requests_release
+        if releases is None:
+            factory = self.requestFactory
+            releases = isinstance(factory, type) and issubclass(factory, GatewayRequest)
+            self._requests_release = releases
+        return releases
+
+    def write(self, data: bytes) -> None:
+        head = self.held_head
+        if head:
+            self.held_head = b""
+            send_now(self.transport, head + data)
+        else:
+            super().write(data)
+
+    def writeSequence(self, iovec: Any) -> None:
+        head = self.held_head
+        if head:
+            self.held_head = b""
+            send_now(self.transport, b"".join([head, *iovec]))
+        else:
+            super().writeSequence(iovec)
+
+    def send_held_head(self) -> None:
+        """
+        Send the response head if it is still held: no body came with it.
+        """
+        head = self.held_head
+        if head:
+            self.held_head = b""
+            send_now(self.transport, head)
 
     def requestDone(self, request: Any) -> None:
         # Set before the base class replays pipelined bytes, which may hold

@@ -28,7 +28,7 @@ from twisted_lambdagw.auth import (
 )
 from twisted_lambdagw.config import ConfigError
 from twisted_lambdagw.formats import httpjson
-from twisted_lambdagw.messages import IncomingRequest, Reply
+from twisted_lambdagw.messages import NOT_PARSED, IncomingRequest, Reply
 from twisted_lambdagw.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
 
@@ -263,8 +263,8 @@ class RecordingFormat:
         self.requests.append(request)
         return httpjson.build(request)
 
-    def parse(self, payload: bytes) -> Reply:
-        return httpjson.parse(payload)
+    def parse(self, payload: bytes, document: object = NOT_PARSED) -> Reply:
+        return httpjson.parse(payload, document)
 
 
 class GuardedRouteTests(SynchronousTestCase):

@@ -26,6 +26,7 @@ from twisted.web.http_headers import Headers
 from twisted_lambdagw.aws import AWSInvoker, CredentialSource
 from twisted_lambdagw.errors import InvokeFailed, Throttled
 from twisted_lambdagw.invoker import InvokeCall, InvokeResult
+from twisted_lambdagw.messages import NOT_PARSED
 from twisted_lambdagw.testing import FakeContext, FakeLambda, RawResponse
 
 from .gateway_fixtures import FakeAWSGateway
@@ -365,6 +366,28 @@ class ResultTests(SynchronousTestCase):
         for body in [b'"text"', b"42", b"null", b"[1]", b' {"a": 1}\n']:
             h = Harness([RawResponse(200, body)])
             self.assertEqual(self.successResultOf(h.invoke()).payload, body)
+
+    def test_parsed_document_is_passed_on(self) -> None:
+        """
+        A synchronous result is parsed once, by the check: the document goes
+        with it, for the format to read instead of the bytes.
+        """
+        for body in [b'{"statusCode": 201, "body": "x"}', b'"text"', b"null", b" [1]\n"]:
+            h = Harness([RawResponse(200, body)])
+            result = self.successResultOf(h.invoke())
+            self.assertEqual(result.document, json.loads(body))
+            self.assertIsNot(result.document, NOT_PARSED)
+
+    def test_not_parsed_when_not_checked(self) -> None:
+        """
+        A function error's payload is not parsed (it need not be JSON); an
+        asynchronous call's is not either.
+        """
+        h = Harness([RawResponse(200, b"{}", {"X-Amz-Function-Error": "Unhandled"})])
+        self.assertIs(self.successResultOf(h.invoke()).document, NOT_PARSED)
+        h = Harness([RawResponse(202, b"")])
+        result = self.successResultOf(h.invoke(invocation_type="Event"))
+        self.assertIs(result.document, NOT_PARSED)
 
     def test_function_error_with_any_payload(self) -> None:
         """

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from twisted_lambdagw.errors import MalformedReply
 from twisted_lambdagw.formats import FORMATS, EventFormat
 from twisted_lambdagw.formats._common import NOT_FROM_FUNCTION
-from twisted_lambdagw.messages import IncomingRequest, Reply
+from twisted_lambdagw.messages import NOT_PARSED, IncomingRequest, Reply
 
 from .request_factory import make_request
 
@@ -231,3 +231,53 @@ class ReplyRobustnessTests:
                 reply_of(fmt, good)
         with pytest.raises(MalformedReply):
             reply_of(fmt, {"statusCode": 200, "headers": {"x-a": value + bad + value}})
+
+
+reply_documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "statusCode": st.integers(200, 599) | st.integers(100, 700) | st.text(max_size=3),
+        "headers": st.dictionaries(header_names, header_values | st.integers(), max_size=3),
+        "multiValueHeaders": st.dictionaries(header_names, st.lists(header_values), max_size=3),
+        "cookies": st.lists(cookie_values, max_size=2),
+        "body": st.text(max_size=10) | st.none() | st.integers(),
+        "isBase64Encoded": st.booleans() | st.none(),
+        "type": st.sampled_from(["HTTPJSON-REP", "HTTPJSON-REP", "other"]),
+        "meta": st.fixed_dictionaries(
+            {},
+            optional={
+                "status": st.integers(200, 599) | st.integers(100, 700),
+                "headers": st.dictionaries(header_names, st.lists(header_values), max_size=2)
+                | json_values,
+            },
+        ),
+        "bodyEncoding": st.sampled_from(["", "base64", "gzip"]),
+    },
+)
+
+
+def parsed_either_way(fmt: EventFormat, payload: bytes, document: object) -> tuple[object, ...]:
+    """
+    What C{fmt} makes of C{payload}, from its bytes and from its document.
+    """
+    answers: list[object] = []
+    for parsed in (NOT_PARSED, document):
+        try:
+            answers.append(fmt.parse(payload, parsed))
+        except MalformedReply as error:
+            answers.append(("MalformedReply", error.detail))
+    return tuple(answers)
+
+
+class ParsedDocumentTests:
+    @pytest.mark.parametrize("name", sorted(FORMATS))
+    @settings(derandomize=True, database=None, deadline=None, max_examples=200)
+    @given(value=reply_documents | json_values, spaces=st.sampled_from(["", " ", "\n\t "]))
+    def test_same_reply_from_the_document(self, name: str, value: object, spaces: str) -> None:
+        """
+        A result parsed once already (by the AWS invoker) gives the same reply,
+        or the same refusal, as its bytes parsed by the format.
+        """
+        payload = (spaces + json.dumps(value) + spaces).encode("utf-8")
+        from_bytes, from_document = parsed_either_way(FORMATS[name], payload, json.loads(payload))
+        assert from_document == from_bytes

@@ -59,6 +59,7 @@ from .credentials import CredentialSource, RunInThread
 from .errors import InvokeFailed
 from .headers import checked_headers
 from .invoker import InvokeCall, InvokeResult
+from .messages import NOT_PARSED
 from .upstream import NO_COOKIES, PreparedURL, ReplyTooLarge, read_body
 
 __all__ = [
@@ -508,40 +509,45 @@ class AWSInvoker:
 
     def _result(self, call: InvokeCall, response: IResponse, body: bytes) -> InvokeResult:
         headers = response.headers
-        result = InvokeResult(
-            payload=body,
-            status=response.code,
-            function_error=header(headers, b"x-amz-function-error"),
-            aws_request_id=header(headers, b"x-amzn-requestid"),
-            executed_version=header(headers, b"x-amz-executed-version"),
-            log_result=header(headers, b"x-amz-log-result"),
-        )
-        if result.function_error is not None:
-            tail = decode_log_tail(result.log_result)
+        function_error = header(headers, b"x-amz-function-error")
+        aws_request_id = header(headers, b"x-amzn-requestid")
+        log_result = header(headers, b"x-amz-log-result")
+        document: object = NOT_PARSED
+        if function_error is not None:
+            tail = decode_log_tail(log_result)
             if tail is not None:
                 self.log.warn(
                     "function {function} failed ({kind}); its log ends with:\n{log_tail}",
                     function=call.function,
-                    kind=result.function_error,
+                    kind=function_error,
                     log_tail=tail,
-                    aws_request_id=result.aws_request_id,
+                    aws_request_id=aws_request_id,
                     request_id=call.request_id,
                 )
         elif call.invocation_type == "RequestResponse" and response.code == 200:
-            problem = _not_json(body)
+            # Parsed here once: the format reads the document, not the bytes again.
+            problem, document = _json_document(body)
             if problem is not None:
                 self.log.warn(
                     "Lambda answered {function} with {problem} (aws_request_id={aws_request_id})",
                     function=call.function,
                     problem=problem,
-                    aws_request_id=result.aws_request_id,
+                    aws_request_id=aws_request_id,
                     request_id=call.request_id,
                 )
                 raise InvokeFailed(
                     detail=f"{call.function}: 200 with {problem}",
-                    aws_request_id=result.aws_request_id,
+                    aws_request_id=aws_request_id,
                 )
-        return result
+        return InvokeResult(
+            payload=body,
+            status=response.code,
+            function_error=function_error,
+            aws_request_id=aws_request_id,
+            executed_version=header(headers, b"x-amz-executed-version"),
+            log_result=log_result,
+            document=document,
+        )
 
 
 def _give_back(limit: ConnectionLimit, error: BaseException) -> None:
@@ -556,14 +562,13 @@ def _give_back(limit: ConnectionLimit, error: BaseException) -> None:
         limit.release()
 
 
-def _not_json(body: bytes) -> str | None:
+def _json_document(body: bytes) -> tuple[str | None, object]:
     """
-    Why a synchronous result is not a JSON document, or None when it is one.
+    A synchronous result's JSON document, or why it is not one.
     """
     if not body.strip():
-        return "an empty body"
+        return "an empty body", None
     try:
-        json.loads(body)
+        return None, json.loads(body)
     except ValueError:
-        return f"a body that is not JSON ({len(body)} bytes)"
-    return None
+        return f"a body that is not JSON ({len(body)} bytes)", None

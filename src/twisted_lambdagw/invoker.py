@@ -14,11 +14,12 @@ relays to the client as it comes, pausing it while the client is slow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from .errors import GatewayError
 from .eventstream import InvokeComplete
+from .messages import NOT_PARSED
 
 InvocationType = Literal["RequestResponse", "Event"]
 
@@ -61,6 +62,8 @@ class InvokeResult:
     aws_request_id: str | None = None
     executed_version: str | None = None
     log_result: str | None = None
+    document: object = field(default=NOT_PARSED, compare=False, repr=False)
+    """C{payload} parsed as JSON, when the invoker parsed it already."""
 
 
 class Invoker(Protocol):

@@ -15,6 +15,25 @@ Headers = tuple[tuple[str, str], ...]
 """Header lines in the order they arrived: (name as sent, value)."""
 
 
+class NotParsed:
+    """
+    The type of L{NOT_PARSED}.
+    """
+
+    def __repr__(self) -> str:
+        return "NOT_PARSED"
+
+
+NOT_PARSED = NotParsed()
+"""
+In place of a result's JSON document: the result was not parsed yet.
+
+A backend that has parsed a result already (the AWS invoker checks that a
+synchronous one is JSON) passes the document on with it, and the format
+reads that instead of parsing the same bytes again.
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingRequest:
     """

@@ -399,7 +399,7 @@ class GatewayResource(Resource):
         if result.function_error is not None:
             self._log_function_error(request_id, call, result)
             raise FunctionFailed(detail=f"{call.function}: {result.function_error}")
-        return binding.format.parse(result.payload)
+        return binding.format.parse(result.payload, result.document)
 
     async def _invoke(
         self, invoker: Invoker, call: InvokeCall, exchange: Exchange, serving: _Serving

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..messages import IncomingRequest, Reply
+from ..messages import NOT_PARSED, IncomingRequest, Reply
 from . import alb, alb_multi, apigw_v1, apigw_v2, httpjson
 
 
@@ -19,9 +19,11 @@ class EventFormat(Protocol):
         """
         ...
 
-    def parse(self, payload: bytes) -> Reply:
+    def parse(self, payload: bytes, document: object = NOT_PARSED) -> Reply:
         """
         The HTTP reply a function's result means, fully validated.
+
+        C{document}, when given, is what C{payload} parsed to as JSON.
 
         Raises L{twisted_lambdagw.errors.MalformedReply} when it means none.
         """

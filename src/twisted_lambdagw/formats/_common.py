@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..errors import MalformedReply
-from ..messages import Headers, Reply
+from ..messages import NOT_PARSED, Headers, Reply
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -62,11 +62,15 @@ def decode_base64(text: str) -> bytes:
         raise MalformedReply(detail="body is not valid base64") from None
 
 
-def load_json(payload: bytes) -> Any:
+def load_json(payload: bytes, document: object = NOT_PARSED) -> Any:
     """
     Parse a result payload as JSON, raising ValueError when it is not.
+
+    C{document}, when given, is what C{payload} parsed to already.
     """
-    return json.loads(payload)
+    if document is NOT_PARSED:
+        return json.loads(payload)
+    return document
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -305,12 +309,12 @@ def request_cookies(header_values: Iterable[str]) -> list[str]:
     ]
 
 
-def load_reply_object(payload: bytes) -> dict[str, Any]:
+def load_reply_object(payload: bytes, document: object = NOT_PARSED) -> dict[str, Any]:
     """
     A function result that must be a JSON object, or L{MalformedReply}.
     """
     try:
-        document = load_json(payload)
+        document = load_json(payload, document)
     except ValueError:
         raise MalformedReply(detail="result is not JSON") from None
     if not isinstance(document, dict):
@@ -366,14 +370,14 @@ def merged_header_lines(document: dict[str, Any]) -> list[tuple[str, str]]:
     return [line for line in single if line[0].lower() not in in_multi] + multi
 
 
-def parse_proxy_reply(payload: bytes) -> Reply:
+def parse_proxy_reply(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     A payload-1.0 style reply (API Gateway REST, ALB), fully validated.
 
     C{statusCode} is required; C{statusDescription} is ignored, since the
     gateway writes its own reason phrase.
     """
-    document = load_reply_object(payload)
-    status = checked_status(document.get("statusCode"))
-    headers = reply_headers(merged_header_lines(document))
-    return Reply(status, headers, reply_body(document))
+    reply = load_reply_object(payload, document)
+    status = checked_status(reply.get("statusCode"))
+    headers = reply_headers(merged_header_lines(reply))
+    return Reply(status, headers, reply_body(reply))

@@ -22,7 +22,7 @@ function that fills both (Rust ``lambda_http``) works in either mode.
 
 from __future__ import annotations
 
-from ..messages import IncomingRequest, Reply
+from ..messages import NOT_PARSED, IncomingRequest, Reply
 from ._common import (
     ACCOUNT_ID,
     dump_json,
@@ -70,8 +70,8 @@ def build(request: IncomingRequest) -> bytes:
     return build_event(request, multi=False)
 
 
-def parse(payload: bytes) -> Reply:
+def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply an ALB target's result means; L{MalformedReply} when it means none.
     """
-    return parse_proxy_reply(payload)
+    return parse_proxy_reply(payload, document)

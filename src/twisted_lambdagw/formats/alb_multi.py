@@ -10,7 +10,7 @@ L{twisted_lambdagw.formats.alb}.
 
 from __future__ import annotations
 
-from ..messages import IncomingRequest, Reply
+from ..messages import NOT_PARSED, IncomingRequest, Reply
 from . import alb
 
 
@@ -21,8 +21,8 @@ def build(request: IncomingRequest) -> bytes:
     return alb.build_event(request, multi=True)
 
 
-def parse(payload: bytes) -> Reply:
+def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply an ALB target's result means; L{MalformedReply} when it means none.
     """
-    return alb.parse(payload)
+    return alb.parse(payload, document)

@@ -22,7 +22,7 @@ merged, the multi-value list winning for a name in both.
 
 from __future__ import annotations
 
-from ..messages import IncomingRequest, Reply
+from ..messages import NOT_PARSED, IncomingRequest, Reply
 from ._common import (
     ACCOUNT_ID,
     API_ID,
@@ -103,8 +103,8 @@ def build(request: IncomingRequest) -> bytes:
     return dump_json(event)
 
 
-def parse(payload: bytes) -> Reply:
+def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply a REST proxy result means; L{MalformedReply} when it means none.
     """
-    return parse_proxy_reply(payload)
+    return parse_proxy_reply(payload, document)

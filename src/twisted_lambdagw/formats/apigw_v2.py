@@ -18,7 +18,7 @@ a string keeps its quotes.
 from __future__ import annotations
 
 from ..errors import MalformedReply
-from ..messages import IncomingRequest, Reply
+from ..messages import NOT_PARSED, IncomingRequest, Reply
 from ._common import (
     ACCOUNT_ID,
     API_ID,
@@ -92,12 +92,12 @@ def build(request: IncomingRequest) -> bytes:
     return dump_json(event)
 
 
-def parse(payload: bytes) -> Reply:
+def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply a payload 2.0 result means; L{MalformedReply} when it means none.
     """
     try:
-        document = load_json(payload)
+        document = load_json(payload, document)
     except ValueError:
         raise MalformedReply(detail="result is not JSON") from None
     if not isinstance(document, dict) or "statusCode" not in document:

@@ -15,7 +15,7 @@ bytes are the body, 200, ``application/json``.
 from __future__ import annotations
 
 from ..errors import MalformedReply
-from ..messages import IncomingRequest, Reply, group_headers
+from ..messages import NOT_PARSED, IncomingRequest, Reply, group_headers
 from ._common import (
     body_bytes,
     body_text,
@@ -54,17 +54,19 @@ def build(request: IncomingRequest) -> bytes:
     return dump_json(event)
 
 
-def parse(payload: bytes) -> Reply:
+def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply a function's result means; L{MalformedReply} for a bad envelope.
     """
-    stripped = payload.lstrip()
-    document = None
-    if stripped.startswith(b"{"):
-        try:
-            document = load_json(stripped)
-        except ValueError:
-            document = None
+    if document is NOT_PARSED:
+        # Only an object can be an envelope: anything else is a body as it is.
+        stripped = payload.lstrip()
+        document = None
+        if stripped.startswith(b"{"):
+            try:
+                document = load_json(stripped)
+            except ValueError:
+                document = None
     if not isinstance(document, dict) or document.get("type") != REPLY_TYPE:
         return Reply(200, (DEFAULT_CONTENT_TYPE,), payload)
 

@@ -509,6 +509,7 @@ class AWSInvoker:
 
     def _result(self, call: InvokeCall, response: IResponse, body: bytes) -> InvokeResult:
         headers = response.headers
+        status = response.code
         function_error = header(headers, b"x-amz-function-error")
         aws_request_id = header(headers, b"x-amzn-requestid")
         log_result = header(headers, b"x-amz-log-result")
@@ -524,7 +525,7 @@ class AWSInvoker:
                     aws_request_id=aws_request_id,
                     request_id=call.request_id,
                 )
-        elif call.invocation_type == "RequestResponse" and response.code == 200:
+        elif call.invocation_type == "RequestResponse" and status == 200:
             # Parsed here once: the format reads the document, not the bytes again.
             problem, document = _json_document(body)
             if problem is not None:
@@ -541,7 +542,7 @@ class AWSInvoker:
                 )
         return InvokeResult(
             payload=body,
-            status=response.code,
+            status=status,
             function_error=function_error,
             aws_request_id=aws_request_id,
             executed_version=header(headers, b"x-amz-executed-version"),

@@ -301,6 +301,13 @@ class _ConnectionFactory(Factory):
 
 
 # What a connection is doing.
+_BODY_RECEIVED = Failure(ResponseDone("Response body fully received"))
+"""
+The reason every whole body ends with, made once: it holds no traceback, and
+its readers only ask what it is (C{check}, C{trap}), which it answers from a
+list of class names it builds the first time it is asked.
+"""
+
 _IDLE = 0  # in its host's idle list, or just connected
 _HEAD = 1  # request sent, reading the answer's head
 _BODY = 2  # reading the body
@@ -599,7 +606,7 @@ class _Connection(Protocol):
         else:
             # Bytes past the body's end: nothing asked for them.
             self.close()
-        response._end(Failure(ResponseDone("Response body fully received")))
+        response._end(_BODY_RECEIVED)
 
     def _fail_head(self, error: Exception) -> None:
         waiting = self._waiting

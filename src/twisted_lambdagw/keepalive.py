@@ -300,7 +300,6 @@ class _ConnectionFactory(Factory):
         return _Connection(self._agent, self._host)
 
 
-# What a connection is doing.
 _BODY_RECEIVED = Failure(ResponseDone("Response body fully received"))
 """
 The reason every whole body ends with, made once: it holds no traceback, and
@@ -308,6 +307,7 @@ its readers only ask what it is (C{check}, C{trap}), which it answers from a
 list of class names it builds the first time it is asked.
 """
 
+# What a connection is doing.
 _IDLE = 0  # in its host's idle list, or just connected
 _HEAD = 1  # request sent, reading the answer's head
 _BODY = 2  # reading the body

@@ -343,10 +343,8 @@ class GatewayChannel(HTTPChannel):
             super().write(data)
 
     def writeSequence(self, iovec: Any) -> None:
-        head = self.held_head
-        if head:
-            self.held_head = b""
-            send_now(self.transport, b"".join([head, *iovec]))
+        if self.held_head:
+            self.write(b"".join(iovec))
         else:
             super().writeSequence(iovec)
 
@@ -354,10 +352,8 @@ class GatewayChannel(HTTPChannel):
         """
         Send the response head if it is still held: no body came with it.
         """
-        head = self.held_head
-        if head:
-            self.held_head = b""
-            send_now(self.transport, head)
+        if self.held_head:
+            self.write(b"")
 
     def requestDone(self, request: Any) -> None:
         # Set before the base class replays pipelined bytes, which may hold

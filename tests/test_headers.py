@@ -14,6 +14,7 @@ from twisted_lambdagw.headers import (
     FAST,
     TOKEN,
     BadHead,
+    CheckedHeaders,
     canonical_name,
     checked_headers,
     head_lines,
@@ -52,6 +53,20 @@ class CheckedHeadersTests(SynchronousTestCase):
             for name in given_fields:
                 for spelling in (name, name.upper(), name.decode("ascii")):
                     self.assertEqual(made.getRawHeaders(spelling), expected.getRawHeaders(spelling))
+
+    @given(fields)
+    def test_copy(self, given_fields: dict[bytes, list[bytes]]) -> None:
+        """
+        A copy is equal to the original, changes apart from it, and copies cheaply in turn.
+        """
+        made = checked_headers({k: list(v) for k, v in given_fields.items()})
+        copied = made.copy()
+        self.assertIsInstance(copied, CheckedHeaders)
+        self.assertEqual(copied, Headers({k: list(v) for k, v in given_fields.items()}))
+        copied.addRawHeader(b"X-Added", b"1")
+        for name in given_fields:
+            copied.addRawHeader(name, b"more")
+        self.assertEqual(made, Headers({k: list(v) for k, v in given_fields.items()}))
 
     def test_special_capitalisation(self) -> None:
         """

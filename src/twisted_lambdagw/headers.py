@@ -102,6 +102,25 @@ def canonical_name(name: bytes) -> bytes:
     return known
 
 
+class CheckedHeaders(Headers):
+    """
+    C{Headers} made by L{checked_headers}: its copies skip the checks too.
+
+    treq copies the headers of every call it sends (to add
+    C{Accept-Encoding}); twisted.web's C{copy} builds the copy through the
+    constructor, which checks each field again.  Fields that were checked
+    once are copied as they are, each list of values copied so that the
+    copy and the original change apart.
+    """
+
+    __slots__ = ()
+
+    def copy(self) -> CheckedHeaders:
+        copied = CheckedHeaders()
+        copied._rawHeaders = {name: list(values) for name, values in self._rawHeaders.items()}
+        return copied
+
+
 def checked_headers(fields: Mapping[bytes, list[bytes]], *, fast: bool = FAST) -> Headers:
     """
     C{Headers(fields)}, for names that are tokens and values without CR, LF or NUL.
@@ -111,6 +130,9 @@ def checked_headers(fields: Mapping[bytes, list[bytes]], *, fast: bool = FAST) -
     """
     if not fast:
         return Headers(fields)
-    headers = Headers()
-    headers._rawHeaders = {canonical_name(name): values for name, values in fields.items()}
+    headers = CheckedHeaders()
+    known = _canonical.get
+    headers._rawHeaders = {
+        known(name) or canonical_name(name): values for name, values in fields.items()
+    }
     return headers

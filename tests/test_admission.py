@@ -56,6 +56,28 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.successResultOf(limit.acquire())
         self.assertEqual((limit.active, limit.waiting), (2, 0))
 
+    def test_try_acquire(self) -> None:
+        """
+        try_acquire takes a free slot at once, never one a waiting call is
+        owed, and its slot is given back like any other.
+        """
+        limit = self.limited(1)
+        self.assertTrue(limit.try_acquire())
+        self.assertFalse(limit.try_acquire())
+        waiting = limit.acquire()
+        limit.release_later()
+        # A slot given back, not yet passed on: it is the waiting call's.
+        self.assertFalse(limit.try_acquire())
+        self.clock.advance(0)
+        self.successResultOf(waiting)
+        limit.release()
+        self.assertEqual((limit.active, limit.waiting), (0, 0))
+        self.assertTrue(limit.try_acquire())
+        later = limit.acquire()
+        limit.release()
+        self.successResultOf(later)
+        self.assertEqual((limit.active, limit.waiting), (1, 0))
+
     def test_fifo(self) -> None:
         """
         Beyond the limit calls wait; each release wakes the oldest one at once.

@@ -77,6 +77,18 @@ class ConnectionLimit:
         self._freed = 0  # slots given back while calls wait, not yet passed on
         self._hand_over_call: IDelayedCall | None = None
 
+    def try_acquire(self) -> bool:
+        """
+        Take a slot now if one is free and nobody waits; False otherwise.
+
+        The common case of L{acquire} without a Deferred: a caller holding
+        a slot this way gives it back as one taken by L{acquire}.
+        """
+        if self.active < self.limit and not self.waiting:
+            self.active += 1
+            return True
+        return False
+
     def acquire(self) -> Deferred[None]:
         """
         A Deferred that fires once the caller holds a slot.
@@ -84,8 +96,7 @@ class ConnectionLimit:
         Cancelling it before then gives the slot up (it fails with
         CancelledError); the caller must not then call L{release}.
         """
-        if self.active < self.limit and not self.waiting:
-            self.active += 1
+        if self.try_acquire():
             return succeed(None)
         turn: Deferred[None] = Deferred(self._cancel)
         self._queue.append(turn)

@@ -359,7 +359,8 @@ class AWSInvoker:
         limit = self._limit
         if limit is None:
             return await self._send(call, target, headers, credentials)
-        await limit.acquire()
+        if not limit.try_acquire():
+            await limit.acquire()
         try:
             sent = await self._send(call, target, headers, credentials)
         except BaseException as e:

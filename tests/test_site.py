@@ -275,3 +275,56 @@ class FormBodyTests(SynchronousTestCase):
         statuses, payload = self.sent_body(b"application/x-www-form-urlencoded", b"a=1&b=%20")
         self.assertEqual(statuses, [200])
         self.assertIn(b'"body":"a=1&b=%20"', payload)
+
+
+class ClientGoneTests(SynchronousTestCase):
+    """
+    A client leaving in the middle of a call, on the gateway's own request
+    class (which tells the resource without a notifyFinish Deferred).
+    """
+
+    def test_call_cancelled_and_recorded(self) -> None:
+        """
+        The function's call is cancelled, nothing is written, and the
+        exchange is recorded as client_gone.
+        """
+        from twisted.internet.defer import Deferred
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+
+        cancelled: list[object] = []
+        pending: Deferred[object] = Deferred(cancelled.append)
+        gw = SiteUnderTest({"slow": lambda event, context: pending})
+        self.addCleanup(gw.stop)
+        records: list[Any] = []
+        gw.resource.observers.append(records.append)
+        connection = gw.connect()
+        connection.send(b"GET /lambda/slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertEqual(cancelled, [])
+        connection.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(cancelled, [pending])
+        self.assertEqual(connection.received, b"")
+        [record] = records
+        self.assertEqual((record.status, record.outcome), (0, "client_gone"))
+        self.assertEqual(gw.resource.in_flight, 0)
+
+    def test_finished_request_not_told(self) -> None:
+        """
+        A connection lost after the response was finished tells no watcher.
+        """
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+        from twisted.web.test.requesthelper import DummyChannel
+
+        told: list[Failure] = []
+        request = GatewayRequest(DummyChannel())
+        request.on_connection_lost(told.append)
+        request.finished = 1
+        request.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(told, [])
+        lost = GatewayRequest(DummyChannel())
+        lost.on_connection_lost(told.append)
+        reason = Failure(ConnectionLost())
+        lost.connectionLost(reason)
+        lost.connectionLost(reason)
+        self.assertEqual(told, [reason])

@@ -49,6 +49,7 @@ from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult, Streamin
 from .logs import stack_text
 from .messages import IncomingRequest, Reply
 from .proxies import Origin, TrustedProxies
+from .request import GatewayRequest
 from .routing import RouteTable, Target, resolve
 from .streaming import StreamSettings, serve_stream
 
@@ -236,7 +237,10 @@ class GatewayResource(Resource):
     def render(self, request: Request) -> int:
         serving = _Serving()
         serving.deferred = Deferred.fromCoroutine(self._respond(request, serving))
-        request.notifyFinish().addErrback(serving.client_gone)
+        if isinstance(request, GatewayRequest):
+            request.on_connection_lost(serving.client_gone)
+        else:
+            request.notifyFinish().addErrback(serving.client_gone)
         serving.deferred.addErrback(self._unhandled, request)
         return NOT_DONE_YET
 

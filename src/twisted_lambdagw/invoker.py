@@ -14,17 +14,18 @@ relays to the client as it comes, pausing it while the client is slow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal, Protocol, runtime_checkable
 
 from .errors import GatewayError
 from .eventstream import InvokeComplete
 from .messages import NOT_PARSED
+from .records import record
 
 InvocationType = Literal["RequestResponse", "Event"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvokeCall:
     """
     One invocation: which function, with which payload.
@@ -46,7 +47,7 @@ class InvokeCall:
     route allows it.  Empty when there is no client request."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvokeResult:
     """
     What came back from a successful call to the invoke API.

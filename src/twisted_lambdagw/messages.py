@@ -9,7 +9,8 @@ values so formats stay pure functions that can be tested without a reactor.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from .records import record
 
 Headers = tuple[tuple[str, str], ...]
 """Header lines in the order they arrived: (name as sent, value)."""
@@ -34,7 +35,7 @@ reads that instead of parsing the same bytes again.
 """
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IncomingRequest:
     """
     One client request, as the gateway hands it to an event format.
@@ -84,7 +85,7 @@ class IncomingRequest:
         return values[-1] if values else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reply:
     """
     A complete, validated HTTP response taken from a function's result.

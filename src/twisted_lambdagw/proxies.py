@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .config import TrustedProxy
+from .records import record
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Origin:
     """
     The client as the gateway believes it: address, scheme and port it used.

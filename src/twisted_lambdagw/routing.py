@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from .errors import NotFound
+from .records import record
 
 if TYPE_CHECKING:
     from .config import RouteConfig
@@ -49,7 +50,7 @@ class HeaderTemplate:
         return PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     """
     What a request resolves to: the function, and the path it is shown.

@@ -6,8 +6,8 @@ when made: its ``__init__`` sets every field through ``object.__setattr__``,
 several times the cost of a plain assignment.  The gateway makes a handful
 of such records for each request (the request as formats see it, the
 invocation, its result, the reply, the client's origin, the route's
-target), and as frozen dataclasses they were about 6 % of its instructions
-per request (``bench/instructions.py``: 1.129 M, against 1.064 M without).
+target), and as frozen dataclasses they were about 5 % of its instructions
+per request (``bench/instructions.py``: 1.129 M, against 1.069 M as records).
 
 L{record} makes a slotted dataclass that type checkers treat as frozen
 (PEP 681's ``frozen_default``): assigning to a field is an error in the

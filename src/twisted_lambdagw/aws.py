@@ -310,7 +310,7 @@ class AWSInvoker:
         stream.  Nothing is retried: once sent, a streamed call may have run.
         """
         limit = self._limit
-        if limit is not None:
+        if limit is not None and not limit.try_acquire():
             # Signed once admitted: a long wait must not age the signature.
             await limit.acquire()
         try:

@@ -9,9 +9,13 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyChannel
 
 from twisted_lambdagw.config import GatewayConfig
 from twisted_lambdagw.gateway import Gateway
@@ -104,8 +108,6 @@ class TimeoutTests(SynchronousTestCase):
         """
         Time spent waiting for the function does not count against the header deadline.
         """
-        from twisted.internet.defer import Deferred
-
         pending: Deferred[object] = Deferred()
         gw = SiteUnderTest({"slow": lambda event, context: pending}, header_timeout=10)
         self.addCleanup(gw.stop)
@@ -288,10 +290,6 @@ class ClientGoneTests(SynchronousTestCase):
         The function's call is cancelled, nothing is written, and the
         exchange is recorded as client_gone.
         """
-        from twisted.internet.defer import Deferred
-        from twisted.internet.error import ConnectionLost
-        from twisted.python.failure import Failure
-
         cancelled: list[object] = []
         pending: Deferred[object] = Deferred(cancelled.append)
         gw = SiteUnderTest({"slow": lambda event, context: pending})
@@ -312,10 +310,6 @@ class ClientGoneTests(SynchronousTestCase):
         """
         A connection lost after the response was finished tells no watcher.
         """
-        from twisted.internet.error import ConnectionLost
-        from twisted.python.failure import Failure
-        from twisted.web.test.requesthelper import DummyChannel
-
         told: list[Failure] = []
         request = GatewayRequest(DummyChannel())
         request.on_connection_lost(told.append)

@@ -28,7 +28,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from zope.interface import provider
 
-from twisted_lambdagw.keepalive import MAX_HEAD_BYTES, BadResponse, BytesProducer, KeepAliveAgent
+from twisted_lambdagw.keepalive import (
+    MAX_HEAD_BYTES,
+    BadResponse,
+    BytesProducer,
+    KeepAliveAgent,
+    whole_body,
+)
 from twisted_lambdagw.upstream import EndpointCache, ReplyTooLarge, read_body
 
 from .test_deadlines import CountingClock
@@ -410,6 +416,95 @@ class ResponseTests(SynchronousTestCase):
         got: list[bytes] = []
         self.successResultOf(collect(self.successResultOf(requested), got.append))
         self.assertEqual(got, [b"{}"])
+
+
+class WholeBodyTests(SynchronousTestCase):
+    """
+    L{whole_body}: a body all in and unread is taken in one piece, once;
+    anything else is left to L{IResponse.deliverBody}.
+    """
+
+    @given(
+        chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=6),
+        cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=10),
+        chunked=st.booleans(),
+    )
+    def test_taken_whole(self, chunks: list[bytes], cuts: list[int], chunked: bool) -> None:
+        """
+        However the answer came in, a body all in is its bytes, and only
+        once: it cannot be delivered again after.  The connection is kept.
+        """
+        wire = Wire()
+        requested = wire.request()
+        body = b"".join(chunks)
+        if chunked:
+            answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            answer += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        else:
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        for piece in pieces(answer, cuts):
+            wire.answer(piece)
+        response = self.successResultOf(requested)
+        self.assertEqual(whole_body(response), body)
+        self.assertIsNone(whole_body(response))
+        with self.assertRaises(RuntimeError):
+            response.deliverBody(Reader())
+        self.assertEqual(wire.agent.idle_connections(), 1)
+
+    def test_not_all_in(self) -> None:
+        """
+        A body still arriving is not taken: a reader gets all of it after.
+        """
+        wire = Wire()
+        requested = wire.request()
+        wire.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}")
+        response = self.successResultOf(requested)
+        self.assertIsNone(whole_body(response))
+        reader = Reader()
+        response.deliverBody(reader)
+        wire.answer(b"[]")
+        self.assertEqual(b"".join(reader.data), b"{}[]")
+        assert reader.reason is not None
+        reader.reason.trap(ResponseDone)
+
+    def test_not_ended_well(self) -> None:
+        """
+        A body that ended with the connection (no length, or cut short) is
+        not taken: its reader hears how it ended.
+        """
+        for head, reason in [
+            (b"HTTP/1.1 200 OK\r\n\r\n{}", PotentialDataLoss),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}", ResponseFailed),
+        ]:
+            wire = Wire()
+            requested = wire.request()
+            wire.answer(head)
+            wire.lose()
+            response = self.successResultOf(requested)
+            self.assertIsNone(whole_body(response))
+            reader = Reader()
+            response.deliverBody(reader)
+            self.assertEqual(b"".join(reader.data), b"{}")
+            assert reader.reason is not None
+            reader.reason.trap(reason)
+
+    def test_delivered(self) -> None:
+        """
+        A body already given to a reader is not taken again.
+        """
+        wire = Wire()
+        requested = wire.request()
+        wire.answer(OK)
+        response = self.successResultOf(requested)
+        response.deliverBody(Reader())
+        self.assertIsNone(whole_body(response))
+
+    def test_other_responses(self) -> None:
+        """
+        Anything but this agent's answer is not read here.
+        """
+        self.assertIsNone(whole_body(None))
+        self.assertIsNone(whole_body(object()))
 
 
 def pieces(data: bytes, cuts: list[int]) -> list[bytes]:

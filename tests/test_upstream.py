@@ -275,6 +275,8 @@ class LambdaClientTests(TestCase):
         response = await client.post(PreparedURL.of(base + "/x"), data=body, **INVOKE)
         self.assertEqual(await content(response), body)
         self.assertFalse(response.headers.hasHeader(b"Content-Encoding"))
+        response = await client.post(PreparedURL.of(base + "/x"), data=body, **INVOKE)
+        self.assertEqual(await read_body(response), body)
 
     def test_other_scheme(self) -> None:
         """

@@ -657,6 +657,16 @@ class _Connection(Protocol):
             closed.callback(None)
 
 
+def whole_body(response: object) -> bytes | None:
+    """
+    The body of C{response}, if it is a L{KeepAliveAgent} answer whose body
+    is all in and unread (L{_Response.take_whole_body}); else None.
+    """
+    if isinstance(response, _Response):
+        return response.take_whole_body()
+    return None
+
+
 @implementer(IPushProducer)
 class _BodyTransport:
     """
@@ -738,6 +748,20 @@ class _Response:
             return
         self._reader = protocol
         self._transport.resumeProducing()
+
+    def take_whole_body(self) -> bytes | None:
+        """
+        The whole body, if all of it is in and nothing has read it; else None.
+
+        Taken this way, the body is read as L{deliverBody} would read it to
+        its end, without a reader protocol and its Deferred.  Nearly every
+        Invoke answer is in by the time its head is handed over.
+        """
+        pieces = self._pieces
+        if pieces is None or self._ended is not _BODY_RECEIVED:
+            return None
+        self._pieces = None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _data(self, data: bytes) -> None:
         if not data:

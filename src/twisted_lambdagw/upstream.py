@@ -58,7 +58,7 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from .keepalive import BytesProducer, KeepAliveAgent
+from .keepalive import BytesProducer, KeepAliveAgent, whole_body
 
 
 def persistent_pool(
@@ -240,7 +240,16 @@ async def read_body(response: IResponse, limit: int = MAX_REPLY_BYTES) -> bytes:
     C{response}'s whole body, as treq's C{content} reads it, but never more
     than C{limit} bytes: past that, the connection is closed (it cannot go
     back to the pool with a body half read) and L{ReplyTooLarge} is raised.
+
+    C{response} is as treq's client returned it.  When the agent under treq
+    is L{KeepAliveAgent}, nothing decodes the body (treq's wrapper holds
+    the agent's own answer) and all of it is in, it is taken as it is.
     """
+    whole = whole_body(getattr(response, "original", None))
+    if whole is not None:
+        if len(whole) > limit:
+            raise ReplyTooLarge(limit)
+        return whole
     pieces: list[bytes] = []
     size = 0
 

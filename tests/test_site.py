@@ -9,10 +9,11 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyChannel
@@ -23,7 +24,7 @@ from twisted_lambdagw.request import GatewayRequest
 from twisted_lambdagw.site import GatewayChannel, GatewaySite
 
 from .gateway_fixtures import config_from
-from .site_fixtures import SiteUnderTest
+from .site_fixtures import STATUS_LINE, SiteUnderTest
 
 GET = b"GET /lambda/fn HTTP/1.1\r\nHost: gw\r\n\r\n"
 
@@ -277,6 +278,82 @@ class FormBodyTests(SynchronousTestCase):
         statuses, payload = self.sent_body(b"application/x-www-form-urlencoded", b"a=1&b=%20")
         self.assertEqual(statuses, [200])
         self.assertIn(b'"body":"a=1&b=%20"', payload)
+
+
+HOST = IPv4Address("TCP", "127.0.0.1", 8080)
+PEER = IPv4Address("TCP", "192.0.2.7", 50000)
+
+
+class AddressTransport(StringTransport):
+    """
+    A transport that counts how often it is asked for its addresses.
+    """
+
+    def __init__(
+        self,
+        host: IPv4Address = HOST,
+        peer: IPv4Address = PEER,
+    ) -> None:
+        super().__init__(hostAddress=host, peerAddress=peer)
+        self.asked: list[str] = []
+
+    def getHost(self) -> Any:
+        self.asked.append("host")
+        return super().getHost()
+
+    def getPeer(self) -> Any:
+        self.asked.append("peer")
+        return super().getPeer()
+
+
+class AddressTests(SynchronousTestCase):
+    """
+    The channel asks its transport for each address once, not once per request.
+    """
+
+    def test_asked_once_per_connection(self) -> None:
+        """
+        Every request on a connection gets the transport's addresses (the
+        function sees them as X-Forwarded-For and X-Forwarded-Port); the
+        transport is asked once for each.
+        """
+        seen: list[Any] = []
+
+        def record(event: Any, context: Any) -> Any:
+            headers = event["meta"]["headers"]
+            seen.append((headers["x-forwarded-for"], headers["x-forwarded-port"]))
+            return {"type": "HTTPJSON-REP", "body": "ok"}
+
+        gw = SiteUnderTest({"fn": record})
+        self.addCleanup(gw.stop)
+        protocol: Any = gw.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 8080))
+        transport = AddressTransport()
+        protocol.makeConnection(transport)
+        for _ in range(3):
+            protocol.dataReceived(GET)
+        self.assertEqual(STATUS_LINE.findall(transport.value()), [b"200"] * 3)
+        self.assertEqual(seen, [(["192.0.2.7"], ["8080"])] * 3)
+        self.assertEqual(sorted(transport.asked), ["host", "peer"])
+
+    def test_asked_again_for_a_new_transport(self) -> None:
+        """
+        A channel given another transport asks that one.
+        """
+        channel = GatewayChannel()
+        first = AddressTransport()
+        channel.makeConnection(first)
+        self.assertEqual((channel.getHost(), channel.getPeer()), (HOST, PEER))
+        channel.getHost()
+        channel.getPeer()
+        self.assertEqual(sorted(first.asked), ["host", "peer"])
+        second = AddressTransport(
+            IPv4Address("TCP", "127.0.0.1", 8443), IPv4Address("TCP", "192.0.2.8", 50001)
+        )
+        channel.transport = second
+        self.assertEqual(channel.getHost(), IPv4Address("TCP", "127.0.0.1", 8443))
+        self.assertEqual(channel.getPeer(), IPv4Address("TCP", "192.0.2.8", 50001))
+        self.assertEqual(sorted(second.asked), ["host", "peer"])
+        channel.connectionLost(Failure(ConnectionLost()))
 
 
 class ClientGoneTests(SynchronousTestCase):

@@ -35,7 +35,7 @@ import re
 import uuid
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -114,6 +114,9 @@ class GatewayChannel(HTTPChannel):
         self._requests_release: bool | None = None
         self._secure: tuple[object, bool] | None = None
         """The transport L{isSecure} last looked at, and its answer."""
+        self._host: tuple[object, IAddress] | None = None
+        self._peer: tuple[object, IAddress] | None = None
+        """The transport L{getHost} (L{getPeer}) last asked, and its answer."""
 
     def isSecure(self) -> bool:
         # Asked for every request (the scheme in events and X-Forwarded-Proto);
@@ -123,6 +126,25 @@ class GatewayChannel(HTTPChannel):
         known = self._secure
         if known is None or known[0] is not transport:
             known = self._secure = (transport, bool(super().isSecure()))
+        return known[1]
+
+    # twisted.web's Request asks for both addresses as it is made, for every
+    # request.  They do not change while the transport stays the same, and
+    # TCP's transport makes a new address each time it is asked: the local
+    # one with a getsockname() system call.
+
+    def getHost(self) -> IAddress:
+        transport = self.transport
+        known = self._host
+        if known is None or known[0] is not transport:
+            known = self._host = (transport, super().getHost())
+        return known[1]
+
+    def getPeer(self) -> IAddress:
+        transport = self.transport
+        known = self._peer
+        if known is None or known[0] is not transport:
+            known = self._peer = (transport, super().getPeer())
         return known[1]
 
     # The header deadline and twisted.web's idle timeout (TimeoutMixin's

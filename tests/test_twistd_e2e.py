@@ -362,6 +362,8 @@ class RoundTripTests(LoopbackLambdaTestCase):
         self.assertIn("received SIGTERM: stopping gracefully", child.text)
         self.assertIn("Server Shut Down.", child.text)
         self.assertNotIn("Traceback", child.text)
+        # No --reactor given: the gateway's own (twisted_lambdagw.reactor).
+        self.assertIn("reactor class: twisted_lambdagw.reactor.GatewayReactor.", child.text)
 
 
 class StartupFailureTests(TwistdTestCase):

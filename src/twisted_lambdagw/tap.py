@@ -37,6 +37,7 @@ from .gctune import GCTuning
 from .keepalive import KeepAliveAgent
 from .lifecycle import DaemonService, SignalInstaller
 from .listen import http2_available, server_endpoint
+from .reactor import install_default
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
 from .workers import WorkerHandoff, WorkerPool, listening_service
 
@@ -44,9 +45,8 @@ log = Logger()
 
 
 def _default_reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
+    # twistd has not installed a reactor yet unless told which (--reactor).
+    return install_default()
 
 
 def check_endpoints(config: Config, reactor: Any) -> None:

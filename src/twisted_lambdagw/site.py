@@ -282,6 +282,12 @@ class GatewayChannel(HTTPChannel):
             self.allContentReceived()
             if rest and not getattr(self.transport, "disconnecting", True):
                 self.dataReceived(rest)
+        elif len(rest) == self.length and self._transferDecoder is not None:
+            # The whole body came with the head, and nothing after it (as for
+            # nearly every POST): the request gets it as the length decoder
+            # would give it, without the raw mode and the decoder between.
+            request.handleContentChunk(rest)
+            self.allContentReceived()
         else:
             self.setRawMode()
             if rest:

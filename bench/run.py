@@ -220,6 +220,8 @@ class Result:
     peak_rss_mb: float = 0.0
     processes: int = 0
     others_cpu_pct: float = 0.0
+    load_ms_per_request: float | None = None
+    """CPU of the load's side (wrk, the fake, this script) per request."""
     errors: int = 0
     error_detail: dict[str, int] = field(default_factory=dict)
     wrk_output: str = ""
@@ -1115,6 +1117,9 @@ def fill(result: Result, numbers: Mapping[str, float], before: Snapshot, after: 
     result.peak_rss_mb = after.server.peak_rss_kb / 1024
     result.processes = after.server.processes
     result.others_cpu_pct = others_cpu_pct(before, after)
+    load = after.fake_cpu - before.fake_cpu + after.bench_cpu - before.bench_cpu
+    if result.requests:
+        result.load_ms_per_request = 1000 * load / result.requests
     kinds = ("connect", "read", "write", "timeout", "unanswered", "status")
     detail = {k: int(numbers[k]) for k in kinds}
     result.error_detail = detail
@@ -1279,6 +1284,8 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
     shown_w = fmt(ratio_w, ".2f", "x")
     if skipped_w is not None and skipped_w.skipped:
         shown_w = skipped_w.skipped
+    ceiling_w = workers_ceiling(w2, gw, os.cpu_count() or 1)
+    load_w = w2.load_ms_per_request if w2 else None
     added = g1.p50_ms - f1.p50_ms if g1 and f1 else None
     # Nothing completed is no success, even with no error counted.
     errors = (float(k.errors) if k.requests else math.inf) if k else None
@@ -1300,6 +1307,10 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
                fmt(ratio_v2, ".2f", "x"), "(information)", None, at_least=True),
         _check("workers = 2 / workers = 1, req/s", ratio_w, shown_w,
                f">= {TARGET_WORKERS_RATIO}x", TARGET_WORKERS_RATIO, at_least=True),
+        _check("load's CPU per request at workers = 2 (wrk, the fake)", load_w,
+               fmt(load_w, ".3f", " ms"), "(information)", None, at_least=False),
+        _check("workers = 2 / workers = 1 at most, on these CPUs", ceiling_w,
+               fmt(ceiling_w, ".2f", "x"), "(information)", None, at_least=True),
         _check("p50 the gateway adds at 1 connection", added, fmt(added, ".3f", " ms"),
                f"<= {TARGET_ADDED_P50_MS} ms", TARGET_ADDED_P50_MS, at_least=False),
         _check("p50 Twisted's floor (floor-treq-1) adds at 1 connection", floor_added,
@@ -1311,6 +1322,25 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
         _check("10k CPU/request / 50-connection CPU/request", ratio_k, shown_k,
                f"<= {TARGET_10K_CPU_RATIO}x", TARGET_10K_CPU_RATIO, at_least=False),
     ]  # fmt: skip
+
+
+def workers_ceiling(w2: Result | None, w1: Result | None, cpus: int) -> float | None:
+    """
+    The most workers = 2 can serve, as a ratio to one worker, on these CPUs.
+
+    The workers share the machine's CPUs with the load (wrk and the fake):
+    at best every CPU is busy, with each request costing the workers' CPU
+    per request plus the load's, so at most C{cpus / (workers + load)}
+    requests a second.  One worker is bound by its one CPU instead.  A
+    gateway that costs less per request gets closer to this bound, and the
+    bound itself falls as the load's share grows.
+    """
+    if w2 is None or w1 is None or not w1.rps:
+        return None
+    if w2.cpu_ms_per_request is None or w2.load_ms_per_request is None:
+        return None
+    per_request = w2.cpu_ms_per_request + w2.load_ms_per_request
+    return cpus * 1000 / per_request / w1.rps if per_request else None
 
 
 def verdict(check: Check) -> str:

@@ -4,6 +4,8 @@ Tests for L{twisted_lambdagw.headers}: the same Headers as twisted.web's constru
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,6 +20,7 @@ from twisted_lambdagw.headers import (
     canonical_name,
     checked_headers,
     head_lines,
+    raw_values,
     read_fields,
 )
 
@@ -96,6 +99,52 @@ class CheckedHeadersTests(SynchronousTestCase):
         short = b"x-kept-name"
         canonical_name(short)
         self.assertIn(short, headers_module._canonical)
+
+
+class OtherHeaders(Headers):
+    """
+    A Headers class of someone else's: read through its own methods.
+    """
+
+    def getRawHeaders(self, name: Any, default: Any = None) -> Any:
+        self.asked = True
+        return super().getRawHeaders(name, default)
+
+
+class RawValuesTests(SynchronousTestCase):
+    @given(fields, st.lists(names.map(bytes.lower), max_size=5))
+    def test_same_as_get_raw_headers(
+        self, given_fields: dict[bytes, list[bytes]], others: list[bytes]
+    ) -> None:
+        """
+        For names present and absent, in Headers made any way, the values
+        C{getRawHeaders} gives, as the same list.
+        """
+        made = [
+            Headers({k: list(v) for k, v in given_fields.items()}),
+            checked_headers({k: list(v) for k, v in given_fields.items()}),
+            OtherHeaders({k: list(v) for k, v in given_fields.items()}),
+        ]
+        for headers in made:
+            for name in [*given_fields, *others, b"content-md5", b"dnt"]:
+                self.assertEqual(raw_values(headers, name), headers.getRawHeaders(name))
+
+    def test_any_bytes(self) -> None:
+        """
+        Values are the bytes as they came, whatever their encoding.
+        """
+        headers = checked_headers({b"x-request-id": [b"caf\xe9"], b"x-empty": []})
+        self.assertEqual(raw_values(headers, b"x-request-id"), [b"caf\xe9"])
+        self.assertIsNone(raw_values(headers, b"x-empty"))
+        self.assertIsNone(raw_values(headers, b"x-absent"))
+
+    def test_other_classes_asked(self) -> None:
+        """
+        A Headers subclass other than the gateway's is asked through its methods.
+        """
+        headers = OtherHeaders({b"host": [b"gw"]})
+        self.assertEqual(raw_values(headers, b"host"), [b"gw"])
+        self.assertTrue(headers.asked)
 
 
 class ReadHeadTests(SynchronousTestCase):

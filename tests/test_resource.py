@@ -97,6 +97,30 @@ class GatewayRoundTripTests(SynchronousTestCase):
         self.assertNotEqual(new_id, "bad id\x01")
         self.assertEqual(len(new_id), 36)
 
+    def test_headers_not_utf8(self) -> None:
+        """
+        X-Request-ID, X-Amzn-Trace-Id and Host in bytes that are not UTF-8 are
+        served like any other bad value, with nothing logged as a failure:
+        the id is replaced, the trace id is not passed on to Lambda, and the
+        function reads them as Latin-1 (as every header it sees).
+        """
+        with capturedLogs() as events:
+            response = self.get(
+                "http://gw/lambda/hello",
+                headers={
+                    b"Host": [b"caf\xe9"],
+                    b"X-Request-ID": [b"caf\xe9"],
+                    b"X-Amzn-Trace-Id": [b"Root=caf\xe9"],
+                },
+            )
+        self.assertEqual(response.code, 201)
+        [new_id] = response.headers.getRawHeaders("x-request-id")
+        self.assertEqual(len(new_id), 36)
+        self.assertEqual(self.events[-1]["meta"]["host"], "caf\xe9")
+        self.assertNotIn("x-amzn-trace-id", self.gw.lambda_api.calls[-1].headers)
+        self.assertEqual(self.events[-1]["meta"]["headers"]["x-amzn-trace-id"], ["Root=caf\xe9"])
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+
 
 class BinaryAndCookieTests(SynchronousTestCase):
     """

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from twisted.web.http_headers import Headers
 
 from .errors import GatewayError, InvokeFailed, PayloadTooLarge, Throttled
+from .headers import raw_values
 
 TOO_LARGE = frozenset(
     {
@@ -71,7 +72,10 @@ def error_message(document: object) -> str:
 
 
 def header(headers: Headers, name: bytes) -> str | None:
-    values = headers.getRawHeaders(name)
+    """
+    The last value of the header C{name} (lower-case), as text, or None.
+    """
+    values = raw_values(headers, name)
     return values[-1].decode("latin-1") if values else None
 
 

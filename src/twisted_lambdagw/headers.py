@@ -22,7 +22,7 @@ and the public constructor is used.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from twisted.web.http_headers import Headers
 
@@ -136,3 +136,23 @@ def checked_headers(fields: Mapping[bytes, list[bytes]], *, fast: bool = FAST) -
         known(name) or canonical_name(name): values for name, values in fields.items()
     }
     return headers
+
+
+_STORED_AS_KNOWN = (Headers, CheckedHeaders)
+"""The classes whose mapping L{raw_values} reads directly (when L{FAST})."""
+
+
+def raw_values(headers: Headers, name: bytes) -> Sequence[bytes] | None:
+    """
+    C{headers.getRawHeaders(name)} for a lower-case C{name}: its values, or None.
+
+    twisted.web's own lookup capitalises the name again on every call, and its
+    C{Request.getHeader} decodes the values as UTF-8, raising for any other
+    bytes a client sends.  This reads the mapping with the capitalised name
+    kept by L{canonical_name}, and gives the bytes as they came.  The list is
+    the headers' own: read it, never change it.
+    """
+    if FAST and type(headers) in _STORED_AS_KNOWN:
+        values = headers._rawHeaders.get(_canonical.get(name) or canonical_name(name))
+        return values or None
+    return headers.getRawHeaders(name)

@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -45,6 +46,7 @@ from .errors import (
 from .exchange import Exchange, ExchangeObserver
 from .formats import EventFormat
 from .formats._common import HOP_BY_HOP
+from .headers import raw_values
 from .invoker import InvocationType, InvokeCall, Invoker, InvokeResult, StreamingInvoker
 from .logs import stack_text
 from .messages import IncomingRequest, Reply
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from .config import RouteConfig, TrustedProxy
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_PRINTABLE_ASCII = re.compile(rb"[\x20-\x7e]+")
 GATEWAY_SET = frozenset(
     {
         "x-forwarded-for",
@@ -318,9 +321,12 @@ class GatewayResource(Resource):
                     waiter.callback(None)
 
     def _request_id(self, request: Request) -> str:
-        given = request.getHeader("x-request-id")
-        if given is not None and REQUEST_ID.fullmatch(given):
-            return given
+        given = raw_values(request.requestHeaders, b"x-request-id")
+        if given:
+            # Any bytes may come; only an id of the safe characters is kept.
+            text = given[-1].decode("latin-1")
+            if REQUEST_ID.fullmatch(text):
+                return text
         return self._new_id()
 
     def origin(self, request: Request) -> Origin:
@@ -387,7 +393,7 @@ class GatewayResource(Resource):
             invocation_type=_invocation_type(route.invocation_type),
             request_id=request_id,
             timeout=route.timeout,
-            trace_id=request.getHeader("x-amzn-trace-id"),
+            trace_id=_trace_id(request.requestHeaders),
             method=incoming.method,
         )
         # The event is built: its parts (the headers as text, mostly) are not
@@ -460,7 +466,7 @@ class GatewayResource(Resource):
         address = request.getHost()
         server_port = getattr(address, "port", 0)
         scheme = origin.scheme
-        host = request.getHeader("host") or f"{getattr(address, 'host', '')}"
+        host = _last_text(request.requestHeaders, b"host") or f"{getattr(address, 'host', '')}"
         uri = request.uri.decode("latin-1")
         method = request.method.decode("ascii")
         gateway_headers = [
@@ -609,6 +615,27 @@ def _invocation_type(value: str) -> InvocationType:
     return "Event" if value == "Event" else "RequestResponse"
 
 
+def _trace_id(headers: Headers) -> str | None:
+    """
+    The client's X-Amzn-Trace-Id, for Lambda (X-Ray), if it is printable ASCII.
+
+    X-Ray's header never holds anything else; other bytes are not passed on
+    to Lambda (the function still sees the header in its event).
+    """
+    values = raw_values(headers, b"x-amzn-trace-id")
+    if values and _PRINTABLE_ASCII.fullmatch(values[-1]):
+        return values[-1].decode("ascii")
+    return None
+
+
+def _last_text(headers: Headers, name: bytes) -> str | None:
+    """
+    The last value of the request header C{name} (lower-case), as L{_text}, or None.
+    """
+    values = raw_values(headers, name)
+    return _text(values[-1]) if values else None
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -646,7 +673,7 @@ def forwarded_headers(
     if dropped is None:
         dropped = dropped_headers(gateway_headers)
     raw = request.requestHeaders
-    connection = raw.getRawHeaders(b"connection")
+    connection = raw_values(raw, b"connection")
     if connection:
         dropped = dropped | {
             token.strip().lower() for value in connection for token in _text(value).split(",")

@@ -72,8 +72,8 @@ def install() -> Any:
 
 def install_default() -> Any:
     """
-    The reactor to run on: the one installed, or else L{GatewayReactor},
-    installed now, where this platform and Twisted allow it.
+    The reactor to run on: the one installed, or else, on Linux (where
+    Twisted's epoll reactor runs), L{GatewayReactor}, installed now.
     """
     if sys.platform == "linux" and "twisted.internet.reactor" not in sys.modules:
         install()

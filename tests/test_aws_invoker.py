@@ -46,9 +46,11 @@ class FlakyClient:
         self.inner = inner
         self.failures = failures
         self.attempts: list[Headers] = []
+        self.reactors: list[Any] = []
 
     def post(self, url: str, **kwargs: Any) -> Deferred[Any]:
         self.attempts.append(kwargs["headers"])
+        self.reactors.append(kwargs.get("reactor"))
         if self.failures:
             return fail(self.failures.pop(0))
         result: Deferred[Any] = self.inner.post(url, **kwargs)
@@ -103,6 +105,24 @@ class Harness:
 
 def error(status: int, name: str, **headers: str) -> RawResponse:
     return RawResponse.error(status, name, f"{name} happened", **headers)
+
+
+class TreqCallTests(SynchronousTestCase):
+    """
+    How the invoker calls treq.
+    """
+
+    def test_treq_gets_the_clock(self) -> None:
+        """
+        treq is handed the invoker's clock with every call (for each attempt),
+        so it never imports the global reactor itself.
+        """
+        h = Harness()
+        h.client.failures.append(RequestNotSent())
+        self.successResultOf(h.invoke())
+        self.assertEqual(len(h.client.reactors), 2)
+        for reactor in h.client.reactors:
+            self.assertIs(reactor, h.clock)
 
 
 class UnsentRetryTests(SynchronousTestCase):

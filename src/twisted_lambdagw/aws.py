@@ -403,7 +403,9 @@ class AWSInvoker:
         """
         Send one signed call through treq: never redirected (a signed call
         goes where it was signed for), no cookies, and unbuffered (the caller
-        reads the body once, bounded, or streams it).
+        reads the body once, bounded, or streams it).  treq gets the clock
+        this invoker was given: without one it imports the global reactor,
+        on every call.
         """
         posted: Deferred[IResponse] = self._client.post(
             sent_url,
@@ -412,6 +414,7 @@ class AWSInvoker:
             cookies=NO_COOKIES,
             allow_redirects=False,
             unbuffered=True,
+            reactor=self._clock,
         )
         return posted
 

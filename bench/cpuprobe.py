@@ -24,22 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # bench/run.py, beside this file
-
-
-def fake_requests(port: int) -> int:
-    """
-    The requests the fake has answered so far (less this one).
-    """
-    url = f"http://{run.HOST}:{port}{run.STATUS_PATH}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        lines = response.read().decode().splitlines()
-    return int(lines[2].split()[2]) - 1
 
 
 def cpu_ns(pid: int) -> int:
@@ -95,12 +84,13 @@ def main(argv: list[str]) -> int:
         load.start()
         time.sleep(1.0)
         windows: list[tuple[float, int, float]] = []
-        last_cpu, last_count, last_busy = cpu_ns(pid), fake_requests(fake_port), run.machine_busy()
+        last_cpu, last_busy = cpu_ns(pid), run.machine_busy()
+        last_count = run.fake_requests(fake_port)
         first_count, first_split = last_count, user_system(pid)
         deadline = time.monotonic() + args.seconds
         while time.monotonic() < deadline:
             time.sleep(args.window)
-            cpu, count, busy = cpu_ns(pid), fake_requests(fake_port), run.machine_busy()
+            cpu, count, busy = cpu_ns(pid), run.fake_requests(fake_port), run.machine_busy()
             if count > last_count:
                 windows.append(((cpu - last_cpu) / 1e6 / (count - last_count), count - last_count,
                                 busy - last_busy))  # fmt: skip

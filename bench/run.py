@@ -1370,12 +1370,8 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
     errors = (float(k.errors) if k.requests else math.inf) if k else None
     shown_errors = "no request completed" if errors == math.inf else fmt(errors, ".0f")
     rss = k.peak_rss_mb if k else None
-    k_cpu = k.steady_cpu_ms_per_request if k else None
-    ratio_k = k_cpu / cpu if k_cpu is not None and cpu else None
-    shown_k = f"{fmt(ratio_k, '.2f', 'x')} ({fmt(k_cpu, '.3f')} / {fmt(cpu, '.3f')} ms)"
-    k_run_cpu = k.cpu_ms_per_request if k else None
-    ratio_k_run = k_run_cpu / cpu if k_run_cpu is not None and cpu else None
-    shown_k_run = f"{fmt(ratio_k_run, '.2f', 'x')} ({fmt(k_run_cpu, '.3f')} / {fmt(cpu, '.3f')} ms)"
+    ratio_k, shown_k = cpu_ratio(k.steady_cpu_ms_per_request if k else None, cpu)
+    ratio_k_run, shown_k_run = cpu_ratio(k.cpu_ms_per_request if k else None, cpu)
     return [
         _check("httpjson@50 / ReverseProxyResource, req/s", ratio, fmt(ratio, ".2f", "x"),
                f">= {TARGET_RATIO_RPROXY}x", TARGET_RATIO_RPROXY, at_least=True),
@@ -1406,6 +1402,14 @@ def checks(results: Mapping[str, Result]) -> list[Check]:
         _check("10k CPU over the whole run / its answered requests, same ratio", ratio_k_run,
                shown_k_run, "(information)", None, at_least=False),
     ]  # fmt: skip
+
+
+def cpu_ratio(cpu: float | None, base: float | None) -> tuple[float | None, str]:
+    """
+    C{cpu} over C{base} (CPU ms per request), and how the report shows it.
+    """
+    ratio = cpu / base if cpu is not None and base else None
+    return ratio, f"{fmt(ratio, '.2f', 'x')} ({fmt(cpu, '.3f')} / {fmt(base, '.3f')} ms)"
 
 
 def workers_ceiling(w2: Result | None, w1: Result | None, cpus: int) -> float | None:

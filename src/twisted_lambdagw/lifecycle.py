@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, TimeoutError, succeed
@@ -29,6 +29,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .config import ConfigError
+
+if TYPE_CHECKING:
+    from .reload import Reloader
 
 
 class Drainable(Protocol):
@@ -142,8 +145,12 @@ class DaemonService(MultiService):
     stop does: the services stop (listeners first, then the drain, then the
     pool), and the process exits 0.
 
-    SIGHUP calls C{reopen}, when given: the access log is reopened after
-    rotation.
+    SIGHUP calls C{reopen}, when given: the gateway reloads its config
+    (L{twisted_lambdagw.reload}) and reopens the access log after rotation.
+
+    :ivar reloader: what applies a new configuration in this process (the
+        daemon's L{twisted_lambdagw.reload.Reloader}); a worker hands it
+        what its parent sends.
 
     :param install_signal: C{signal.signal}, or a fake in tests.
     """
@@ -154,7 +161,7 @@ class DaemonService(MultiService):
         self,
         reactor: Any,
         *,
-        reopen: Callable[[], None] | None = None,
+        reopen: Callable[[], object] | None = None,
         install_signal: SignalInstaller = signal.signal,
     ) -> None:
         super().__init__()
@@ -162,6 +169,7 @@ class DaemonService(MultiService):
         self._reopen = reopen
         self._install_signal = install_signal
         self._stopping = False
+        self.reloader: Reloader | None = None
 
     def privilegedStartService(self) -> None:
         with one_line_failures():

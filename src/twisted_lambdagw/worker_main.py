@@ -18,7 +18,7 @@ import pickle
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone, ReactorNotRunning
@@ -26,29 +26,38 @@ from twisted.internet.fdesc import readFromFD, setNonBlocking
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.python.failure import Failure
 
-from twisted_lambdagw.workers import WorkerHandoff
+from twisted_lambdagw.config import Config
+from twisted_lambdagw.workers import ConfigFrames, WorkerHandoff
 
 
 class ParentWatch(FileDescriptor):
     """
     Reads a worker's stdin and calls C{gone} when it reaches its end.
 
-    The parent holds the pipe's other end open for the worker's whole life
-    and never writes after the handoff, so the end comes when the parent
-    exits, however it exits.
+    The parent holds the pipe's other end open for the worker's whole life,
+    so the end comes when the parent exits, however it exits.  After the
+    handoff the parent writes only new configurations (on SIGHUP), which
+    are handed to C{received}.
     """
 
-    def __init__(self, reactor: Any, fd: int, gone: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        fd: int,
+        gone: Callable[[], None],
+        received: Callable[[Config], None] = lambda config: None,
+    ) -> None:
         super().__init__(reactor)
         self._fd = fd
         self._gone = gone
+        self._frames = ConfigFrames(received)
         setNonBlocking(fd)
 
     def fileno(self) -> int:
         return self._fd
 
     def doRead(self) -> object:
-        return readFromFD(self._fd, lambda data: None)
+        return readFromFD(self._fd, self._frames.feed)
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
@@ -104,6 +113,7 @@ def main() -> int:
             importlib.import_module(handoff.reactor_module).install()
     from twisted.internet import reactor as installed
 
+    from twisted_lambdagw.lifecycle import DaemonService
     from twisted_lambdagw.tap import Options, makeService
 
     reactor: Any = installed
@@ -113,7 +123,7 @@ def main() -> int:
     options.update(handoff.options)
     options.config = handoff.config
     try:
-        service = makeService(options, reactor, worker=handoff, tune_gc=True)
+        service = cast(DaemonService, makeService(options, reactor, worker=handoff, tune_gc=True))
         service.privilegedStartService()
         service.startService()
     except Exception:
@@ -129,7 +139,14 @@ def main() -> int:
         signal.signal(signal.SIGTERM, lambda n, f: reactor.callFromThread(stop, "received SIGTERM"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    ParentWatch(reactor, 0, lambda: stop("the parent process is gone")).startReading()
+    reloader = service.reloader
+    assert reloader is not None
+
+    def received(config: Config) -> None:
+        log.info("worker {worker}: reloading as the parent did", worker=handoff.worker_id)
+        reloader.apply(config)
+
+    ParentWatch(reactor, 0, lambda: stop("the parent process is gone"), received).startReading()
     reactor.callWhenRunning(handle_signals)
     reactor.run()
     return 0

@@ -28,8 +28,12 @@ One Python process uses one core; this is how the gateway uses more:
   re-emits them into its own log with a C{worker} field (and ``worker N`` in
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
-  parent's stdout, for ``access_log = -``; SIGHUP to the parent (reopen the
-  access log) is passed on to every worker.
+  parent's stdout, for ``access_log = -``.
+- SIGHUP to the parent reloads the config file there
+  (L{twisted_lambdagw.reload}); the configuration it then serves is written
+  to every worker's stdin pipe (L{encode_config}), and each worker reopens
+  its access log and applies it.  A worker started later is handed the
+  configuration serving then, so every process serves the same one.
 - Each process knows its worker id (C{Gateway.worker_id}): its metrics get
   a ``worker`` label and its access log records a ``worker`` field.
 """
@@ -147,6 +151,37 @@ class WorkerHandoff:
         if not isinstance(handoff, cls):
             raise ValueError(f"not a worker handoff: {type(handoff).__name__}")
         return handoff
+
+
+def encode_config(config: Config) -> bytes:
+    """
+    A configuration as the parent writes it to a worker's pipe after the
+    handoff: its length, then its pickle (see L{WorkerHandoff.encode}).
+    """
+    data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+class ConfigFrames:
+    """
+    Splits what a worker reads on its pipe into the configurations sent.
+    """
+
+    def __init__(self, received: Callable[[Config], None]) -> None:
+        self._received = received
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + size
+            if len(self._buffer) < end:
+                return
+            data, self._buffer = self._buffer[_HEADER.size : end], self._buffer[end:]
+            config = pickle.loads(data)  # noqa: S301 (see WorkerHandoff.encode)
+            if isinstance(config, Config):
+                self._received(config)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -409,18 +444,16 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             worker.signal(name)
 
-    def also_signal(self, action: Callable[[], None], name: str) -> Callable[[], None]:
+    def reload(self, config: Config) -> None:
         """
-        C{action}, then signal C{name} to every worker so each does its own.
-
-        The parent's SIGHUP reopens its access log; its workers have theirs.
+        Hand C{config} to every running worker, and to those started later.
         """
-
-        def both() -> None:
-            action()
-            self.signal_workers(name)
-
-        return both
+        self.config = config
+        frame = encode_config(config)
+        for worker in self.workers.values():
+            if worker.process is not None:
+                with contextlib.suppress(OSError, ProcessExitedAlready):
+                    worker.process.writeToChild(0, frame)
 
     def _handoff(self, worker: _Worker) -> tuple[bytes, dict[int, int | str]]:
         assert self.groups is not None

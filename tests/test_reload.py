@@ -46,9 +46,13 @@ class Workers:
 
     def __init__(self) -> None:
         self.configs: list[Config] = []
+        self.signals: list[str] = []
 
     def reload(self, config: Config) -> None:
         self.configs.append(config)
+
+    def signal_workers(self, name: str) -> None:
+        self.signals.append(name)
 
 
 class GatewayReloadTests(SynchronousTestCase):
@@ -231,7 +235,9 @@ class ReloaderTests(SynchronousTestCase):
         self.assertNotIn("\n", line)
         self.assertIs(self.gw.gateway.resource.state, before)
         self.assertEqual(self.workers.configs, [])
+        # The access logs are reopened all the same (log rotation).
         self.assertEqual(self.reopened, [True])
+        self.assertEqual(self.workers.signals, ["HUP"])
 
     def test_restart_keys_logged_rest_applies(self) -> None:
         """

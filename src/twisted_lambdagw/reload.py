@@ -48,7 +48,15 @@ class ConfigReceiver(Protocol):
     Where a parent's new configuration goes: its workers.
     """
 
-    def reload(self, config: Config) -> None: ...
+    def reload(self, config: Config) -> None:
+        """
+        Hand C{config} to every worker.
+        """
+
+    def signal_workers(self, name: str) -> None:
+        """
+        Send signal C{name} to every worker.
+        """
 
 
 def restart_needed(running: Config, new: Config) -> list[str]:
@@ -86,8 +94,10 @@ class Reloader:
     Applies a new configuration to one process's gateway, site and listeners.
 
     Called with no argument (the parent's SIGHUP), it reopens the access log
-    and reloads the config file; L{apply} takes a configuration read
-    elsewhere (a worker's, from its parent).  One reload runs at a time.
+    (and has every worker reopen its own, with a SIGHUP, whether or not the
+    file can be served) and reloads the config file; L{apply} takes a
+    configuration read elsewhere (a worker's, from its parent).  One reload
+    runs at a time.
 
     :param tls: the ``ssl:`` listeners' certificates, read again each time.
     :param workers: in a parent with workers, where each applied
@@ -127,14 +137,14 @@ class Reloader:
         """
         if self._reopen is not None:
             self._reopen()
+        if self._workers is not None:
+            self._workers.signal_workers("HUP")
         return self._lock.run(lambda: Deferred.fromCoroutine(self._reload_file()))
 
     def apply(self, config: Config) -> Deferred[bool]:
         """
-        Serve C{config} (read by the parent); reopens the access log first.
+        Serve C{config}, read by the parent.
         """
-        if self._reopen is not None:
-            self._reopen()
         return self._lock.run(lambda: Deferred.fromCoroutine(self._apply(config)))
 
     async def _reload_file(self) -> bool:
@@ -159,6 +169,9 @@ class Reloader:
             await self._gateway.reload(config)
         except ConfigError as error:
             self._refused(error)
+            return False
+        except Exception:
+            self.log.failure("reload failed, the running configuration stays")
             return False
         self.config = config
         settings = config.gateway

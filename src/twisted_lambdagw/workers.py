@@ -29,11 +29,12 @@ One Python process uses one core; this is how the gateway uses more:
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
   parent's stdout, for ``access_log = -``.
-- SIGHUP to the parent reloads the config file there
-  (L{twisted_lambdagw.reload}); the configuration it then serves is written
-  to every worker's stdin pipe (L{encode_config}), and each worker reopens
-  its access log and applies it.  A worker started later is handed the
-  configuration serving then, so every process serves the same one.
+- SIGHUP to the parent is passed on to every worker, which reopens its
+  access log; the parent reloads the config file (L{twisted_lambdagw.reload})
+  and writes the configuration it then serves to every worker's stdin pipe
+  (L{encode_config}), where each worker applies it.  A worker started later
+  is handed the configuration serving then, so every process serves the
+  same one.
 - Each process knows its worker id (C{Gateway.worker_id}): its metrics get
   a ``worker`` label and its access log records a ``worker`` field.
 """

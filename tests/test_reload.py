@@ -51,8 +51,8 @@ class Workers:
     def reload(self, config: Config) -> None:
         self.configs.append(config)
 
-    def signal_workers(self, name: str) -> None:
-        self.signals.append(name)
+    def reopen_logs(self) -> None:
+        self.signals.append("reopen")
 
 
 class GatewayReloadTests(SynchronousTestCase):
@@ -237,7 +237,7 @@ class ReloaderTests(SynchronousTestCase):
         self.assertEqual(self.workers.configs, [])
         # The access logs are reopened all the same (log rotation).
         self.assertEqual(self.reopened, [True])
-        self.assertEqual(self.workers.signals, ["HUP"])
+        self.assertEqual(self.workers.signals, ["reopen"])
 
     def test_restart_keys_logged_rest_applies(self) -> None:
         """

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, AnyStr, cast
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -341,22 +342,25 @@ class WorkerPoolStartTests(SynchronousTestCase):
 
     def test_reload_reaches_every_worker(self) -> None:
         """
-        A reloaded config is written to every running worker's pipe, after
-        its handoff, in frames a worker reads whole however they arrive; a
-        worker started later is handed that config, not the one of startup.
+        A reloaded config, and the order to reopen the access log, are
+        written to every running worker's pipe after its handoff, in frames
+        a worker reads whole however they arrive; a worker started later is
+        handed that config, not the one of startup.
         """
         harness = PoolHarness(self, gateway_config(workers=3))
         harness.start()
         handed = [len(p.written) for p in harness.spawner.processes]
         new = gateway_config(workers=3, drain="7s")
+        harness.pool.reopen_logs()
         harness.pool.reload(new)
         for process, start in zip(harness.spawner.processes, handed, strict=True):
-            received: list[Config] = []
-            frames = ConfigFrames(received.append)
+            received: list[object] = []
+            frames = ConfigFrames(received.append, partial(received.append, "reopened"))
             sent = process.written[start:]
             for at in range(len(sent)):
                 frames.feed(sent[at : at + 1])
-            self.assertEqual(received, [new])
+            self.assertEqual(received, ["reopened", new])
+            self.assertEqual(process.signals, [])
         harness.spawner.processes[0].end(1)
         harness.reactor.advance(RestartPolicy().first_delay)
         self.assertEqual(harness.spawner.processes[-1].handoff().config, new)

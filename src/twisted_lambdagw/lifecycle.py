@@ -188,6 +188,13 @@ class DaemonService(MultiService):
             self._install_signal(signal.SIGHUP, self._sighup)
         self.log.info("ready; SIGTERM stops gracefully")
 
+    def reopen(self) -> None:
+        """
+        Do what SIGHUP does here, if anything (a worker: reopen its access log).
+        """
+        if self._reopen is not None:
+            self._reopen()
+
     def _sighup(self, number: int, frame: FrameType | None) -> None:
         assert self._reopen is not None
         self._reactor.callFromThread(self._reopen)

@@ -53,9 +53,9 @@ class ConfigReceiver(Protocol):
         Hand C{config} to every worker.
         """
 
-    def signal_workers(self, name: str) -> None:
+    def reopen_logs(self) -> None:
         """
-        Send signal C{name} to every worker.
+        Have every worker reopen its access log.
         """
 
 
@@ -94,8 +94,8 @@ class Reloader:
     Applies a new configuration to one process's gateway, site and listeners.
 
     Called with no argument (the parent's SIGHUP), it reopens the access log
-    (and has every worker reopen its own, with a SIGHUP, whether or not the
-    file can be served) and reloads the config file; L{apply} takes a
+    (and has every worker reopen its own, whether or not the file can be
+    served) and reloads the config file; L{apply} takes a
     configuration read elsewhere (a worker's, from its parent).  One reload
     runs at a time.
 
@@ -138,7 +138,7 @@ class Reloader:
         if self._reopen is not None:
             self._reopen()
         if self._workers is not None:
-            self._workers.signal_workers("HUP")
+            self._workers.reopen_logs()
         return self._lock.run(lambda: Deferred.fromCoroutine(self._reload_file()))
 
     def apply(self, config: Config) -> Deferred[bool]:

@@ -283,7 +283,9 @@ class GatewayResource(Resource):
         """
         self.active += 1
         state = self.state
-        state.use.enter()
+        # StateUse.enter and leave, inlined: this runs for every request.
+        use = state.use
+        use.active += 1
         try:
             request_id = self._request_id(request)
             origin = self.origin(request)
@@ -334,7 +336,9 @@ class GatewayResource(Resource):
             for observe in self.observers:
                 observe(exchange)
         finally:
-            state.use.leave()
+            use.active -= 1
+            if use.retired and use.active == 0:
+                use.unused()
             self.active -= 1
             if self.active == 0 and self._idle:
                 idle, self._idle = self._idle, []

@@ -42,14 +42,26 @@ class StateUse:
         self._idle: list[Deferred[None]] = []
 
     def enter(self) -> None:
+        """
+        A request starts with the state.  (The resource inlines this.)
+        """
         self.active += 1
 
     def leave(self) -> None:
+        """
+        A request is over.  (The resource inlines this but for L{unused}.)
+        """
         self.active -= 1
-        if self.active == 0 and self._idle:
-            idle, self._idle = self._idle, []
-            for waiter in idle:
-                waiter.callback(None)
+        if self.active == 0 and self.retired:
+            self.unused()
+
+    def unused(self) -> None:
+        """
+        Fire the L{when_unused} waiters: no request uses the state now.
+        """
+        idle, self._idle = self._idle, []
+        for waiter in idle:
+            waiter.callback(None)
 
     def when_unused(self) -> Deferred[None]:
         """

@@ -36,8 +36,8 @@ class ParentWatch(FileDescriptor):
 
     The parent holds the pipe's other end open for the worker's whole life,
     so the end comes when the parent exits, however it exits.  After the
-    handoff the parent writes only new configurations (on SIGHUP), which
-    are handed to C{received}.
+    handoff the parent writes only messages (on SIGHUP): a configuration to
+    serve, handed to C{received}, or to reopen the access log (C{reopen}).
     """
 
     def __init__(
@@ -46,11 +46,12 @@ class ParentWatch(FileDescriptor):
         fd: int,
         gone: Callable[[], None],
         received: Callable[[Config], None] = lambda config: None,
+        reopen: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(reactor)
         self._fd = fd
         self._gone = gone
-        self._frames = ConfigFrames(received)
+        self._frames = ConfigFrames(received, reopen)
         setNonBlocking(fd)
 
     def fileno(self) -> int:
@@ -103,6 +104,10 @@ def main() -> int:
     """
     Run a worker process until it is stopped; returns its exit status.
     """
+    # A SIGHUP sent to the whole process group while this worker starts
+    # must not end it; the daemon's own handler (reopen the access log)
+    # replaces this once the reactor runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         handoff = WorkerHandoff.read(0)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
@@ -146,7 +151,8 @@ def main() -> int:
         log.info("worker {worker}: reloading as the parent did", worker=handoff.worker_id)
         reloader.apply(config)
 
-    ParentWatch(reactor, 0, lambda: stop("the parent process is gone"), received).startReading()
+    gone = lambda: stop("the parent process is gone")  # noqa: E731
+    ParentWatch(reactor, 0, gone, received, service.reopen).startReading()
     reactor.callWhenRunning(handle_signals)
     reactor.run()
     return 0

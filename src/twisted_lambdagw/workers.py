@@ -29,10 +29,12 @@ One Python process uses one core; this is how the gateway uses more:
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
   parent's stdout, for ``access_log = -``.
-- SIGHUP to the parent is passed on to every worker, which reopens its
-  access log; the parent reloads the config file (L{twisted_lambdagw.reload})
-  and writes the configuration it then serves to every worker's stdin pipe
-  (L{encode_config}), where each worker applies it.  A worker started later
+- SIGHUP to the parent has every worker reopen its access log, and the
+  parent reloads the config file (L{twisted_lambdagw.reload}) and hands the
+  configuration it then serves to every worker, which applies it.  Both go
+  as messages on the worker's stdin pipe (L{encode_message}), never as
+  signals: a worker still starting up reads them once it can, where a
+  signal could end it before it has a handler.  A worker started later
   is handed the configuration serving then, so every process serves the
   same one.
 - Each process knows its worker id (C{Gateway.worker_id}): its metrics get
@@ -154,22 +156,31 @@ class WorkerHandoff:
         return handoff
 
 
-def encode_config(config: Config) -> bytes:
+REOPEN = "reopen the access log"
+"""The message that has a worker reopen its access log."""
+
+
+def encode_message(message: Config | str) -> bytes:
     """
-    A configuration as the parent writes it to a worker's pipe after the
-    handoff: its length, then its pickle (see L{WorkerHandoff.encode}).
+    A message as the parent writes it to a worker's pipe after the handoff
+    (a configuration to serve, or L{REOPEN}): its length, then its pickle
+    (see L{WorkerHandoff.encode}).
     """
-    data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
 
 
 class ConfigFrames:
     """
-    Splits what a worker reads on its pipe into the configurations sent.
+    Splits what a worker reads on its pipe into the messages sent: each
+    configuration goes to C{received}, each L{REOPEN} calls C{reopen}.
     """
 
-    def __init__(self, received: Callable[[Config], None]) -> None:
+    def __init__(
+        self, received: Callable[[Config], None], reopen: Callable[[], None] = lambda: None
+    ) -> None:
         self._received = received
+        self._reopen = reopen
         self._buffer = b""
 
     def feed(self, data: bytes) -> None:
@@ -180,9 +191,11 @@ class ConfigFrames:
             if len(self._buffer) < end:
                 return
             data, self._buffer = self._buffer[_HEADER.size : end], self._buffer[end:]
-            config = pickle.loads(data)  # noqa: S301 (see WorkerHandoff.encode)
-            if isinstance(config, Config):
-                self._received(config)
+            message = pickle.loads(data)  # noqa: S301 (see WorkerHandoff.encode)
+            if isinstance(message, Config):
+                self._received(message)
+            elif message == REOPEN:
+                self._reopen()
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -438,19 +451,20 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             self._start(worker)
 
-    def signal_workers(self, name: str) -> None:
-        """
-        Send signal C{name} (``"HUP"``) to every running worker.
-        """
-        for worker in self.workers.values():
-            worker.signal(name)
-
     def reload(self, config: Config) -> None:
         """
         Hand C{config} to every running worker, and to those started later.
         """
         self.config = config
-        frame = encode_config(config)
+        self._tell_workers(encode_message(config))
+
+    def reopen_logs(self) -> None:
+        """
+        Have every running worker reopen its access log.
+        """
+        self._tell_workers(encode_message(REOPEN))
+
+    def _tell_workers(self, frame: bytes) -> None:
         for worker in self.workers.values():
             if worker.process is not None:
                 with contextlib.suppress(OSError, ProcessExitedAlready):

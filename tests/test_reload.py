@@ -16,16 +16,17 @@ from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import Config
-from twisted_lambdagw.listen import ReloadableTLS, certificate_options
-from twisted_lambdagw.reload import (
+from twisted_lambdagw.core.config import Config
+from twisted_lambdagw.daemon.listen import ReloadableTLS, certificate_options
+from twisted_lambdagw.daemon.reload import (
     STARTUP_ONLY,
     Reloader,
     keep_startup_keys,
     read_config,
     restart_needed,
 )
-from twisted_lambdagw.state import RoutingState, retire
+from twisted_lambdagw.server.resource import Binding
+from twisted_lambdagw.server.state import RoutingState, retire
 
 from .gateway_fixtures import BASE_CONFIG, FakeAWSGateway, config_from
 from .process_fixtures import temp_dir, write_config
@@ -156,7 +157,7 @@ class RetireTests(SynchronousTestCase):
     """
 
     def test_closes_after_last_request(self) -> None:
-        state = RoutingState.of([])
+        state: RoutingState[Binding] = RoutingState.of([])
         state.use.enter()
         state.use.enter()
         closed: list[str] = []
@@ -169,7 +170,8 @@ class RetireTests(SynchronousTestCase):
 
     def test_unused_closes_at_once(self) -> None:
         closed: list[str] = []
-        self.successResultOf(retire(RoutingState.of([]), [lambda: closed.append("x")]))
+        state: RoutingState[Binding] = RoutingState.of([])
+        self.successResultOf(retire(state, [lambda: closed.append("x")]))
         self.assertEqual(closed, ["x"])
 
 

@@ -29,6 +29,7 @@ from twisted_lambdagw.auth import (
 from twisted_lambdagw.config import ConfigError
 from twisted_lambdagw.formats import httpjson
 from twisted_lambdagw.messages import NOT_PARSED, IncomingRequest, Reply
+from twisted_lambdagw.policies import PolicyServices, build_chain
 from twisted_lambdagw.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
 
@@ -335,11 +336,14 @@ auth = none
         """
         recording = RecordingFormat()
         [route, _] = self.gw.config.routes
+        services = PolicyServices(
+            Clock(), authenticator=basic_authenticator(self.users, "r", InlineThreads())
+        )
         binding = Binding(
             route,
             InProcessInvoker({"fn": lambda event, context: {}}),
             recording,
-            basic_authenticator(self.users, "r", InlineThreads()),
+            build_chain(route, self.gw.config, services),
         )
         client: Any = StubTreq(GatewayResource([binding], Clock()))
         d = client.get(

@@ -46,6 +46,8 @@ from .keepalive import KeepAliveAgent
 from .lifecycle import DrainService, SequentialService
 from .local.invoker import LocalInvoker
 from .metrics import GatewayMetrics
+from .policies.build import PolicyServices, build_chain
+from .policies.inflight import InFlight
 from .resource import Binding, GatewayResource
 from .site import GatewaySite
 from .upstream import lambda_client, persistent_pool
@@ -219,7 +221,6 @@ class Gateway:
             self.authenticator = basic_authenticator(
                 config.auth.users_file, config.auth.realm, self._run_in_thread, reactor.seconds
             )
-        self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         settings = config.gateway
         observers: list[ExchangeObserver] = []
@@ -241,13 +242,22 @@ class Gateway:
                 worker=labelled_worker,
             )
             observers.append(self.metrics)
+        self.policies = PolicyServices(
+            clock=clock,
+            run_in_thread=self._run_in_thread,
+            metrics=self.metrics,
+            in_flight=InFlight(settings.max_in_flight),
+            authenticator=self.authenticator,
+        )
+        """What the routes' policy chains share."""
+        self.bindings = [self._bind(route) for route in config.routes]
         self.resource = GatewayResource(
             self.bindings,
             clock,
             health_path=settings.health_path,
             metrics_path=settings.metrics_path,
             metrics=self.metrics,
-            max_in_flight=settings.max_in_flight,
+            in_flight=self.policies.in_flight,
             observers=observers,
             trusted_proxies=settings.trusted_proxies,
         )
@@ -293,12 +303,11 @@ class Gateway:
         else:
             assert self.local is not None, "config checks local routes have [local]"
             invoker = self.local
-        authenticator = self.authenticator if route.auth == "basic" else None
         return Binding(
             route=route,
             invoker=invoker,
             format=get_format(route.format),
-            authenticator=authenticator,
+            chain=build_chain(route, self.config, self.policies),
         )
 
     def _credential_sources(

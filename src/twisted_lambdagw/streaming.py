@@ -26,6 +26,7 @@ Three rules shape it:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from .eventstream import InvokeComplete
 from .exchange import Exchange
 from .invoker import InvokeCall, ResponseStream, StreamingInvoker
 from .logs import stack_text
+from .messages import Headers
 from .prelude import PreludeMode, PreludeParser, ResponseHead
 
 if TYPE_CHECKING:
@@ -73,9 +75,14 @@ async def serve_stream(
     exchange: Exchange,
     clock: IReactorTime,
     settings: StreamSettings,
+    *,
+    head_headers: Callable[[Headers], Headers] | None = None,
 ) -> None:
     """
     Invoke with response streaming and relay the response to C{request}.
+
+    C{head_headers}, if given, turns the function's response headers into
+    those sent (the route's policies add theirs).
 
     Returns once the response has ended, finished or cut.  Raises a
     L{GatewayError} only while nothing has been written, so the caller can
@@ -99,7 +106,9 @@ async def serve_stream(
     exchange.aws_request_id = stream.aws_request_id
     exchange.executed_version = stream.executed_version
 
-    relay = StreamRelay(request, stream, exchange, clock, settings, call.function)
+    relay = StreamRelay(
+        request, stream, exchange, clock, settings, call.function, head_headers=head_headers
+    )
     head = relay.start()
     head.addTimeout(max(0.0, call.timeout - (clock.seconds() - started)), clock)
     try:
@@ -133,8 +142,11 @@ class StreamRelay:
         clock: IReactorTime,
         settings: StreamSettings,
         function: str,
+        *,
+        head_headers: Callable[[Headers], Headers] | None = None,
     ) -> None:
         self._request = request
+        self._head_headers = head_headers
         self._stream = stream
         self._exchange = exchange
         self._clock = clock
@@ -242,7 +254,8 @@ class StreamRelay:
         request.setResponseCode(head.status)
         headers = request.responseHeaders
         headers.removeHeader(b"server")
-        for name, value in head.headers:
+        sent = head.headers if self._head_headers is None else self._head_headers(head.headers)
+        for name, value in sent:
             headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
         headers.setRawHeaders(b"x-request-id", [self._exchange.request_id.encode("ascii")])
         # No Content-Length: Twisted sends the body chunked, and an empty

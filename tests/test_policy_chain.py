@@ -17,13 +17,12 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.auth import basic_authenticator
-from twisted_lambdagw.config import Config, ConfigError
-from twisted_lambdagw.errors import Unauthorized
-from twisted_lambdagw.eventstream import InvokeComplete
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.invoker import InvokeCall, InvokeResult, StreamReceiver
-from twisted_lambdagw.messages import Reply
+from twisted_lambdagw.core.config import Config, ConfigError
+from twisted_lambdagw.core.errors import Unauthorized
+from twisted_lambdagw.core.eventstream import InvokeComplete
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.core.messages import Reply
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult, StreamReceiver
 from twisted_lambdagw.policies import (
     STAGES,
     Chain,
@@ -35,9 +34,10 @@ from twisted_lambdagw.policies import (
     SyncStep,
     build_chain,
 )
+from twisted_lambdagw.policies.auth import basic_authenticator
 from twisted_lambdagw.policies.build import admit_steps
 from twisted_lambdagw.policies.chain import ChainError
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import Handler, InProcessInvoker
 
 from .auth_fixtures import ALICE_HASH, InlineThreads, basic, write

@@ -2,7 +2,7 @@
 ``auth = basic``: the login of the ``[auth]`` users file, as a step.
 
 The check itself (the users file, bcrypt in threads, the cache) is
-L{twisted_lambdagw.auth}; this step asks it, and records who the request is
+L{twisted_lambdagw.policies.auth}; this step asks it, and records who the request is
 from for the function (``X-Authenticated-User``) and the access log.  It
 runs before the name check, so a client without a login learns nothing
 about which function names exist.
@@ -17,7 +17,7 @@ from .chain import Passage, Principal, Stage
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-    from ..messages import Reply
+    from twisted_lambdagw.core.messages import Reply
 
 
 class Authenticator(Protocol):

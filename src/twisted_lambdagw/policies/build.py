@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from ..config import Config, ConfigError, RouteConfig
+from twisted_lambdagw.core.config import Config, ConfigError, RouteConfig
+
 from .basic import Authenticator, BasicAuth
 from .chain import Chain, Step, SyncStep
 from .checks import NameCheck
 from .inflight import Admission, InFlight
 
 if TYPE_CHECKING:
-    from ..credentials import RunInThread
-    from ..metrics import GatewayMetrics
+    from twisted_lambdagw.invokers.aws.credentials import RunInThread
+    from twisted_lambdagw.observe.metrics import GatewayMetrics
 
 
 @dataclass

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from twisted.logger import Logger
 
-from ..messages import Headers, Reply
+from twisted_lambdagw.core.messages import Headers, Reply
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-    from ..config import RouteConfig
-    from ..exchange import Exchange
-    from ..proxies import Origin
-    from ..routing import Target
+    from twisted_lambdagw.core.config import RouteConfig
+    from twisted_lambdagw.core.exchange import Exchange
+    from twisted_lambdagw.core.proxies import Origin
+    from twisted_lambdagw.core.routing import Target
 
 Stage = Literal["cors", "limit-before-auth", "authorize", "limit-after-auth", "admit"]
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..errors import RequestTooLarge
-from ..messages import Reply
-from ..routing import resolve
+from twisted_lambdagw.core.errors import RequestTooLarge
+from twisted_lambdagw.core.messages import Reply
+from twisted_lambdagw.core.routing import resolve
+
 from .chain import Passage, Stage, SyncStep
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..errors import Throttled
-from ..messages import Reply
+from twisted_lambdagw.core.errors import Throttled
+from twisted_lambdagw.core.messages import Reply
+
 from .chain import Passage, Stage, SyncStep
 
 

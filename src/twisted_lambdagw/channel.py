@@ -509,8 +509,12 @@ class GatewayChannel(HTTPChannel):
         Refuse the request being read: now, or after the answers before it.
         """
         self._halted = True
-        self._message = None
-        if self.requests or self._queue:
+        reading, self._message = self._message, None
+        if reading is not None and reading.request is not None:
+            # The request being read was handed over, its body unfinished:
+            # it is refused, with nothing before it to wait for.
+            self._refuse(status, message)
+        elif self.requests or self._queue:
             self._queue.append(Refused(status, message))
         else:
             self._refuse(status, message)

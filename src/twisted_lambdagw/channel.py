@@ -47,7 +47,7 @@ from httptools import (
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, Request
+from twisted.web.http import Request
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import INonQueuedRequestFactory
 
@@ -55,6 +55,7 @@ from .framing import Head, Refused, check_head
 from .headers import checked_headers, raw_values
 from .request import GatewayRequest
 from .sending import send_now
+from .timed_channel import TimedChannel
 
 MAX_HEADER_FIELDS = 100
 """Header lines one request may send (Apache's LimitRequestFields)."""
@@ -66,8 +67,6 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_IDLE_TIMEOUT = 60.0
 _LINE_ROOM = 1024
 """Bytes a head spread over reads may pass its limit by before the spread is refused."""
-_SLACK = 1e-9
-"""Seconds a deadline may be met early by: floating-point sums of times."""
 
 _REASONS = {
     400: b"Bad Request",
@@ -102,7 +101,7 @@ class _Message:
         """Its twisted.web Request, once handed over."""
 
 
-class GatewayChannel(HTTPChannel):
+class GatewayChannel(TimedChannel):
     """
     An HTTPChannel whose requests are framed by llhttp, with deadlines and JSON refusals.
     """
@@ -154,101 +153,6 @@ class GatewayChannel(HTTPChannel):
         self._held_back = False
         """Whether reading is paused for the backlog."""
         self._pumping = False
-
-    def isSecure(self) -> bool:
-        # Asked for every request (the scheme in events and X-Forwarded-Proto);
-        # the answer, an interface lookup on the transport, is kept for as
-        # long as the transport is the same.
-        transport = self.transport
-        known = self._secure
-        if known is None or known[0] is not transport:
-            known = self._secure = (transport, bool(super().isSecure()))
-        return known[1]
-
-    # twisted.web's Request asks for both addresses as it is made, for every
-    # request.  They do not change while the transport stays the same, and
-    # TCP's transport makes a new address each time it is asked: the local
-    # one with a getsockname() system call.
-
-    def getHost(self) -> IAddress:
-        transport = self.transport
-        known = self._host
-        if known is None or known[0] is not transport:
-            known = self._host = (transport, super().getHost())
-        return known[1]
-
-    def getPeer(self) -> IAddress:
-        transport = self.transport
-        known = self._peer
-        if known is None or known[0] is not transport:
-            known = self._peer = (transport, super().getPeer())
-        return known[1]
-
-    # The header deadline and twisted.web's idle timeout (TimeoutMixin's
-    # setTimeout and resetTimeout, which HTTPChannel calls around every
-    # request) share one timer, moved lazily: a deadline only records a
-    # time, and the timer, when it fires, acts on whichever deadline has
-    # passed and sets itself again for the next one.  It is rescheduled
-    # only when a deadline comes before it.  twisted.web's own timer was
-    # cancelled and made again for every request, and so was the header
-    # timer: with thousands of connections, that churn in the reactor's
-    # heap of timed calls cost more than the timing was worth.
-
-    def setTimeout(self, period: float | None) -> float | None:
-        previous: float | None = self.timeOut
-        self.timeOut = period  # type: ignore[assignment]
-        if period is None:
-            self._idle_deadline = None
-            if not self.requests and self._head_deadline is None:
-                # Not around a request: the channel is being given up (the
-                # connection switched to HTTP/2, or is lost).
-                self._cancel_timer()
-            return previous
-        self._idle_deadline = self._now() + period
-        self._schedule()
-        return previous
-
-    def resetTimeout(self) -> None:
-        if self._idle_deadline is not None and self.timeOut is not None:
-            # Later than before: the timer, when it fires, moves on to it.
-            self._idle_deadline = self._now() + self.timeOut
-
-    def _now(self) -> float:
-        if self._clock is None:
-            # Without a clock given, the reactor whose callLater the Site set.
-            self._clock = getattr(self.callLater, "__self__", None)
-            if self._clock is None:
-                from twisted.internet import reactor
-
-                self._clock = reactor
-        assert self._clock is not None
-        return self._clock.seconds()
-
-    def _schedule(self) -> None:
-        deadline = self._head_deadline
-        idle = self._idle_deadline
-        if deadline is None or (idle is not None and idle < deadline):
-            deadline = idle
-        if deadline is None:
-            return  # a running timer will find nothing to do
-        timer = self._timer
-        if timer is not None:
-            if timer.getTime() <= deadline:
-                return
-            timer.cancel()
-        self._timer = self.callLater(max(0.0, deadline - self._now()), self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        self._timer = None
-        now = self._now()
-        if self._head_deadline is not None and now >= self._head_deadline - _SLACK:
-            self._head_deadline = None
-            self._header_deadline()
-        elif self._idle_deadline is not None and now >= self._idle_deadline - _SLACK:
-            self._idle_deadline = None
-            self.timeoutConnection()
-        else:
-            self._schedule()
 
     # Reading: llhttp calls these as it reads.
 
@@ -590,19 +494,6 @@ class GatewayChannel(HTTPChannel):
         super().connectionLost(reason)
         # After the base class, whose setTimeout(None) may leave it running.
         self._cancel_timer()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _start_header_timer(self) -> None:
-        if self._head_deadline is None and self.header_timeout:
-            self._head_deadline = self._now() + self.header_timeout
-            self._schedule()
-
-    def _cancel_header_timer(self) -> None:
-        self._head_deadline = None
 
     def _header_deadline(self) -> None:
         self.log.info(

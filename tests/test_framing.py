@@ -16,8 +16,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from twisted_lambdagw._compat import HTTP_CHANNEL_STATE, GenericHTTPChannelProtocol
-from twisted_lambdagw.framing import Refused, check_head
-from twisted_lambdagw.site import GatewayChannel, GatewaySite
+from twisted_lambdagw.server.framing import Refused, check_head
+from twisted_lambdagw.server.site import GatewayChannel, GatewaySite
 
 from .loopback import RawClient, real_reactor
 

@@ -32,7 +32,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from twisted_lambdagw.site import GatewaySite
+from twisted_lambdagw.server.site import GatewaySite
 
 Seen = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]
 """A request as read: method, target, header fields (lower-case names, in order), body."""

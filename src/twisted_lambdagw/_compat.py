@@ -8,7 +8,7 @@ fails there, by name, rather than somewhere in a request.
 
 from __future__ import annotations
 
-# --- The HTTP/1.1 channel (twisted_lambdagw.channel) -------------------------
+# --- The HTTP/1.1 channel (twisted_lambdagw.server.channel) -------------------------
 #
 # GatewayChannel subclasses twisted.web's HTTPChannel, replacing its parser
 # (LineReceiver) with llhttp and keeping the rest: the Request it makes, the

@@ -52,7 +52,7 @@ from .logs import stack_text
 from .messages import IncomingRequest, Reply
 from .proxies import Origin, TrustedProxies
 from .request import GatewayRequest
-from .routing import RouteTable, Target, resolve
+from .routing import RouteTable, Target, normal_path, resolve
 from .streaming import StreamSettings, serve_stream
 
 if TYPE_CHECKING:
@@ -73,7 +73,6 @@ GATEWAY_SET = frozenset(
 JSON_TYPE = ("Content-Type", "application/json")
 MAX_URI_LENGTH = 8 * 1024
 """Longer request URIs (path and query) get 414, as nginx's default buffers would."""
-CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
 
 
 class MetricsPage(Protocol):
@@ -363,13 +362,13 @@ class GatewayResource(Resource):
         if len(request.uri) > MAX_URI_LENGTH:
             raise URITooLong(detail=f"{len(request.uri)} bytes")
         raw_path, path = checked_path(request)
-        if self._health_path is not None and raw_path == self._health_path:
+        if self._health_path is not None and path == self._health_path:
             return health_reply(self.draining)
-        if self._metrics is not None and raw_path == self._metrics_path:
+        if self._metrics is not None and path == self._metrics_path:
             return Reply(
                 200, (("Content-Type", self._metrics.content_type),), self._metrics.render()
             )
-        route = self._table.match(raw_path)
+        route = self._table.match(path)
         if route is None:
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
         exchange.route = route.prefix
@@ -585,30 +584,25 @@ class _InFlight:
 
 def checked_path(request: Request) -> tuple[str, str]:
     """
-    The request path as received and percent-decoded, or L{BadRequest}.
+    The request path in normal form and decoded (L{normal_path}), or L{BadRequest}.
 
-    The URI must be ASCII, the decoded path and query valid UTF-8, and the
-    decoded path free of control characters (``%00``, ``%0d``, ``%0a``...),
-    which no function name or sane path holds and some code mistakes for
-    the end of a string or a line.
+    The URI must be ASCII and its query valid UTF-8 once decoded; the path
+    is put in normal form, so that routes, the health and metrics paths and
+    the function's name are all read from one spelling of it.
     """
     try:
         uri = request.uri.decode("ascii")
         raw_path = request.path.decode("ascii")
     except UnicodeDecodeError:
         raise BadRequest("request URI is not ASCII") from None
-    try:
-        path = unquote(raw_path, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("request path is not valid UTF-8") from None
-    if not CONTROL_CHARACTERS.isdisjoint(path):
-        raise BadRequest("request path holds a control character")
+    normal = normal_path(raw_path)
     _, _, query = uri.partition("?")
-    try:
-        unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("request query is not valid UTF-8") from None
-    return raw_path, path
+    if "%" in query:
+        try:
+            unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("request query is not valid UTF-8") from None
+    return normal
 
 
 def _invocation_type(value: str) -> InvocationType:

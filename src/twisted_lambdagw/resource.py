@@ -663,6 +663,11 @@ def forwarded_headers(
     Content-Length is recomputed; the gateway's own headers and the route's
     ``header_upstream`` replace whatever the client sent under those names.
     C{dropped} is L{dropped_headers} of the same header names, if known.
+
+    A name with an underscore is dropped too, as nginx does by default
+    (``underscores_in_headers off``): WSGI and CGI read ``_`` and ``-``
+    alike, so ``X_Authenticated_User`` would reach a Flask app as the
+    gateway's own ``X-Authenticated-User``.
     """
     if dropped is None:
         dropped = dropped_headers(gateway_headers)
@@ -675,7 +680,7 @@ def forwarded_headers(
     headers: list[tuple[str, str]] = []
     for raw_name, values in raw.getAllRawHeaders():
         name = _text(raw_name)
-        if name.lower() not in dropped:
+        if name.lower() not in dropped and "_" not in name:
             for raw_value in values:
                 headers.append((name, _text(raw_value)))
     if body or request.method in (b"POST", b"PUT", b"PATCH"):

@@ -13,11 +13,11 @@ from pathlib import Path
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.trial.unittest import TestCase
 
-from twisted_lambdagw.aws import AWSInvoker, CredentialSource
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.resource import Binding, GatewayResource
-from twisted_lambdagw.site import GatewaySite
-from twisted_lambdagw.upstream import lambda_client, persistent_pool
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
+from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
+from twisted_lambdagw.server.resource import Binding, GatewayResource
+from twisted_lambdagw.server.site import GatewaySite
 
 from .gateway_fixtures import config_from
 from .loopback import RawClient, real_reactor

@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from twisted.internet.protocol import ClientFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_lambdagw.auth import basic_authenticator
-from twisted_lambdagw.config import RouteConfig
-from twisted_lambdagw.errors import GatewayError
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.resource import Binding, GatewayResource
-from twisted_lambdagw.routing import RouteTable, normal_path, resolve
-from twisted_lambdagw.site import GatewaySite
+from twisted_lambdagw.core.config import RouteConfig
+from twisted_lambdagw.core.errors import GatewayError
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.core.routing import RouteTable, normal_path, resolve
+from twisted_lambdagw.policies.auth import basic_authenticator
+from twisted_lambdagw.server.resource import Binding, GatewayResource
+from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
 
 from .auth_fixtures import ALICE_HASH, InlineThreads, write

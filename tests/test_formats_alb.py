@@ -97,15 +97,31 @@ class SingleValueRequestTests:
         request = make_request(path="/lambda/fn/a%20b", function_path="/a%20b")
         assert event_of(alb, request)["path"] == "/a%20b"
 
-    def test_text_body(self) -> None:
-        """Textual bodies travel as they are."""
-        request = make_request("POST", headers=[("Content-Type", "text/html")], body="é".encode())
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "text/html",
+            "text/plain; charset=utf-8",
+            "application/json",
+            "Application/JavaScript",
+            "application/xml",
+        ],
+    )
+    def test_text_body(self, content_type: str) -> None:
+        """Bodies of the types ALB documents as text travel as they are."""
+        request = make_request("POST", headers=[("Content-Type", content_type)], body="é".encode())
         event = event_of(alb, request)
         assert (event["body"], event["isBase64Encoded"]) == ("é", False)
 
     @pytest.mark.parametrize(
         ("content_type", "body"),
-        [("application/octet-stream", b"abc"), ("text/plain", b"\xc3\x28"), (None, b"x")],
+        [
+            ("application/octet-stream", b"abc"),
+            ("text/plain", b"\xc3\x28"),
+            (None, b"x"),
+            ("application/x-www-form-urlencoded", b"a=1&b=2"),
+            ("application/vnd.api+json", b"{}"),
+        ],
     )
     def test_binary_body(self, content_type: str | None, body: bytes) -> None:
         """Other content types or invalid UTF-8 travel as base64."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted_lambdagw.formats import FORMATS
-from twisted_lambdagw.messages import IncomingRequest
+from twisted_lambdagw.core.formats import FORMATS
+from twisted_lambdagw.core.messages import IncomingRequest
 
 from .request_factory import make_request
 

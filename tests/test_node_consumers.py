@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, unquote
 
 import pytest
 
-from twisted_lambdagw.formats import FORMATS
+from twisted_lambdagw.core.formats import FORMATS
 
 from .conformance_requests import REQUESTS, event, events
 

@@ -46,7 +46,7 @@ from twisted_lambdagw.core.errors import (
 )
 from twisted_lambdagw.core.exchange import Exchange, ExchangeObserver
 from twisted_lambdagw.core.formats import EventFormat
-from twisted_lambdagw.core.formats._common import HOP_BY_HOP
+from twisted_lambdagw.core.formats._common import HOP_BY_HOP, NO_CONTENT_STATUSES
 from twisted_lambdagw.core.messages import IncomingRequest, Reply
 from twisted_lambdagw.core.proxies import Origin, TrustedProxies
 from twisted_lambdagw.core.routing import Target, normal_path
@@ -352,7 +352,7 @@ class GatewayResource(Resource):
                     close_after(request)
                 write_reply(request, reply, request_id)
                 exchange.status = reply.status
-                exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
+                exchange.bytes_out = body_length(request, reply)
             elif exchange.outcome != "client_gone":
                 exchange.outcome = "client_gone"
             exchange.finished = self._clock.seconds()
@@ -784,14 +784,36 @@ def close_after(request: Request) -> None:
 def write_reply(request: Request, reply: Reply, request_id: str) -> None:
     """
     Write a validated reply in one go, with a computed Content-Length.
+
+    A 204 or 304 goes out with neither body nor Content-Length (RFC 9110
+    sections 8.6, 15.3.5 and 15.4.5); a HEAD answer with the Content-Length
+    a GET would have had but no body.  No Content-Type is ever made up here:
+    each format has put its own default in the reply (twisted.web's would
+    be text/html).
     """
-    request.setResponseCode(reply.status)
+    request.defaultContentType = None
+    if reply.reason is None:
+        request.setResponseCode(reply.status)
+    else:
+        request.setResponseCode(reply.status, reply.reason.encode("latin-1"))
     headers = request.responseHeaders
     headers.removeHeader(b"server")
     for name, value in reply.headers:
         headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
     headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])
-    headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
-    if reply.body:
-        request.write(reply.body)
+    if reply.status in NO_CONTENT_STATUSES:
+        headers.removeHeader(b"content-length")
+    else:
+        headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
+        if reply.body and request.method != b"HEAD":
+            request.write(reply.body)
     request.finish()
+
+
+def body_length(request: Request, reply: Reply) -> int:
+    """
+    How many body bytes L{write_reply} sends for C{reply}.
+    """
+    if request.method == b"HEAD" or reply.status in NO_CONTENT_STATUSES:
+        return 0
+    return len(reply.body)

@@ -226,8 +226,11 @@ def load_config(
     """
     Read and validate the configuration file at ``path``.
 
-    Relative file names in the config (users file, functions directory) are
-    taken relative to the current directory, as the command line gives them.
+    Relative file names in the config (the functions directory, the users
+    file, a file access log, the key and certificate files of ``ssl:``
+    listeners, a Unix socket's address) are taken relative to the directory
+    holding the config file, as nginx and Caddy do: the file means the same
+    whichever directory the gateway is started from.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -236,7 +239,13 @@ def load_config(
         raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config file is not UTF-8 text") from None
-    return parse_config(text, path, os.environ if environ is None else environ, profile_region)
+    return parse_config(
+        text,
+        path,
+        os.environ if environ is None else environ,
+        profile_region,
+        base_dir=os.path.dirname(os.path.abspath(path)),
+    )
 
 
 def parse_config(
@@ -244,9 +253,15 @@ def parse_config(
     path: str = "<config>",
     environ: Mapping[str, str] | None = None,
     profile_region: ProfileRegion = botocore_profile_region,
+    *,
+    base_dir: str | None = None,
 ) -> Config:
     """
     Validate configuration text; ``path`` is only used in error messages.
+
+    Relative file names are joined to ``base_dir``; without one (text that
+    came from no file) they are left as written, relative to the current
+    directory.
     """
     parser = configparser.ConfigParser(
         interpolation=None,
@@ -259,7 +274,19 @@ def parse_config(
         parser.read_string(text, source=path)
     except configparser.Error as e:
         raise ConfigError(f"{path}: {_one_line(e.message)}") from None
-    return _Reader(parser, path, os.environ if environ is None else environ, profile_region).read()
+    environ = os.environ if environ is None else environ
+    return _Reader(parser, path, environ, profile_region, base_dir).read()
+
+
+def resolve_path(value: str, base_dir: str | None) -> str:
+    """
+    ``value`` joined to ``base_dir`` when it is relative and there is a base.
+    """
+    if base_dir is None or os.path.isabs(value):
+        return value
+    # Joined, not normalised: ``..`` after a symbolic link is the kernel's
+    # to resolve, as it would be for the operator's shell.
+    return os.path.join(base_dir, value)
 
 
 def _one_line(text: str) -> str:
@@ -390,11 +417,19 @@ class _Reader:
         path: str,
         environ: Mapping[str, str],
         profile_region: ProfileRegion,
+        base_dir: str | None = None,
     ) -> None:
         self.parser = parser
         self.path = path
         self.environ = environ
         self.profile_region = profile_region
+        self.base_dir = base_dir
+
+    def file_path(self, value: str) -> str:
+        """
+        A file name from the config, relative ones taken from the config's directory.
+        """
+        return resolve_path(value, self.base_dir)
 
     def section(self, name: str, allowed: set[str]) -> _Section:
         values = dict(self.parser[name]) if self.parser.has_section(name) else {}
@@ -416,8 +451,10 @@ class _Reader:
     def read_gateway(self) -> GatewayConfig:
         s = self.section("gateway", _GATEWAY_KEYS)
         default = GatewayConfig()
-        listen = tuple(s.lines("listen")) or default.listen
+        listen = tuple(self.listen(s)) or default.listen
         access_log = s.text("access_log")
+        if access_log is not None and access_log != "-":
+            access_log = self.file_path(access_log)
         return GatewayConfig(
             listen=listen,
             max_body_size=s.size("max_body_size", default.max_body_size),
@@ -433,6 +470,17 @@ class _Reader:
             trusted_proxies=self.trusted_proxies(s),
             tls_min_version=s.choice("tls_min_version", TLS_VERSIONS, default.tls_min_version),
         )
+
+    def listen(self, s: _Section) -> list[str]:
+        from .listen import resolve_files
+
+        descriptions = []
+        for line in s.lines("listen"):
+            try:
+                descriptions.append(resolve_files(line, self.file_path))
+            except ValueError as e:
+                raise s.error("listen", f"bad endpoint {line!r}: {e}") from None
+        return descriptions
 
     def trusted_proxies(self, s: _Section) -> tuple[TrustedProxy, ...]:
         proxies: list[TrustedProxy] = []
@@ -522,6 +570,7 @@ class _Reader:
         users_file = s.text("users_file")
         if users_file is None:
             raise s.error("users_file", "required: the file of user:bcrypt-hash lines")
+        users_file = self.file_path(users_file)
         realm = s.text("realm", "lambdagw")
         assert realm is not None
         if '"' in realm or "\\" in realm:
@@ -534,6 +583,7 @@ class _Reader:
         functions_dir = s.text("functions_dir")
         if functions_dir is None:
             raise s.error("functions_dir", "required: the directory holding the functions")
+        functions_dir = self.file_path(functions_dir)
         if not os.path.isdir(functions_dir):
             raise s.error("functions_dir", f"not a directory: {functions_dir!r}")
         memory_size = s.integer("memory_size", default.memory_size, minimum=128)
@@ -547,7 +597,8 @@ class _Reader:
         if python is None:
             python = default.python
         else:
-            found = shutil.which(python)
+            # A bare name is looked up on PATH; a path is the config's.
+            found = shutil.which(self.file_path(python) if os.sep in python else python)
             if found is None:
                 raise s.error("python", f"no such executable: {python!r}")
             python = os.path.abspath(found)

@@ -17,6 +17,7 @@ HTTP/2 support (the ``h2`` and ``priority`` packages) is installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -77,6 +78,41 @@ def split_description(description: str) -> tuple[list[str], dict[str, str]]:
             current.append(char)
     end_parameter()
     return args, kwargs
+
+
+SSL_FILE_OPTIONS = ("privateKey", "certKey", "extraCertChain", "dhParameters")
+"""The ``ssl:`` options that name files."""
+
+
+def resolve_files(description: str, resolve: Callable[[str], str]) -> str:
+    """
+    ``description`` with the file names in it passed through ``resolve``.
+
+    The files are the key and certificate options of an ``ssl:`` endpoint
+    and the address of a ``unix:`` one; other endpoints, and descriptions
+    without relative file names, are returned unchanged.
+    """
+    args, kwargs = split_description(description)
+    kind = args[0].lower() if args else ""
+    changed = False
+    if kind == "ssl":
+        for key in SSL_FILE_OPTIONS:
+            if key in kwargs and kwargs[key] != resolve(kwargs[key]):
+                kwargs[key], changed = resolve(kwargs[key]), True
+    elif kind == "unix":
+        if len(args) > 1 and args[1] != resolve(args[1]):
+            args[1], changed = resolve(args[1]), True
+        if "address" in kwargs and kwargs["address"] != resolve(kwargs["address"]):
+            kwargs["address"], changed = resolve(kwargs["address"]), True
+    if not changed:
+        return description
+    parts = [_escape(arg) for arg in args]
+    parts.extend(f"{key}={_escape(value)}" for key, value in kwargs.items())
+    return ":".join(parts)
+
+
+def _escape(value: str) -> str:
+    return "".join("\\" + char if char in "\\:=" else char for char in value)
 
 
 def server_endpoint(

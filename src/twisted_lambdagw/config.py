@@ -117,7 +117,9 @@ class LocalConfig:
 
     ``env`` holds the extra environment entries every worker gets, in file
     order; ``python`` is the interpreter that runs ``awslambdaric`` for
-    ``NAME.py`` functions.
+    ``NAME.py`` functions.  ``node`` and ``node_client`` (the entry point of
+    ``aws-lambda-ric``) run ``NAME.mjs`` and ``NAME.js`` functions; either is
+    None when it is not installed (see L{twisted_lambdagw.local.node}).
     """
 
     functions_dir: str
@@ -128,6 +130,21 @@ class LocalConfig:
     region: str = "us-east-1"
     env: tuple[tuple[str, str], ...] = ()
     python: str = field(default_factory=lambda: sys.executable)
+    node: str | None = field(default_factory=lambda: _default_node())
+    node_client: str | None = field(default_factory=lambda: _default_node_client())
+
+
+# The local package imports this module: its node module is imported when used.
+def _default_node() -> str | None:
+    from .local.node import find_node
+
+    return find_node()
+
+
+def _default_node_client() -> str | None:
+    from .local.node import BUNDLED, find_client
+
+    return find_client(str(BUNDLED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +409,7 @@ _AWS_KEYS = {
 _AUTH_KEYS = {"realm", "users_file"}
 _LOCAL_KEYS = {
     "functions_dir", "concurrency", "queue_size", "idle_timeout", "memory_size", "region",
-    "env", "python",
+    "env", "python", "node", "node_runtime",
 }  # fmt: skip
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LOCAL_RESERVED_ENV = frozenset({
@@ -602,6 +619,7 @@ class _Reader:
             if found is None:
                 raise s.error("python", f"no such executable: {python!r}")
             python = os.path.abspath(found)
+        node, node_client = self.node(s, functions_dir, default)
         return LocalConfig(
             functions_dir=functions_dir,
             concurrency=s.integer("concurrency", default.concurrency),
@@ -611,7 +629,55 @@ class _Reader:
             region=region,
             env=self.local_env(s),
             python=python,
+            node=node,
+            node_client=node_client,
         )
+
+    def node(
+        self, s: _Section, functions_dir: str, default: LocalConfig
+    ) -> tuple[str | None, str | None]:
+        """
+        ``node`` and the ``aws-lambda-ric`` entry point, each None if absent.
+
+        Missing is an error only where it is needed: a ``node`` or
+        ``node_runtime`` that was asked for, or Node.js functions in
+        ``functions_dir`` that could not run.
+        """
+        from .local.node import PACKAGE, find_client, find_node, how_to_install, node_functions
+
+        client = default.node_client
+        node_name = s.text("node")
+        search = self.environ.get("PATH", os.defpath)
+        if node_name is None:
+            node = find_node("node", search)
+        else:
+            node = find_node(
+                self.file_path(node_name) if os.sep in node_name else node_name, search
+            )
+            if node is None:
+                raise s.error("node", f"no such executable: {node_name!r}")
+        runtime_dir = s.text("node_runtime")
+        if runtime_dir is not None:
+            client = find_client(self.file_path(runtime_dir))
+            if client is None:
+                raise s.error(
+                    "node_runtime",
+                    f"no built {PACKAGE} in {self.file_path(runtime_dir)!r} (run npm ci there)",
+                )
+        scripts = node_functions(functions_dir)
+        if scripts and node is None:
+            raise s.error(
+                "functions_dir",
+                f"{scripts[0]} is a Node.js function, but there is no 'node' on PATH"
+                " (install Node.js, or set [local] node)",
+            )
+        if scripts and client is None:
+            raise s.error(
+                "functions_dir",
+                f"{scripts[0]} is a Node.js function, but {PACKAGE} is not installed"
+                f" ({how_to_install()})",
+            )
+        return node, client
 
     def local_env(self, s: _Section) -> tuple[tuple[str, str], ...]:
         env: dict[str, str] = {}

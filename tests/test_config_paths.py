@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import ConfigError, load_config, parse_config
-from twisted_lambdagw.listen import resolve_files, split_description
+from twisted_lambdagw.core.config import ConfigError, load_config, parse_config
+from twisted_lambdagw.core.endpoint_strings import resolve_files, split_description
 
 from .process_fixtures import temp_dir, write_config
 

@@ -19,11 +19,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.server import Site
 
-from twisted_lambdagw.config import ConfigError, LocalConfig, RouteConfig, load_config
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.local import LocalInvoker, LocalReactor
-from twisted_lambdagw.local.node import BUNDLED, find_client, find_node
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.core.config import ConfigError, LocalConfig, RouteConfig, load_config
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.core.node_runtime import BUNDLED, find_client, find_node
+from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 
 from .process_fixtures import REPO_ROOT, temp_dir, write_config
 from .test_streaming_wire import Reader

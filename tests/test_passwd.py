@@ -14,8 +14,8 @@ import sys
 import bcrypt
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.auth import load_users, parse_users
-from twisted_lambdagw.cli import main
+from twisted_lambdagw.daemon.cli import main
+from twisted_lambdagw.policies.auth import load_users, parse_users
 
 from .auth_fixtures import write
 from .process_fixtures import child_environment, temp_dir
@@ -158,7 +158,15 @@ class PasswdProcessTests(SynchronousTestCase):
     def passwd(self, stdin: str | None, *argv: str) -> subprocess.CompletedProcess[str]:
         home = temp_dir(self)
         return subprocess.run(
-            [sys.executable, "-m", "twisted_lambdagw.cli", "passwd", "--rounds", "10", *argv],
+            [
+                sys.executable,
+                "-m",
+                "twisted_lambdagw.daemon.cli",
+                "passwd",
+                "--rounds",
+                "10",
+                *argv,
+            ],
             input=stdin,
             stdin=subprocess.DEVNULL if stdin is None else None,
             env=child_environment(home),

@@ -19,7 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.server import Site
 
-from twisted_lambdagw.core.config import ConfigError, LocalConfig, RouteConfig, load_config
+from twisted_lambdagw.core.config import ConfigError, LocalConfig, RouteConfig
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.core.node_runtime import BUNDLED, find_client, find_node
 from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor

@@ -22,7 +22,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
+from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.core.exchange import ExchangeObserver
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.daemon.lifecycle import DrainService, SequentialService

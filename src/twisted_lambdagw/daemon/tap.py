@@ -22,7 +22,8 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from twisted_lambdagw.core.config import Config, ConfigError, load_config
+from twisted_lambdagw.core.config import Config, ConfigError
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.gateway import Gateway, check_aws_routes
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import (

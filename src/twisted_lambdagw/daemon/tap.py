@@ -43,7 +43,8 @@ from .listen import ReloadableTLS, http2_available, server_endpoint
 from .reactor import install_default
 from .reload import Reloader
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
-from .workers import WorkerHandoff, WorkerPool, listening_service
+from .worker_pipes import WorkerHandoff
+from .workers import WorkerPool, listening_service
 
 log = Logger()
 

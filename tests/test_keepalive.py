@@ -28,12 +28,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from zope.interface import provider
 
-from twisted_lambdagw.invokers.aws.agent import (
+from twisted_lambdagw.invokers.aws.agent import BytesProducer, KeepAliveAgent
+from twisted_lambdagw.invokers.aws.connection import (
     MAX_HEAD_BYTES,
     MAX_INTERIM,
     BadResponse,
-    BytesProducer,
-    KeepAliveAgent,
     whole_body,
 )
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache, ReplyTooLarge, read_body

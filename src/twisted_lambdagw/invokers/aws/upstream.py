@@ -61,7 +61,8 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from .agent import BytesProducer, KeepAliveAgent, whole_body
+from .agent import BytesProducer, KeepAliveAgent
+from .connection import whole_body
 
 
 def persistent_pool(

@@ -71,7 +71,6 @@ def write_reply(request: Request, reply: Reply, request_id: str) -> None:
     else:
         request.setResponseCode(reply.status, reply.reason.encode("latin-1"))
     headers = request.responseHeaders
-    headers.removeHeader(b"server")
     for name, value in reply.headers:
         headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
     headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])

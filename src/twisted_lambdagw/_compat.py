@@ -8,6 +8,21 @@ fails there, by name, rather than somewhere in a request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import prometheus_client.metrics
+from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+from twisted.application.internet import StreamServerEndpointService
+
+if TYPE_CHECKING:
+    # typeshed's name for what hashlib's constructors return (no such name
+    # at run time: annotations only).
+    from hashlib import _Hash as HashObject
+
 # --- The HTTP/1.1 channel (twisted_lambdagw.server.channel) -------------------------
 #
 # GatewayChannel subclasses twisted.web's HTTPChannel, replacing its parser
@@ -39,4 +54,105 @@ HTTP_CHANNEL_STATE = (
 )
 """HTTPChannel's private attributes GatewayChannel uses (asserted by the tests)."""
 
-__all__ = ["HTTP_CHANNEL_STATE", "GenericHTTPChannelProtocol"]
+
+# --- twisted.web's HTTP client (twisted_lambdagw.invokers.aws.invoker) -------------
+#
+# A request that never left (the connection was lost before it was written)
+# fails with RequestNotSent, defined in the private twisted.web._newclient;
+# the invoker retries it as it retries a refused connection.
+from twisted.web._newclient import RequestNotSent  # noqa: E402
+
+# --- twisted.web's HTTPChannel, read by the local Runtime API -------------------------
+#
+# The local backend's Runtime API relays a streamed response body as its
+# chunks arrive. It reads, from twisted.web's HTTPChannel, the request
+# target as received (``_path``, set before the body's first byte), the
+# chunked decoder (``_transferDecoder``), and that decoder's trailer lines
+# (``_trailerHeaders``, filled once the last chunk is in).
+
+
+def channel_path(channel: object) -> bytes | None:
+    """
+    The request target of the request C{channel} is reading, before its body.
+    """
+    path = getattr(channel, "_path", None)
+    return path if isinstance(path, bytes) else None
+
+
+def transfer_decoder(channel: object) -> object:
+    """
+    The body decoder of the request C{channel} is reading (None if none).
+    """
+    return getattr(channel, "_transferDecoder", None)
+
+
+def trailer_lines(decoder: object) -> Sequence[bytes]:
+    """
+    The trailer lines a chunked decoder has read (none for any other decoder).
+    """
+    lines = getattr(decoder, "_trailerHeaders", ())
+    return lines if isinstance(lines, list) else ()
+
+
+# --- twisted.application's endpoint service (twisted_lambdagw.daemon.tap) ----------
+
+
+def raise_synchronously(service: StreamServerEndpointService) -> None:
+    """
+    Make C{service} fail its start when its port cannot be bound, rather
+    than log the error and serve nothing: what C{strports.service} does,
+    through the same private attribute.
+    """
+    service._raiseSynchronously = True
+
+
+# --- botocore's SigV4 signer (twisted_lambdagw.invokers.aws.invoker) ---------------
+
+
+class TimedSigV4Auth(SigV4Auth):
+    """
+    botocore's SigV4 signer, with the signing time given rather than read.
+
+    C{SigV4Auth.add_auth} reads the clock; this runs its steps (two of them
+    private: C{_modify_request_before_signing} and
+    C{_inject_signature_to_request}) with the time it is given, so tests
+    sign at a frozen moment without patching anything global.
+    """
+
+    def __init__(self, credentials: ReadOnlyCredentials, region: str, when: float) -> None:
+        super().__init__(credentials, "lambda", region)
+        self._when = when
+
+    def add_auth(self, request: AWSRequest) -> None:
+        moment = datetime.fromtimestamp(self._when, UTC).replace(tzinfo=None)
+        request.context["timestamp"] = moment.strftime(SIGV4_TIMESTAMP)
+        self._modify_request_before_signing(request)
+        canonical = self.canonical_request(request)
+        signature = self.signature(self.string_to_sign(request, canonical), request)
+        self._inject_signature_to_request(request, signature)
+
+
+# --- prometheus-client (twisted_lambdagw.observe.metrics) --------------------------
+
+
+def prometheus_uses_created() -> bool:
+    """
+    Whether prometheus-client shows C{_created} samples: its private switch,
+    turned off by C{PROMETHEUS_DISABLE_CREATED_SERIES} or
+    C{disable_created_metrics()}; the gateway's metrics follow it.
+    """
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
+
+
+__all__ = [
+    "HTTP_CHANNEL_STATE",
+    "GenericHTTPChannelProtocol",
+    "HashObject",
+    "RequestNotSent",
+    "TimedSigV4Auth",
+    "channel_path",
+    "prometheus_uses_created",
+    "raise_synchronously",
+    "trailer_lines",
+    "transfer_decoder",
+]

@@ -22,6 +22,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_lambdagw._compat import raise_synchronously
 from twisted_lambdagw.core.config import Config, ConfigError
 from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.gateway import Gateway, check_aws_routes
@@ -269,7 +270,7 @@ def makeService(
         listening = StreamServerEndpointService(endpoint, site)
         # As strports.service does: a port that cannot be bound fails
         # startup instead of being logged by a daemon that serves nothing.
-        listening._raiseSynchronously = True
+        raise_synchronously(listening)
         listening.setServiceParent(top)
     for description in config.gateway.listen:
         if description.lower().startswith("ssl:") and worker is None:

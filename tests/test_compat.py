@@ -170,3 +170,20 @@ class HashTests(SynchronousTestCase):
         copy = keyed.copy()
         copy.update(b"m")
         self.assertEqual(copy.digest(), hashlib.sha256(b"km").digest())
+
+
+class EPollReactorTests(SynchronousTestCase):
+    def test_state(self) -> None:
+        """
+        Twisted's epoll reactor keeps what L{_compat.epoll_dispatch} reads:
+        its poller, its selectables by descriptor, its dispatch.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        reactor = EPollReactor()
+        self.addCleanup(reactor._poller.close)
+        for name in _compat.EPOLL_REACTOR_STATE:
+            self.assertTrue(hasattr(reactor, name), name)
+        self.assertTrue(callable(reactor._poller.poll))
+        self.assertIsInstance(reactor._selectables, dict)
+        self.assertTrue(callable(reactor._doReadOrWrite))

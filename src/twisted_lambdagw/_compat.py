@@ -8,6 +8,7 @@ fails there, by name, rather than somewhere in a request.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     # typeshed's name for what hashlib's constructors return (no such name
     # at run time: annotations only).
     from hashlib import _Hash as HashObject
+
+    from twisted.internet.epollreactor import EPollReactor
 
 # --- The HTTP/1.1 channel (twisted_lambdagw.server.channel) -------------------------
 #
@@ -132,6 +135,36 @@ class TimedSigV4Auth(SigV4Auth):
         self._inject_signature_to_request(request, signature)
 
 
+# --- Twisted's epoll reactor (twisted_lambdagw.daemon.reactor) --------------------
+
+EPOLL_REACTOR_STATE = ("_poller", "_selectables", "_doReadOrWrite")
+"""EPollReactor's private attributes L{epoll_dispatch} uses (asserted by the tests)."""
+
+
+def epoll_dispatch(reactor: EPollReactor, timeout: float | None) -> None:
+    """
+    C{EPollReactor.doPoll}, less the legacy log context it pushes around
+    each ready socket (C{callWithLogger}): wait for sockets, then hand each
+    to the reactor's own dispatch, C{_doReadOrWrite}.
+    """
+    if timeout is None:
+        timeout = -1  # until something is ready
+    try:
+        # At most as many events as sockets watched, as Twisted asks.
+        ready = reactor._poller.poll(timeout, len(reactor._selectables))
+    except OSError as err:
+        if err.errno == errno.EINTR:
+            return
+        raise
+    selectables = reactor._selectables
+    handle = reactor._doReadOrWrite
+    for fd, event in ready:
+        # A socket handled earlier in this loop may have closed this one.
+        selectable = selectables.get(fd)
+        if selectable is not None:
+            handle(selectable, fd, event)
+
+
 # --- prometheus-client (twisted_lambdagw.observe.metrics) --------------------------
 
 
@@ -145,12 +178,14 @@ def prometheus_uses_created() -> bool:
 
 
 __all__ = [
+    "EPOLL_REACTOR_STATE",
     "HTTP_CHANNEL_STATE",
     "GenericHTTPChannelProtocol",
     "HashObject",
     "RequestNotSent",
     "TimedSigV4Auth",
     "channel_path",
+    "epoll_dispatch",
     "prometheus_uses_created",
     "raise_synchronously",
     "trailer_lines",

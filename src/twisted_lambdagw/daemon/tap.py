@@ -41,7 +41,6 @@ from twisted_lambdagw.policies.auth import load_users
 from .gctune import GCTuning
 from .lifecycle import DaemonService, SignalInstaller
 from .listen import ReloadableTLS, http2_available, server_endpoint
-from .reactor import install_default
 from .reload import Reloader
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
 from .worker_pipes import WorkerHandoff
@@ -51,8 +50,10 @@ log = Logger()
 
 
 def _default_reactor() -> Any:
-    # twistd has not installed a reactor yet unless told which (--reactor).
-    return install_default()
+    # twistd's: the one --reactor chose, or Twisted's default for the platform.
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def check_endpoints(config: Config, reactor: Any) -> None:

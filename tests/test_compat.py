@@ -20,6 +20,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, Request
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from twisted_lambdagw import _compat
@@ -187,3 +188,21 @@ class EPollReactorTests(SynchronousTestCase):
         self.assertTrue(callable(reactor._poller.poll))
         self.assertIsInstance(reactor._selectables, dict)
         self.assertTrue(callable(reactor._doReadOrWrite))
+
+
+class HeadersTests(SynchronousTestCase):
+    def test_raw_mapping(self) -> None:
+        """
+        Headers keeps its fields in a dict by capitalised name, which
+        getRawHeaders reads: what net.headers reads and fills directly.
+        """
+        self.assertTrue(_compat.raw_mapping_usable())
+        headers = Headers({b"content-type": [b"a/b"]})
+        self.assertEqual(_compat.raw_mapping(headers), {b"Content-Type": [b"a/b"]})
+        _compat.set_raw_mapping(headers, {b"X-Amz-Date": [b"1"], b"Content-Type": [b"c/d"]})
+        self.assertEqual(headers.getRawHeaders(b"x-amz-date"), [b"1"])
+        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"c/d"])
+        self.assertEqual(
+            sorted(headers.getAllRawHeaders()),
+            [(b"Content-Type", [b"c/d"]), (b"X-Amz-Date", [b"1"])],
+        )

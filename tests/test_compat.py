@@ -6,6 +6,7 @@ internals, one test each: an upgrade that breaks one fails here, by name.
 from __future__ import annotations
 
 import hashlib
+import socket
 from typing import Any
 
 import prometheus_client
@@ -14,10 +15,11 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.http_headers import Headers
@@ -206,3 +208,28 @@ class HeadersTests(SynchronousTestCase):
             sorted(headers.getAllRawHeaders()),
             [(b"Content-Type", [b"c/d"]), (b"X-Amz-Date", [b"1"])],
         )
+
+
+class TCPTransportTests(SynchronousTestCase):
+    def test_idle_socket(self) -> None:
+        """
+        Twisted's TCP transport keeps the state L{_compat.idle_tcp_socket}
+        reads: its socket while nothing is queued, none once a write waits
+        for the reactor or the transport is closing.
+        """
+        for name in _compat.TCP_TRANSPORT_STATE:
+            self.assertTrue(hasattr(tcp.Connection, name), name)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        transport = tcp.Connection(ours, Protocol(), MemoryReactor())
+        transport.connected = True
+        self.assertIs(_compat.idle_tcp_socket(transport), ours)
+        transport.write(b"queued")
+        self.assertIsNone(_compat.idle_tcp_socket(transport))
+        transport.doWrite()
+        self.assertEqual(theirs.recv(100), b"queued")
+        self.assertIs(_compat.idle_tcp_socket(transport), ours)
+        transport.loseConnection()
+        self.assertIsNone(_compat.idle_tcp_socket(transport))
+        self.assertIsNone(_compat.idle_tcp_socket(StringTransport()))

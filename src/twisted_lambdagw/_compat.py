@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import operator
+import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.tcp import Connection
 from twisted.web.http_headers import Headers
 
 if TYPE_CHECKING:
@@ -86,6 +88,39 @@ def raw_mapping_usable() -> bool:
     probe = Headers({b"x-probe": [b"1"]})
     raw = getattr(probe, "_rawHeaders", None)
     return isinstance(raw, dict) and raw == {b"X-Probe": [b"1"]}
+
+
+# --- Twisted's TCP transport (twisted_lambdagw.net.sending) -------------------------
+#
+# send_now sends a whole message with one send() when the transport has
+# nothing queued: 6 % of the instructions of a request (1.099 M without,
+# 1.036 M with). It reads the transport's state, one attribute of it private.
+
+TCP_TRANSPORT_STATE = ("dataBuffer", "connected", "disconnecting", "_writeDisconnected", "TLS")
+"""The attributes of twisted.internet.tcp.Connection L{idle_tcp_socket} reads."""
+
+_KNOWN_TRANSPORT = all(hasattr(Connection, name) for name in TCP_TRANSPORT_STATE)
+
+
+def idle_tcp_socket(transport: object) -> socket.socket | None:
+    """
+    The socket of C{transport} if it is Twisted's TCP transport, open, not
+    TLS, and with nothing queued (a byte sent on it now goes out in order);
+    else None.
+    """
+    if (
+        _KNOWN_TRANSPORT
+        and isinstance(transport, Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport.dataBuffer
+        and not getattr(transport, "_tempDataBuffer", True)
+    ):
+        sock: socket.socket = transport.socket
+        return sock
+    return None
 
 
 # --- twisted.web's HTTP client (twisted_lambdagw.invokers.aws.invoker) -------------
@@ -210,12 +245,14 @@ def prometheus_uses_created() -> bool:
 __all__ = [
     "EPOLL_REACTOR_STATE",
     "HTTP_CHANNEL_STATE",
+    "TCP_TRANSPORT_STATE",
     "GenericHTTPChannelProtocol",
     "HashObject",
     "RequestNotSent",
     "TimedSigV4Auth",
     "channel_path",
     "epoll_dispatch",
+    "idle_tcp_socket",
     "prometheus_uses_created",
     "raise_synchronously",
     "raw_mapping",

@@ -107,7 +107,6 @@ class PathTests(HostileTestCase):
             b"/LAMBDA/secret",
             b"/Lambda/secret",
             b"/open/secret%2F..%2F..",
-            b"http://gw/lambda/secret",
         ]:
             self.assertEqual(self.status(target), 404, target)
         self.assertEqual(self.invoked, [])
@@ -116,7 +115,13 @@ class PathTests(HostileTestCase):
         """
         Under a guarded prefix the login comes first: 401 whatever follows.
         """
-        for target in [b"/lambda/../open/fn", b"/lambda/%2e%2e/open/fn", b"/lambda//secret"]:
+        for target in [
+            b"/lambda/../open/fn",
+            b"/lambda/%2e%2e/open/fn",
+            b"/lambda//secret",
+            # Absolute-form: its path is routed like any other.
+            b"http://gw/lambda/secret",
+        ]:
             self.assertEqual(self.status(target), 401, target)
         self.assertEqual(self.invoked, [])
 
@@ -318,8 +323,8 @@ class AuthBypassTests(HostileTestCase):
         ]:
             self.assertIn(self.status(target), (400, 401, 404), target)
         # twisted.web answers the asterisk form itself (405, or OPTIONS' 200).
-        for method in (b"GET", b"OPTIONS"):
-            self.assertIn(self.status(b"*", method=method), (200, 405))
+        self.assertEqual(self.status(b"*", method=b"OPTIONS"), 200)
+        self.assertEqual(self.status(b"*", method=b"GET"), 405)
         self.assertEqual(self.invoked, [])
 
 

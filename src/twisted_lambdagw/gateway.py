@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
@@ -53,6 +54,8 @@ from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
+from twisted_lambdagw.policies.build import PolicyServices, build_chain
+from twisted_lambdagw.policies.inflight import InFlight
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
@@ -232,7 +235,6 @@ class Gateway:
         self.local: LocalInvoker | None = self._local(config, None)
         self.authenticator: BasicAuthenticator | None = self._authenticator(config)
         """The login check for ``auth = basic`` routes, when there are any."""
-        self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         settings = config.gateway
         observers: list[ExchangeObserver] = []
@@ -254,13 +256,22 @@ class Gateway:
                 worker=labelled_worker,
             )
             observers.append(self.metrics)
+        self.policies = PolicyServices(
+            clock=clock,
+            run_in_thread=self._run_in_thread,
+            metrics=self.metrics,
+            in_flight=InFlight(settings.max_in_flight),
+            authenticator=self.authenticator,
+        )
+        """What the routes' policy chains share."""
+        self.bindings = [self._bind(route) for route in config.routes]
         self.resource = GatewayResource(
             self.bindings,
             clock,
             health_path=settings.health_path,
             metrics_path=settings.metrics_path,
             metrics=self.metrics,
-            max_in_flight=settings.max_in_flight,
+            in_flight=self.policies.in_flight,
             observers=observers,
             trusted_proxies=settings.trusted_proxies,
         )
@@ -370,6 +381,7 @@ class Gateway:
         self.config, self._endpoints, self.authenticator = config, endpoints, authenticator
         self.pool, self._client, self.connection_limits = pool, client, limits
         self.credential_sources, self.local = sources, local
+        self.policies = replace(self.policies, authenticator=authenticator)
         self.bindings = [self._bind(route) for route in config.routes]
         settings = config.gateway
         self.resource.configure(
@@ -406,12 +418,11 @@ class Gateway:
         else:
             assert self.local is not None, "config checks local routes have [local]"
             invoker = self.local
-        authenticator = self.authenticator if route.auth == "basic" else None
         return Binding(
             route=route,
             invoker=invoker,
             format=get_format(route.format),
-            authenticator=authenticator,
+            chain=build_chain(route, self.config, self.policies),
         )
 
     def _credential_sources(

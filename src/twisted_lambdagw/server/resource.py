@@ -46,10 +46,10 @@ from twisted_lambdagw.core.errors import (
 )
 from twisted_lambdagw.core.exchange import Exchange, ExchangeObserver
 from twisted_lambdagw.core.formats import EventFormat
-from twisted_lambdagw.core.formats._common import HOP_BY_HOP
+from twisted_lambdagw.core.formats._common import HOP_BY_HOP, NO_CONTENT_STATUSES
 from twisted_lambdagw.core.messages import IncomingRequest, Reply
 from twisted_lambdagw.core.proxies import Origin, TrustedProxies
-from twisted_lambdagw.core.routing import Target
+from twisted_lambdagw.core.routing import Target, normal_path
 from twisted_lambdagw.invokers.base import (
     InvocationType,
     InvokeCall,
@@ -86,7 +86,6 @@ GATEWAY_SET = frozenset(
 JSON_TYPE = ("Content-Type", "application/json")
 MAX_URI_LENGTH = 8 * 1024
 """Longer request URIs (path and query) get 414, as nginx's default buffers would."""
-CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
 
 
 class MetricsPage(Protocol):
@@ -353,7 +352,7 @@ class GatewayResource(Resource):
                     close_after(request)
                 write_reply(request, reply, request_id)
                 exchange.status = reply.status
-                exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
+                exchange.bytes_out = body_length(request, reply)
             elif exchange.outcome != "client_gone":
                 exchange.outcome = "client_gone"
             exchange.finished = self._clock.seconds()
@@ -419,13 +418,13 @@ class GatewayResource(Resource):
         if len(request.uri) > MAX_URI_LENGTH:
             raise URITooLong(detail=f"{len(request.uri)} bytes")
         raw_path, path = checked_path(request)
-        if self._health_path is not None and raw_path == self._health_path:
+        if self._health_path is not None and path == self._health_path:
             return health_reply(self.draining)
-        if self._metrics is not None and raw_path == self._metrics_path:
+        if self._metrics is not None and path == self._metrics_path:
             return Reply(
                 200, (("Content-Type", self._metrics.content_type),), self._metrics.render()
             )
-        route = state.table.match(raw_path)
+        route = state.table.match(path)
         if route is None:
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
         exchange.route = route.prefix
@@ -637,30 +636,25 @@ class _Invocation:
 
 def checked_path(request: Request) -> tuple[str, str]:
     """
-    The request path as received and percent-decoded, or L{BadRequest}.
+    The request path in normal form and decoded (L{normal_path}), or L{BadRequest}.
 
-    The URI must be ASCII, the decoded path and query valid UTF-8, and the
-    decoded path free of control characters (``%00``, ``%0d``, ``%0a``...),
-    which no function name or sane path holds and some code mistakes for
-    the end of a string or a line.
+    The URI must be ASCII and its query valid UTF-8 once decoded; the path
+    is put in normal form, so that routes, the health and metrics paths and
+    the function's name are all read from one spelling of it.
     """
     try:
         uri = request.uri.decode("ascii")
         raw_path = request.path.decode("ascii")
     except UnicodeDecodeError:
         raise BadRequest("request URI is not ASCII") from None
-    try:
-        path = unquote(raw_path, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("request path is not valid UTF-8") from None
-    if not CONTROL_CHARACTERS.isdisjoint(path):
-        raise BadRequest("request path holds a control character")
+    normal = normal_path(raw_path)
     _, _, query = uri.partition("?")
-    try:
-        unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("request query is not valid UTF-8") from None
-    return raw_path, path
+    if "%" in query:
+        try:
+            unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("request query is not valid UTF-8") from None
+    return normal
 
 
 def _invocation_type(value: str) -> InvocationType:
@@ -721,6 +715,11 @@ def forwarded_headers(
     Content-Length is recomputed; the gateway's own headers and the route's
     ``header_upstream`` replace whatever the client sent under those names.
     C{dropped} is L{dropped_headers} of the same header names, if known.
+
+    A name with an underscore is dropped too, as nginx does by default
+    (``underscores_in_headers off``): WSGI and CGI read ``_`` and ``-``
+    alike, so ``X_Authenticated_User`` would reach a Flask app as the
+    gateway's own ``X-Authenticated-User``.
     """
     if dropped is None:
         dropped = dropped_headers(gateway_headers)
@@ -733,7 +732,7 @@ def forwarded_headers(
     headers: list[tuple[str, str]] = []
     for raw_name, values in raw.getAllRawHeaders():
         name = _text(raw_name)
-        if name.lower() not in dropped:
+        if name.lower() not in dropped and "_" not in name:
             for raw_value in values:
                 headers.append((name, _text(raw_value)))
     if body or request.method in (b"POST", b"PUT", b"PATCH"):
@@ -785,14 +784,36 @@ def close_after(request: Request) -> None:
 def write_reply(request: Request, reply: Reply, request_id: str) -> None:
     """
     Write a validated reply in one go, with a computed Content-Length.
+
+    A 204 or 304 goes out with neither body nor Content-Length (RFC 9110
+    sections 8.6, 15.3.5 and 15.4.5); a HEAD answer with the Content-Length
+    a GET would have had but no body.  No Content-Type is ever made up here:
+    each format has put its own default in the reply (twisted.web's would
+    be text/html).
     """
-    request.setResponseCode(reply.status)
+    request.defaultContentType = None
+    if reply.reason is None:
+        request.setResponseCode(reply.status)
+    else:
+        request.setResponseCode(reply.status, reply.reason.encode("latin-1"))
     headers = request.responseHeaders
     headers.removeHeader(b"server")
     for name, value in reply.headers:
         headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
     headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])
-    headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
-    if reply.body:
-        request.write(reply.body)
+    if reply.status in NO_CONTENT_STATUSES:
+        headers.removeHeader(b"content-length")
+    else:
+        headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
+        if reply.body and request.method != b"HEAD":
+            request.write(reply.body)
     request.finish()
+
+
+def body_length(request: Request, reply: Reply) -> int:
+    """
+    How many body bytes L{write_reply} sends for C{reply}.
+    """
+    if request.method == b"HEAD" or reply.status in NO_CONTENT_STATUSES:
+        return 0
+    return len(reply.body)

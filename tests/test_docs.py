@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("etc", "examples", "bench", "src", "tests", "docs", "changelog.d", "twisted", ".ci")
+TOP_LEVEL = (
+    "etc",
+    "examples",
+    "bench",
+    "src",
+    "tests",
+    "docs",
+    "changelog.d",
+    "twisted",
+    "runtimes",
+    ".ci",
+)
 BUILT = "docs/_build"
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

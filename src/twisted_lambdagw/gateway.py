@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
+from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.exchange import ExchangeObserver
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.daemon.lifecycle import DrainService, SequentialService
@@ -68,10 +69,6 @@ def _thread_runner(reactor: Any) -> RunInThread[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f)
 
     return run
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 class LocalBackendService(Service):
@@ -371,7 +368,7 @@ class Gateway:
                 source.stop()
             if new_pool and pool is not None:
                 pool.closeCachedConnections()
-            reason = "none found" if isinstance(e, NoCredentials) else _one_line(e)
+            reason = "none found" if isinstance(e, NoCredentials) else one_line(e)
             raise ConfigError(
                 f"{config.path}: {source.name}: no AWS credentials ({source.description}): {reason}"
             ) from None

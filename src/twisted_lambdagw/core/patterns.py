@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name, a C{token} of RFC 9110 section 5.6.2."""
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A Lambda function name as a route or the config may name it."""
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 PLACEHOLDERS = frozenset({"remote", "host", "scheme", "method", "path", "uri", "request_id"})
 _GLOB = re.compile(r"\*|\*?[A-Za-z0-9_-]+\*?")

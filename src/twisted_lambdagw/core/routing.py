@@ -19,16 +19,14 @@ bytes as sent: ``/open/%61dmin`` is ``/open/admin`` (RFC 3986 section
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from urllib.parse import unquote
 
 from .config import RouteConfig
 from .errors import BadRequest, NotFound
-from .patterns import accepts
+from .patterns import FUNCTION_NAME, accepts
 from .records import record
 
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789ABCDEFabcdef")
 _CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])

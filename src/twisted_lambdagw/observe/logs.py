@@ -25,7 +25,7 @@ import sys
 import time
 from typing import IO, Any
 
-from twisted.logger import ILogObserver, LogEvent, formatEvent
+from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent
 from zope.interface import implementer
 
 RESERVED = ("time", "level", "namespace", "message", "traceback")
@@ -80,6 +80,48 @@ def stack_text(trace: object) -> str | None:
     if isinstance(trace, list):
         return "\n".join(str(line).rstrip("\n") for line in trace)
     return None if trace is None else str(trace)
+
+
+def log_function_error(
+    log: Logger,
+    details: bytes | str,
+    *,
+    function: str,
+    kind: str | None,
+    aws_request_id: str | None,
+    request_id: str,
+    streaming: bool = False,
+) -> None:
+    """
+    Log a function's own error (Lambda's C{X-Amz-Function-Error}, or the
+    error that ends a response stream) as one warning with its fields.
+
+    @param details: the function's error document as Lambda sent it: JSON
+        with C{errorType}, C{errorMessage} and C{stackTrace} from the
+        standard runtimes, or any text from a custom one (logged as the
+        message).
+    @param streaming: the error ended a response already being streamed.
+    """
+    document: object
+    try:
+        document = json.loads(details)
+    except ValueError:
+        document = details.decode("utf-8", "replace") if isinstance(details, bytes) else details
+    fields = document if isinstance(document, dict) else {"errorMessage": document}
+    log.warn(
+        (
+            "function {function} failed while streaming ({kind}): {error_type}: {error_message}"
+            if streaming
+            else "function {function} failed ({kind}): {error_type}: {error_message}"
+        ),
+        function=function,
+        kind=kind,
+        error_type=fields.get("errorType", ""),
+        error_message=fields.get("errorMessage", ""),
+        stack_trace=stack_text(fields.get("stackTrace") or fields.get("trace")),
+        aws_request_id=aws_request_id,
+        request_id=request_id,
+    )
 
 
 @implementer(ILogObserver)

@@ -25,7 +25,6 @@ Three rules shape it:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,7 @@ from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.core.messages import Headers
 from twisted_lambdagw.core.prelude import PreludeMode, PreludeParser, ResponseHead
 from twisted_lambdagw.invokers.base import InvokeCall, ResponseStream, StreamingInvoker
-from twisted_lambdagw.observe.logs import stack_text
+from twisted_lambdagw.observe.logs import log_function_error
 
 if TYPE_CHECKING:
     from twisted_lambdagw.core.config import RouteConfig
@@ -343,22 +342,14 @@ class StreamRelay:
                 self._request.unregisterProducer()
 
     def _log_function_error(self, complete: InvokeComplete) -> None:
-        document: Any
-        try:
-            document = json.loads(complete.error_details or "")
-        except ValueError:
-            document = complete.error_details or ""
-        if not isinstance(document, dict):
-            document = {"errorMessage": document}
-        self.log.warn(
-            "function {function} failed while streaming ({kind}): {error_type}: {error_message}",
+        log_function_error(
+            self.log,
+            complete.error_details or "",
             function=self._function,
             kind=complete.error_code,
-            error_type=document.get("errorType", ""),
-            error_message=document.get("errorMessage", ""),
-            stack_trace=stack_text(document.get("stackTrace") or document.get("trace")),
             aws_request_id=self._exchange.aws_request_id,
             request_id=self._exchange.request_id,
+            streaming=True,
         )
 
 

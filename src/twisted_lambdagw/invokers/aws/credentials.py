@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_lambdagw.core.config import AWSConfig, Config, ConfigError, RouteConfig
+from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.errors import InvokeFailed
 
 if TYPE_CHECKING:
@@ -221,10 +222,6 @@ def _refreshable(credentials: Credentials) -> bool:
     return callable(getattr(credentials, "refresh_needed", None))
 
 
-def _one_line(error: BaseException | None) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 class CredentialSource:
     """
     The credentials one set of routes signs with, and their refreshing.
@@ -353,7 +350,7 @@ class CredentialSource:
                 "refreshing AWS credentials for {routes} failed: {error};"
                 " requests use the current ones until they expire",
                 routes=self.name,
-                error=_one_line(failure.value),
+                error=one_line(failure.value),
             )
 
         refreshing = self._shared(lambda: (credentials, credentials.get_frozen_credentials()))
@@ -378,7 +375,7 @@ class CredentialSource:
         except (InvokeFailed, CancelledError):
             raise
         except Exception as e:
-            raise InvokeFailed(detail=f"AWS credentials unavailable: {_one_line(e)}") from None
+            raise InvokeFailed(detail=f"AWS credentials unavailable: {one_line(e)}") from None
         assert self._snapshot is not None
         return self._snapshot
 
@@ -403,7 +400,7 @@ class CredentialSource:
                 self.log.warn(
                     "forced refresh of AWS credentials for {routes} failed: {error}",
                     routes=self.name,
-                    error=_one_line(e),
+                    error=one_line(e),
                 )
                 return None
         if self._snapshot is None or self._snapshot == stale:
@@ -471,7 +468,7 @@ class CredentialsService(Service):
             starting.addErrback(self._failed, source)
 
     def _failed(self, failure: Failure, source: CredentialSource) -> None:
-        reason = "none found" if failure.check(NoCredentials) else _one_line(failure.value)
+        reason = "none found" if failure.check(NoCredentials) else one_line(failure.value)
         self.log.error(
             "no AWS credentials for {routes} ({description}): {reason};"
             " their requests fail with 502 until credentials can be found",
@@ -543,7 +540,7 @@ def resolve_at_startup(
         outcome = outcomes[spec]
         if isinstance(outcome, BaseException):
             raise ConfigError(
-                f"{where}: AWS credentials ({spec.describe()}) failed: {_one_line(outcome)}"
+                f"{where}: AWS credentials ({spec.describe()}) failed: {one_line(outcome)}"
             )
         if outcome is None:
             raise ConfigError(

@@ -311,23 +311,18 @@ class AWSInvoker:
         stream.  Nothing is retried: once sent, a streamed call may have run.
         """
         limit = self._limit
-        if limit is not None and not limit.try_acquire():
+        if limit is not None:
             # Signed once admitted: a long wait must not age the signature.
-            await limit.acquire()
+            await _acquire(limit)
         try:
             credentials = await self._credentials.frozen()
-            url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+            target = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
             headers = {"X-Amz-Invocation-Type": "RequestResponse"}
-            signed = self._signed_headers(credentials, url, call, headers)
             try:
-                posted = self._post(sent_url, call.payload, signed)
-                del signed  # copied into the request: not kept while it runs
-                response: IResponse = await posted
-                body = b"" if response.code == 200 else await read_body(response)
-            except Exception as e:
-                if is_cancellation(e):
-                    raise CancelledError() from None
-                raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
+                response = await self._response(call, target, headers, credentials)
+                body = b"" if response.code == 200 else await self._body(call, response)
+            except _Transport as failure:
+                raise InvokeFailed(detail=f"calling {call.function}: {failure.reason}") from None
             if response.code != 200:
                 refusal = Refusal.parse(response.code, response.headers, body)
                 self._log_refusal(call, refusal)
@@ -360,8 +355,7 @@ class AWSInvoker:
         limit = self._limit
         if limit is None:
             return await self._send(call, target, headers, credentials)
-        if not limit.try_acquire():
-            await limit.acquire()
+        await _acquire(limit)
         try:
             sent = await self._send(call, target, headers, credentials)
         except BaseException as e:
@@ -380,25 +374,44 @@ class AWSInvoker:
         """
         One signed POST and its whole body; transport failures as L{_Transport}.
         """
+        response = await self._response(call, target, headers, credentials)
+        return response.code, response, await self._body(call, response)
+
+    async def _response(
+        self,
+        call: InvokeCall,
+        target: tuple[str, PreparedURL],
+        headers: dict[str, str],
+        credentials: ReadOnlyCredentials,
+    ) -> IResponse:
+        """
+        One signed POST, until the response head; transport failures as
+        L{_Transport}, which says whether the request may have gone out.
+        """
         url, sent_url = target
         signed = self._signed_headers(credentials, url, call, headers)
         try:
             posted = self._post(sent_url, call.payload, signed)
             del signed  # copied into the request: not kept while it runs
-            response: IResponse = await posted
+            return await posted
         except Exception as e:
             if is_cancellation(e):
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=not not_sent(e)) from None
+
+    async def _body(self, call: InvokeCall, response: IResponse) -> bytes:
+        """
+        The whole body of C{response}, bounded; a failure to read it as
+        L{_Transport} (the request went out).
+        """
         try:
-            body: bytes = await read_body(response)
+            return await read_body(response)
         except ReplyTooLarge as e:
             raise InvokeFailed(detail=f"calling {call.function}: {e}") from None
         except Exception as e:
             if is_cancellation(e):
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=True) from None
-        return response.code, response, body
 
     def _post(self, sent_url: PreparedURL, payload: bytes, signed: Headers) -> Deferred[IResponse]:
         """
@@ -554,6 +567,14 @@ class AWSInvoker:
             log_result=log_result,
             document=document,
         )
+
+
+async def _acquire(limit: ConnectionLimit) -> None:
+    """
+    A slot of C{limit}: at once when one is free, else in turn.
+    """
+    if not limit.try_acquire():
+        await limit.acquire()
 
 
 def _give_back(limit: ConnectionLimit, error: BaseException) -> None:

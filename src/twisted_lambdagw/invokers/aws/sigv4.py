@@ -38,12 +38,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.utils import normalize_url_path
 
+from twisted_lambdagw.core.patterns import HEADER_NAME
+
 __all__ = ["sign"]
 
 SERVICE = "lambda"
 ALGORITHM = "AWS4-HMAC-SHA256"
 
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _OWN_HEADERS = frozenset(
     {"authorization", "date", "host", "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"}
@@ -156,7 +157,7 @@ def _template(
             lower in _OWN_HEADERS
             or lower in _NOT_SIGNED
             or lower in names
-            or not _HEADER_NAME.fullmatch(name)
+            or not HEADER_NAME.fullmatch(name)
             or not _PRINTABLE.fullmatch(value)
         ):
             return None

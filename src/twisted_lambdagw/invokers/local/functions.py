@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from twisted_lambdagw.core.config import FUNCTION_NAME, LocalConfig
+from twisted_lambdagw.core.config import LocalConfig
 from twisted_lambdagw.core.errors import InvokeFailed, NotFound
 from twisted_lambdagw.core.node_runtime import PACKAGE, SUFFIXES
+from twisted_lambdagw.core.patterns import FUNCTION_NAME
 
 ACCOUNT_ID = "000000000000"
 """The account in the ARNs a local function sees; no real account is involved."""

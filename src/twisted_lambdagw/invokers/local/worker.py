@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
 
+from twisted_lambdagw.core.describe import exit_status
 from twisted_lambdagw.core.errors import InvokeFailed, InvokeTimeout
 
 from .runtime_api import Invocation, Outcome, RuntimeAPI, RuntimeRequest
@@ -367,7 +368,7 @@ class Worker:
         """
         self._running = False
         self.reusable = False
-        status = _exit_status(reason)
+        status = exit_status(reason.value)
         expected = self._stopping or self._timed_out or self._init_error is not None
         if not expected:
             current = self._current
@@ -453,13 +454,6 @@ class _RuntimeProcess(ProcessProtocol):
                 self._worker.output("stderr" if fd == 2 else "stdout", rest)
         self._buffers.clear()
         self._worker.ended()
-
-
-def _exit_status(reason: Failure) -> str:
-    signal = getattr(reason.value, "signal", None)
-    if signal is not None:
-        return f"killed by signal {signal}"
-    return f"exit status {getattr(reason.value, 'exitCode', None)}"
 
 
 def _error_document(body: bytes) -> dict[str, object]:

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_lambdagw._types import HTTPClient, IGatewayReactor
 from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
 from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.exchange import ExchangeObserver
@@ -49,7 +50,7 @@ from twisted_lambdagw.invokers.aws.endpoints import (
     resolve_endpoint,
 )
 from twisted_lambdagw.invokers.aws.invoker import AWSInvoker
-from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
+from twisted_lambdagw.invokers.aws.upstream import invoke_client, persistent_pool
 from twisted_lambdagw.invokers.base import Invoker
 from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
@@ -62,7 +63,7 @@ from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
 
 
-def _thread_runner(reactor: Any) -> RunInThread[Any]:
+def _thread_runner(reactor: IGatewayReactor) -> RunInThread[Any]:
     from twisted.internet.threads import deferToThreadPool
 
     def run(f: Callable[[], Any]) -> Deferred[Any]:
@@ -105,7 +106,7 @@ class PoolService(Service):
 
 
 def default_pool(
-    reactor: Any, max_per_host: int = 1000, connect_timeout: float = 30
+    reactor: IGatewayReactor, max_per_host: int = 1000, connect_timeout: float = 30
 ) -> KeepAliveAgent:
     """
     The persistent pool for AWS calls: Lambda is one host per region, so keep
@@ -197,9 +198,9 @@ class Gateway:
     def __init__(
         self,
         config: Config,
-        reactor: Any,
+        reactor: IGatewayReactor,
         *,
-        client: Any = None,
+        client: HTTPClient | None = None,
         pool: KeepAliveAgent | None = None,
         run_in_thread: RunInThread[Any] | None = None,
         endpoint_for: Callable[[EndpointSpec], str] = resolve_endpoint,
@@ -218,7 +219,7 @@ class Gateway:
                 self.pool = default_pool(
                     reactor, config.aws.max_connections, config.aws.connect_timeout
                 )
-            client = lambda_client(self.pool)
+            client = invoke_client(self.pool)
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
         self._endpoint_for = endpoint_for
@@ -302,7 +303,7 @@ class Gateway:
         )
 
     @classmethod
-    def from_file(cls, path: str, reactor: Any, **kwargs: Any) -> Gateway:
+    def from_file(cls, path: str, reactor: IGatewayReactor, **kwargs: Any) -> Gateway:
         """
         A gateway built from a config file; raises ConfigError if it is bad.
         """
@@ -357,7 +358,7 @@ class Gateway:
             pool = default_pool(
                 self._reactor, config.aws.max_connections, config.aws.connect_timeout
             )
-            client, limits = lambda_client(pool), {}
+            client, limits = invoke_client(pool), {}
         sources = self._credential_sources(config, {}, self.credential_sources)
         fresh = [source for spec, source in sources.items() if spec not in self.credential_sources]
         try:

@@ -28,6 +28,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config, ConfigError
 
 
@@ -165,7 +166,7 @@ class DaemonService(MultiService):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IGatewayReactor,
         *,
         reopen: Callable[[], object] | None = None,
         install_signal: SignalInstaller = signal.signal,

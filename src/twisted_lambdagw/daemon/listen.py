@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IOpenSSLContextFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IOpenSSLContextFactory, IReactorCore, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters, TLSVersion
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
@@ -48,7 +47,7 @@ def http2_available() -> bool:
 
 
 def server_endpoint(
-    reactor: Any,
+    reactor: IReactorCore,
     description: str,
     *,
     tls_min_version: str = "1.2",
@@ -70,7 +69,7 @@ def server_endpoint(
 
 
 def tls_endpoint(
-    reactor: Any,
+    reactor: IReactorCore,
     args: list[str],
     kwargs: dict[str, str],
     *,

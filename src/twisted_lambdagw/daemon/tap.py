@@ -15,13 +15,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any, TextIO
+from typing import TextIO, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config, ConfigError, load_config
 from twisted_lambdagw.gateway import Gateway, check_aws_routes
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
@@ -47,12 +49,12 @@ from .workers import WorkerHandoff, WorkerPool, listening_service
 log = Logger()
 
 
-def _default_reactor() -> Any:
+def _default_reactor() -> IGatewayReactor:
     # twistd has not installed a reactor yet unless told which (--reactor).
-    return install_default()
+    return cast(IGatewayReactor, install_default())
 
 
-def check_endpoints(config: Config, reactor: Any) -> None:
+def check_endpoints(config: Config, reactor: IReactorCore) -> None:
     """
     Parse every listen endpoint, raising ConfigError for a bad one.
 
@@ -93,7 +95,7 @@ class Options(usage.Options):
 
     def __init__(
         self,
-        reactor: Any = None,
+        reactor: IGatewayReactor | None = None,
         *,
         credentials: CredentialProvider | None = None,
         credentials_timeout: float = STARTUP_TIMEOUT,
@@ -160,7 +162,9 @@ class CommandLineOptions(Options):
     only UsageError around option parsing.
     """
 
-    def __init__(self, reactor: Any = None, *, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self, reactor: IGatewayReactor | None = None, *, stderr: TextIO | None = None
+    ) -> None:
         super().__init__(reactor)
         self._stderr = stderr
 
@@ -176,7 +180,7 @@ class CommandLineOptions(Options):
 
 def makeService(
     options: Options,
-    reactor: Any = None,
+    reactor: IGatewayReactor | None = None,
     *,
     pool: KeepAliveAgent | None = None,
     install_signal: SignalInstaller = signal.signal,

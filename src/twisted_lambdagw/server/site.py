@@ -9,8 +9,7 @@ timeout applies to them, and h2 enforces its own framing.
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import Request
 from twisted.web.resource import IResource
 from twisted.web.server import Site
@@ -59,7 +58,7 @@ class GatewaySite(Site):
         self,
         resource: IResource,
         *,
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,

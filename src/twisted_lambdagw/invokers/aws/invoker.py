@@ -36,7 +36,6 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
@@ -51,6 +50,7 @@ from twisted.web._newclient import RequestNotSent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
+from twisted_lambdagw._types import HTTPClient
 from twisted_lambdagw.core.errors import InvokeFailed
 from twisted_lambdagw.core.messages import NOT_PARSED
 from twisted_lambdagw.invokers.aws import sigv4
@@ -236,7 +236,7 @@ class AWSInvoker:
 
     def __init__(
         self,
-        client: Any,
+        client: HTTPClient,
         credentials: CredentialSource,
         region: str,
         endpoint: str,

@@ -28,8 +28,6 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
     IProcessTransport,
-    IReactorProcess,
-    IReactorTCP,
     IReactorTime,
     ITCPTransport,
 )
@@ -39,6 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
 
+from twisted_lambdagw._types import LocalReactor as LocalReactor
 from twisted_lambdagw.core.describe import exit_status
 from twisted_lambdagw.core.errors import InvokeFailed, InvokeTimeout
 
@@ -56,12 +55,6 @@ Seconds a streamed response may run once it has started: Lambda's longest
 function timeout.  The caller's deadline bounds the wait for it to start;
 the gateway's ``stream_idle_timeout`` bounds each gap after that.
 """
-
-
-class LocalReactor(IReactorTCP, IReactorProcess, IReactorTime):
-    """
-    What the local backend needs from a reactor: listen, spawn, keep time.
-    """
 
 
 class _RuntimeChannel(HTTPChannel):

@@ -134,8 +134,8 @@ def check_aws_routes(
     """
     Every AWS route's endpoint, raising ConfigError for one that cannot exist.
 
-    An ARN in ``single`` must name a region of its own partition (an
-    ``arn:aws-cn:`` function lives in a ``cn-`` region); a FIPS or
+    An ARN in C{single} must name a region of its own partition (an
+    C{arn:aws-cn:} function lives in a C{cn-} region); a FIPS or
     dual-stack endpoint must be one botocore's data lists for the region.
     """
     endpoints: dict[EndpointSpec, str] = {}
@@ -166,31 +166,31 @@ class Gateway:
     """
     A configured gateway: its resource, and the service owning its resources.
 
-    :param client: what sends AWS calls, with treq's C{post} (a treq
+    @param client: what sends AWS calls, with treq's C{post} (a treq
         HTTPClient); by default L{twisted_lambdagw.invokers.aws.upstream.lambda_client}'s
         over C{pool}.
-    :param pool: the kept-alive connections the default client uses
+    @param pool: the kept-alive connections the default client uses
         (a L{KeepAliveAgent}); by default a new L{default_pool} on
-        ``reactor``, sized by ``[aws] max_connections``.
+        C{reactor}, sized by C{[aws] max_connections}.
         C{service} closes it on stop, whether it was given or made here.
-    :param credentials: turns credential specs into botocore credentials
+    @param credentials: turns credential specs into botocore credentials
         (blocking; run in threads); by default botocore's chain and STS.
-    :param resolved: credentials already resolved for some specs, e.g. by
+    @param resolved: credentials already resolved for some specs, e.g. by
         L{twisted_lambdagw.invokers.aws.credentials.resolve_at_startup} before the
         reactor ran; the others are resolved when C{service} starts.
-    :param jitter: uniform in [0, 1), spreading retries out.
-    :param worker_id: which of the gateway's processes this is, with
-        ``workers = N``: 0 for the parent, 1 to N-1 for the workers.
+    @param jitter: uniform in [0, 1), spreading retries out.
+    @param worker_id: which of the gateway's processes this is, with
+        C{workers = N}: 0 for the parent, 1 to N-1 for the workers.
 
     Raises ConfigError for an AWS route whose endpoint cannot exist.
 
-    :ivar resource: the twisted.web resource serving every route; it
+    @ivar resource: the twisted.web resource serving every route; it
         matches route prefixes, C{health_path} and C{metrics_path} against
         the request's full path, wherever it is mounted.
-    :ivar service: start and stop it with the application.
-    :ivar metrics: the L{GatewayMetrics} (with its own Prometheus registry),
+    @ivar service: start and stop it with the application.
+    @ivar metrics: the L{GatewayMetrics} (with its own Prometheus registry),
         or None when C{metrics_path} is off.
-    :ivar access_log: the L{AccessLog}, or None when C{access_log} is unset.
+    @ivar access_log: the L{AccessLog}, or None when C{access_log} is unset.
     """
 
     log = Logger()
@@ -227,12 +227,12 @@ class Gateway:
         self._provider = credentials if credentials is not None else BotocoreCredentials()
         self._jitter = jitter
         self.connection_limits: dict[str, ConnectionLimit] = {}
-        """One per Lambda endpoint, shared by its routes: ``[aws] max_connections``."""
+        """One per Lambda endpoint, shared by its routes: C{[aws] max_connections}."""
         self.credential_sources = self._credential_sources(config, resolved or {}, {})
         """One per distinct way of finding credentials, shared by its routes."""
         self.local: LocalInvoker | None = self._local(config, None)
         self.authenticator: BasicAuthenticator | None = self._authenticator(config)
-        """The login check for ``auth = basic`` routes, when there are any."""
+        """The login check for C{auth = basic} routes, when there are any."""
         clock: IReactorTime = reactor
         settings = config.gateway
         observers: list[ExchangeObserver] = []

@@ -1,6 +1,6 @@
 """
 The two small languages of a route's config: function-name globs
-(``include``/``exclude``) and ``header_upstream`` templates.
+(C{include}/C{exclude}) and C{header_upstream} templates.
 
 Pure functions, no I/O: the config checks them when it is read, routing
 applies them to each request.
@@ -24,7 +24,7 @@ _GLOB = re.compile(r"\*|\*?[A-Za-z0-9_-]+\*?")
 @dataclass(frozen=True, slots=True)
 class HeaderTemplate:
     """
-    One ``header_upstream`` line: a header name and a value with placeholders.
+    One C{header_upstream} line: a header name and a value with placeholders.
     """
 
     name: str
@@ -32,14 +32,14 @@ class HeaderTemplate:
 
     def expand(self, values: Mapping[str, str]) -> str:
         """
-        The value with each ``{placeholder}`` replaced from ``values``.
+        The value with each C{{placeholder}} replaced from C{values}.
         """
         return PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)
 
 
 def parse_header_template(line: str) -> HeaderTemplate:
     """
-    Parse ``Name value with {placeholders}``; raise ValueError when invalid.
+    Parse C{Name value with {placeholders}}; raise ValueError when invalid.
     """
     # Name and value are split at the first run of blanks (a space or a tab,
     # as between Caddyfile tokens); the value keeps its inner spacing.
@@ -60,7 +60,7 @@ def parse_header_template(line: str) -> HeaderTemplate:
 
 def parse_glob(word: str) -> str:
     """
-    Validate an include/exclude glob: ``abc``, ``abc*``, ``*abc``, ``*abc*``, ``*``.
+    Validate an include/exclude glob: C{abc}, C{abc*}, C{*abc}, C{*abc*}, C{*}.
     """
     if not _GLOB.fullmatch(word):
         raise ValueError(
@@ -72,7 +72,7 @@ def parse_glob(word: str) -> str:
 
 def glob_matches(glob: str, name: str) -> bool:
     """
-    Whether ``name`` matches one validated glob.
+    Whether C{name} matches one validated glob.
     """
     if glob == "*":
         return True

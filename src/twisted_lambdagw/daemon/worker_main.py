@@ -1,9 +1,9 @@
 """
-The program a worker process runs: ``python -P -m twisted_lambdagw.daemon.worker_main --worker N``.
+The program a worker process runs: C{python -P -m twisted_lambdagw.daemon.worker_main --worker N}.
 
 Only L{twisted_lambdagw.daemon.workers.WorkerPool} starts it.  The worker reads
 what to serve from its stdin (a L{twisted_lambdagw.daemon.workers.WorkerHandoff};
-``--worker N`` is only there for ``ps``), builds the same service tree as
+C{--worker N} is only there for C{ps}), builds the same service tree as
 the parent through C{tap.makeService}, and serves the sockets it inherited.
 Its log events go to its stderr as JSON lines, which the parent re-emits in
 its own log; it stops on SIGTERM, or when its stdin closes because the

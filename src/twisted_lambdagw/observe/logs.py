@@ -1,7 +1,7 @@
 """
 The daemon's log as JSON lines, for log collectors.
 
-``twistd --logger twisted_lambdagw.observe.logs.json_observer -n lambdagw ...`` writes
+C{twistd --logger twisted_lambdagw.observe.logs.json_observer -n lambdagw ...} writes
 one flat JSON object per log event to stdout::
 
     {"time": "2024-05-01T12:00:00.123Z", "level": "warn",
@@ -9,12 +9,12 @@ one flat JSON object per log event to stdout::
      "message": "function hello failed (Unhandled): ...",
      "function": "hello", "request_id": "6f1c...", ...}
 
-``time``, ``level``, ``namespace`` and ``message`` (the event formatted as
+C{time}, C{level}, C{namespace} and C{message} (the event formatted as
 text) come first; then the event's own fields whose values are plain
-strings, numbers, booleans or null.  Twisted's ``log_*`` bookkeeping and
-anything structured are left out; a logged failure adds ``traceback``.  An
+strings, numbers, booleans or null.  Twisted's C{log_*} bookkeeping and
+anything structured are left out; a logged failure adds C{traceback}.  An
 event field that has one of the first four names is written with a
-``field_`` prefix.
+C{field_} prefix.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class JSONLinesObserver:
 
 def json_observer() -> ILogObserver:
     """
-    The observer factory for ``twistd --logger``: JSON lines on stdout.
+    The observer factory for C{twistd --logger}: JSON lines on stdout.
 
     It takes the process's real stdout, not C{sys.stdout}: twistd soon
     replaces that with a stream that turns writes into log events, which

@@ -45,10 +45,10 @@ class GatewaySite(Site):
     connection is served by a L{GatewayChannel}.
 
     twisted.web's own access log lines are off: the gateway's JSON access
-    log (``[gateway] access_log``) replaces them, they would put every full
+    log (C{[gateway] access_log}) replaces them, they would put every full
     URI, query string included, into the daemon's log, and writing them
     through the legacy log costs about as much as signing a request.  An
-    embedder who wants them sets ``twisted_access_log``.
+    embedder who wants them sets C{twisted_access_log}.
     """
 
     twisted_access_log = False

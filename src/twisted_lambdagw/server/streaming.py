@@ -1,7 +1,7 @@
 """
 Relaying a streamed function response to the client as it arrives.
 
-Routes with ``stream = yes`` do not wait for the whole result.  The function's
+Routes with C{stream = yes} do not wait for the whole result.  The function's
 bytes come from a L{ResponseStream}; L{StreamRelay} splits off the
 http-integration prelude (L{PreludeParser}), writes the status and headers
 as soon as they are known and then each piece of body as it comes, with
@@ -18,8 +18,8 @@ Three rules shape it:
   resource (502/503/504 JSON).  After it, a failure can only be signalled by
   cutting the connection without the final zero-length chunk, so the client
   sees a truncated response; the reason goes to the log.
-- Two clocks.  The route's ``timeout`` bounds the time to the head (first
-  byte); ``stream_idle_timeout`` bounds each gap after it, whether the
+- Two clocks.  The route's C{timeout} bounds the time to the head (first
+  byte); C{stream_idle_timeout} bounds each gap after it, whether the
   function is silent or the client stopped reading.
 """
 

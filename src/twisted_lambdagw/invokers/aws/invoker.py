@@ -12,18 +12,18 @@ botocore's blocking refreshes in threads.
 What the invoker promises, beyond signing:
 
   - A call that may have reached the function is never sent twice, unless
-    the route says ``retry_idempotent`` and the client's method is GET,
+    the route says C{retry_idempotent} and the client's method is GET,
     HEAD or OPTIONS.  A connection that failed before the request went out
     (refused, DNS, connect timeout) is retried once, re-signed, for any
     method; so is a call refused for an expired session token, after a
     forced credential refresh.  Idempotent calls also retry 429 and 5xx
     answers and dropped connections, with jittered backoff and Lambda's
-    ``Retry-After``, only while the route's timeout leaves room.
+    C{Retry-After}, only while the route's timeout leaves room.
   - Lambda's own payload is always JSON, so a 200 whose body is empty or not
     JSON is an upstream fault (502), never passed on as a reply.
   - Refusals are logged with their error type, message and
-    ``x-amzn-RequestId``; function errors with the decoded log tail when the
-    route asks for one (``log_type = Tail``).  Neither reaches the client.
+    C{x-amzn-RequestId}; function errors with the decoded log tail when the
+    route asks for one (C{log_type = Tail}).  Neither reaches the client.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = 
     """
     The Invoke URL, encoded exactly as botocore encodes it.
 
-    The function name is a URI label: ``:`` in an ARN becomes ``%3A``.  The
-    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.  C{path} is
+    The function name is a URI label: C{:} in an ARN becomes C{%3A}.  The
+    qualifier goes in the query, C{$LATEST} as C{%24LATEST}.  C{path} is
     L{STREAM_PATH} for InvokeWithResponseStream, which takes the same.
     """
     url = endpoint.rstrip("/") + path.format(quote(function, safe=_SAFE))
@@ -138,7 +138,7 @@ def sign(
     when: float,
 ) -> dict[str, str]:
     """
-    The headers of a signed ``POST url``: ``headers`` plus the SigV4 ones.
+    The headers of a signed C{POST url}: C{headers} plus the SigV4 ones.
 
     The URL, method and body sent must be exactly the ones signed.
     """
@@ -183,7 +183,7 @@ def _describe(error: BaseException) -> str:
 
 def decode_log_tail(log_result: str | None) -> str | None:
     """
-    The function's log tail from ``X-Amz-Log-Result`` (base64), as text.
+    The function's log tail from C{X-Amz-Log-Result} (base64), as text.
     """
     if not log_result:
         return None
@@ -196,7 +196,7 @@ def decode_log_tail(log_result: str | None) -> str | None:
 
 class _Transport(Exception):
     """
-    The HTTP exchange itself failed; ``sent`` says whether the request may have gone out.
+    The HTTP exchange itself failed; C{sent} says whether the request may have gone out.
     """
 
     def __init__(self, reason: str, sent: bool) -> None:
@@ -209,20 +209,20 @@ class AWSInvoker:
     """
     Invokes functions in one region through Lambda's Invoke API.
 
-    :param client: what sends the calls, with treq's C{post}: a treq
+    @param client: what sends the calls, with treq's C{post}: a treq
         HTTPClient (L{twisted_lambdagw.invokers.aws.upstream.lambda_client}) or
         C{StubTreq}, over a persistent pool shared by every route; the
         service that owns the pool closes it on shutdown.
-    :param now: the time signatures carry; by default C{clock}'s.
-    :param clock: for retry backoff; without it nothing is retried after a
+    @param now: the time signatures carry; by default C{clock}'s.
+    @param clock: for retry backoff; without it nothing is retried after a
         wait (the one immediate retry of an unsent request still happens).
-    :param log_type: ``Tail`` asks Lambda for the last 4 KB of the log of
+    @param log_type: C{Tail} asks Lambda for the last 4 KB of the log of
         synchronous calls, to log with function errors.
-    :param retry_idempotent: retry GET, HEAD and OPTIONS calls that failed
+    @param retry_idempotent: retry GET, HEAD and OPTIONS calls that failed
         in a way worth retrying, up to C{max_attempts} in all.
-    :param jitter: uniform in [0, 1), to spread retries out.
-    :param limit: bounds the calls under way to C{endpoint} (shared by every
-        invoker of that endpoint, sized by ``[aws] max_connections``); a
+    @param jitter: uniform in [0, 1), to spread retries out.
+    @param limit: bounds the calls under way to C{endpoint} (shared by every
+        invoker of that endpoint, sized by C{[aws] max_connections}); a
         call beyond it waits its turn, within the route's timeout.  A
         streamed call holds its slot until its stream ends.
     """

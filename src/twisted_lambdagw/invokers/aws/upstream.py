@@ -91,8 +91,8 @@ class EndpointCache:
     """
     One client endpoint per (scheme, host, port), made on first use and kept.
 
-    :param connect_timeout: seconds to wait for a new connection.
-    :param tls: what checks https servers' certificates; by default the same
+    @param connect_timeout: seconds to wait for a new connection.
+    @param tls: what checks https servers' certificates; by default the same
         as twisted.web's Agent.
     """
 
@@ -235,7 +235,7 @@ MAX_REPLY_BYTES = 8 * 1024 * 1024
 """
 The most of a reply body the gateway reads from the Lambda API.  Lambda's own
 synchronous replies stop at 6,291,556 bytes, and its refusals are small; the
-margin is for emulators behind ``endpoint_url``.  Anything longer is a broken
+margin is for emulators behind C{endpoint_url}.  Anything longer is a broken
 or hostile endpoint, and reading it whole would let it take the gateway's
 memory.
 """

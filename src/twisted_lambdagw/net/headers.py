@@ -26,7 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from twisted.web.http_headers import Headers
 
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+from twisted_lambdagw.core.patterns import HEADER_NAME
+
+TOKEN = re.compile(HEADER_NAME.pattern.encode("ascii"))
 """An HTTP field name (RFC 9110 section 5.1)."""
 
 _CANONICAL_CACHE_SIZE = 1000

@@ -11,6 +11,7 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw.core.config import Config
 from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.gateway import Gateway
@@ -59,8 +60,8 @@ class FakeAWSGateway:
         self.config = config_from(base + routes)
         self.gateway = Gateway(
             self.config,
-            self.clock,
-            client=self.lambda_client,
+            as_reactor(self.clock),
+            client=as_client(self.lambda_client),
             endpoint_for=lambda spec: spec.url or f"https://lambda.{spec.region}.amazonaws.com",
             **gateway_kwargs,
         )

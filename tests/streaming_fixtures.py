@@ -20,6 +20,7 @@ from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Request, Site
 
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.gateway import Gateway
 from twisted_lambdagw.invokers.aws.endpoints import EndpointSpec
@@ -80,7 +81,10 @@ class StubStreamingGateway:
         self.lambda_client: Any = StubTreq(self.lambda_api)
         self.config = config_from(aws_section("http://lambda.fake") + routes)
         self.gateway = Gateway(
-            self.config, self.clock, client=self.lambda_client, endpoint_for=_endpoint
+            self.config,
+            as_reactor(self.clock),
+            client=as_client(self.lambda_client),
+            endpoint_for=_endpoint,
         )
         self.exchanges: list[Exchange] = []
         self.gateway.resource.observers.append(self.exchanges.append)

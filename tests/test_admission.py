@@ -19,6 +19,7 @@ from twisted.web._newclient import Response, TransportProxyProducer
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
+from tests.typed import as_client
 from twisted_lambdagw.core.errors import GatewayError, InvokeFailed
 from twisted_lambdagw.core.eventstream import InvokeComplete
 from twisted_lambdagw.core.formats import get_format
@@ -288,7 +289,7 @@ class Bounded:
         self.clock = Clock()
         self.limit = ConnectionLimit(limit, self.clock)
         self.invoker = AWSInvoker(
-            self.stub,
+            as_client(self.stub),
             CredentialSource.from_keys("AKIDEXAMPLE", "secret"),
             "us-west-2",
             ENDPOINT,

@@ -20,6 +20,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent
 
+from tests.typed import as_client
 from twisted_lambdagw.core.errors import InvokeFailed
 from twisted_lambdagw.invokers.aws.invoker import (
     AWSInvoker,
@@ -88,7 +89,9 @@ class SignatureTests(SynchronousTestCase):
         credentials = CredentialSource.from_keys(
             "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token
         )
-        invoker = AWSInvoker(StubTreq(api), credentials, "us-west-2", ENDPOINT, now=lambda: when)
+        invoker = AWSInvoker(
+            as_client(StubTreq(api)), credentials, "us-west-2", ENDPOINT, now=lambda: when
+        )
         call = InvokeCall(function=function, payload=payload, qualifier=qualifier)
         self.failureResultOf(Deferred.fromCoroutine(invoker.invoke(call)), InvokeFailed)
         [sent] = api.calls
@@ -199,7 +202,7 @@ class ConnectionFailureTests(TestCase):
         number = port.getHost().port
         await port.stopListening()
         invoker = AWSInvoker(
-            HTTPClient(Agent(reactor)),
+            as_client(HTTPClient(Agent(reactor))),
             CredentialSource.from_keys("AK", "SK"),
             "us-west-2",
             f"http://127.0.0.1:{number}",
@@ -224,7 +227,7 @@ class ConnectionFailureTests(TestCase):
         port = reactor.listenTCP(0, ServerFactory.forProtocol(HalfAnswer), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         invoker = AWSInvoker(
-            HTTPClient(Agent(reactor)),
+            as_client(HTTPClient(Agent(reactor))),
             CredentialSource.from_keys("AK", "SK"),
             "us-west-2",
             f"http://127.0.0.1:{port.getHost().port}",

@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw.core.config import Config, ConfigError
 from twisted_lambdagw.daemon.tap import Options
 from twisted_lambdagw.gateway import Gateway, check_aws_routes
@@ -225,7 +226,7 @@ class EndpointTests(SynchronousTestCase):
         path = write_config(
             temp_dir(self), KEYS + "region = ap-south-1\nuse_fips_endpoint = yes\n[route:/a/]\n"
         )
-        options = Options(reactor=MemoryReactorClock())
+        options = Options(reactor=as_reactor(MemoryReactorClock()))
         with self.assertRaises(usage.UsageError) as raised:
             options.parseOptions(["--config", str(path)])
         self.assertIn("[route:/a/] use_fips_endpoint", str(raised.exception))
@@ -241,7 +242,7 @@ def invoke_through(config: Config, prefix: str = "/a/") -> Any:
     stub = StubTreq(api)
     clock = Clock()
     clock.advance(1_700_000_000)
-    gateway = Gateway(config, clock, client=stub)
+    gateway = Gateway(config, as_reactor(clock), client=as_client(stub))
     [binding] = [b for b in gateway.bindings if b.route.prefix == prefix]
     function = binding.route.single or "f"
     d = Deferred.fromCoroutine(binding.invoker.invoke(InvokeCall(function, b"{}")))
@@ -306,7 +307,7 @@ class PoolTests(SynchronousTestCase):
             KEYS + "region = us-east-1\nendpoint_url = http://127.0.0.1:9\n"
             "max_connections = 7\nconnect_timeout = 3s\n[route:/a/]\n[route:/b/]\n"
         )
-        gateway = Gateway(config, reactor)
+        gateway = Gateway(config, as_reactor(reactor))
         assert gateway.pool is not None
         self.assertEqual(gateway.pool.max_idle_per_host, 7)
         for binding in gateway.bindings:

@@ -23,6 +23,7 @@ from twisted.web._newclient import RequestNotSent, ResponseNeverReceived
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
+from tests.typed import as_client
 from twisted_lambdagw.core.errors import InvokeFailed, Throttled
 from twisted_lambdagw.core.messages import NOT_PARSED
 from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
@@ -77,7 +78,7 @@ class Harness:
         self.stub = StubTreq(self.api)
         self.client = FlakyClient(self.stub, failures or [])
         self.invoker = AWSInvoker(
-            self.client,
+            as_client(self.client),
             credentials or CredentialSource.from_keys("AKIDEXAMPLE", "secret"),
             "us-west-2",
             ENDPOINT,

@@ -30,6 +30,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw.core.config import ConfigError
 from twisted_lambdagw.core.errors import InvokeFailed
 from twisted_lambdagw.daemon.tap import Options, makeService
@@ -500,7 +501,9 @@ class StartupTests(SynchronousTestCase):
         The plugin's options turn "no credentials" into a UsageError and print no usage text.
         """
         path = write_config(temp_dir(self), CHAIN_CONFIG)
-        options = Options(reactor=MemoryReactor(), credentials=Provider(lambda spec: None))
+        options = Options(
+            reactor=as_reactor(MemoryReactor()), credentials=Provider(lambda spec: None)
+        )
         with self.assertRaises(usage.UsageError) as raised:
             options.parseOptions(["--config", str(path)])
         self.assertIn("no AWS credentials found", str(raised.exception))
@@ -512,12 +515,12 @@ class StartupTests(SynchronousTestCase):
         """
         path = write_config(temp_dir(self), CHAIN_CONFIG)
         provider = Provider(lambda spec: Credentials("AK", "SK", method="env"))
-        options = Options(reactor=MemoryReactor(), credentials=provider)
+        options = Options(reactor=as_reactor(MemoryReactor()), credentials=provider)
         options.parseOptions(["--config", str(path)])
         gateway = Gateway(
             options.config,  # type: ignore[arg-type]
-            Clock(),
-            client=object(),
+            as_reactor(Clock()),
+            client=as_client(object()),
             run_in_thread=lambda f: self.fail("resolved again"),
             resolved=options.resolved,
         )
@@ -526,7 +529,7 @@ class StartupTests(SynchronousTestCase):
         keys = self.successResultOf(Deferred.fromCoroutine(source.frozen()))
         self.assertEqual(keys.access_key, "AK")
         self.assertEqual(len(provider.calls), 1)
-        makeService(options, reactor=MemoryReactorClock())
+        makeService(options, reactor=as_reactor(MemoryReactorClock()))
 
 
 class BotocoreChainTests(SynchronousTestCase):

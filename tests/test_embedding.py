@@ -18,6 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data
 
 import twisted_lambdagw
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw import (
     AWSConfig,
     Config,
@@ -100,8 +101,8 @@ class EmbeddingTests(SynchronousTestCase):
         )
         gateway = Gateway(
             config,
-            self.clock,
-            client=self.lambda_client,
+            as_reactor(self.clock),
+            client=as_client(self.lambda_client),
             pool=self.pool,
             endpoint_for=lambda spec: spec.url or "",
         )
@@ -120,7 +121,7 @@ class EmbeddingTests(SynchronousTestCase):
         )
         gateway = Gateway.from_file(
             str(path),
-            self.clock,
+            as_reactor(self.clock),
             client=self.lambda_client,
             pool=self.pool,
             endpoint_for=lambda spec: spec.url or "",

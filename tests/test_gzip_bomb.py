@@ -13,6 +13,7 @@ from pathlib import Path
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.trial.unittest import TestCase
 
+from tests.typed import as_client
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
 from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
@@ -87,7 +88,7 @@ class GzipBombTests(TestCase):
         pool = persistent_pool(reactor, max_per_host=10)
         self.addCleanup(pool.closeCachedConnections)
         invoker = AWSInvoker(
-            lambda_client(pool),
+            as_client(lambda_client(pool)),
             CredentialSource.from_keys("AKIDEXAMPLE", "secret"),
             "us-east-1",
             f"http://127.0.0.1:{bomber.getHost().port}",

@@ -28,6 +28,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from zope.interface import provider
 
+from tests.typed import as_reactor
 from twisted_lambdagw.invokers.aws.agent import BytesProducer, KeepAliveAgent
 from twisted_lambdagw.invokers.aws.connection import (
     MAX_HEAD_BYTES,
@@ -73,7 +74,7 @@ class Wire:
     def __init__(self, max_idle: int = 10, idle_timeout: float = 60) -> None:
         self.reactor = CountingReactor()
         self.agent = KeepAliveAgent(
-            self.reactor, EndpointCache(self.reactor), max_idle, idle_timeout
+            self.reactor, EndpointCache(as_reactor(self.reactor)), max_idle, idle_timeout
         )
         self.connections: list[tuple[Any, StringTransport]] = []
 

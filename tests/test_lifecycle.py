@@ -20,6 +20,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
+from tests.typed import as_reactor
 from twisted_lambdagw.core.config import ConfigError
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.daemon.lifecycle import (
@@ -253,7 +254,7 @@ class DaemonServiceTests(SynchronousTestCase):
 
     def daemon(self, reopen: bool = False) -> DaemonService:
         return DaemonService(
-            self.reactor,
+            as_reactor(self.reactor),
             reopen=(lambda: self.reopened.append(True)) if reopen else None,
             install_signal=self.install,
         )

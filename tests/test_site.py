@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyChannel
 
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw.core.config import GatewayConfig
 from twisted_lambdagw.gateway import Gateway
 from twisted_lambdagw.server.request import GatewayRequest
@@ -201,7 +202,7 @@ class SiteAssemblyTests(SynchronousTestCase):
         self.assertEqual((config.gateway.header_timeout, config.gateway.idle_timeout), (3.0, 120.0))
         from twisted.internet.task import Clock
 
-        site = Gateway(config, Clock(), client=object()).site()
+        site = Gateway(config, as_reactor(Clock()), client=as_client(object())).site()
         self.assertIsInstance(site, GatewaySite)
         self.assertEqual(site.header_timeout, 3.0)
         self.assertEqual(site.timeOut, 120.0)

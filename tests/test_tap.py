@@ -20,6 +20,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests.typed import as_reactor
 from twisted_lambdagw.daemon import cli
 from twisted_lambdagw.daemon.gctune import GCTuning
 from twisted_lambdagw.daemon.lifecycle import DaemonService, DrainService, SequentialService
@@ -78,12 +79,12 @@ class OptionsTests(SynchronousTestCase):
         self.config = write_config(self.dir, CONFIG)
 
     def parse(self, *argv: str) -> Options:
-        options = Options(reactor=MemoryReactor())
+        options = Options(reactor=as_reactor(MemoryReactor()))
         options.parseOptions(list(argv))
         return options
 
     def parse_error(self, *argv: str) -> tuple[Options, str]:
-        options = Options(reactor=MemoryReactor())
+        options = Options(reactor=as_reactor(MemoryReactor()))
         error = self.assertRaises(usage.UsageError, options.parseOptions, list(argv))
         return options, str(error)
 
@@ -166,7 +167,7 @@ class OptionsTests(SynchronousTestCase):
         """
         Before any error, the usage text is Twisted's, listing the options.
         """
-        text = Options(reactor=MemoryReactor()).getUsage()
+        text = Options(reactor=as_reactor(MemoryReactor())).getUsage()
         self.assertIn("--config=", text)
         self.assertIn("--listen=", text)
 
@@ -178,7 +179,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         config = write_config(temp_dir(self), CONFIG)
-        self.options = Options(reactor=MemoryReactor())
+        self.options = Options(reactor=as_reactor(MemoryReactor()))
         self.options.parseOptions(
             [
                 *("--config", str(config)),
@@ -188,7 +189,7 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.reactor = MemoryReactorClock()
         self.pool = ObservedPool(self.reactor)
-        service = makeService(self.options, reactor=self.reactor, pool=self.pool)
+        service = makeService(self.options, reactor=as_reactor(self.reactor), pool=self.pool)
         assert isinstance(service, MultiService)
         self.service = service
 
@@ -290,7 +291,7 @@ class MakeServiceTests(SynchronousTestCase):
         installed: list[int] = []
         service = makeService(
             self.options,
-            reactor=self.reactor,
+            reactor=as_reactor(self.reactor),
             pool=self.pool,
             install_signal=lambda number, handler: installed.append(number),
         )
@@ -315,7 +316,7 @@ class MakeServiceTests(SynchronousTestCase):
 
         self.assertEqual(tunings(self.reactor), [])
         reactor = MemoryReactorClock()
-        makeService(self.options, reactor=reactor, pool=self.pool, tune_gc=True)
+        makeService(self.options, reactor=as_reactor(reactor), pool=self.pool, tune_gc=True)
         [hook] = tunings(reactor)
         self.assertEqual(getattr(hook, "__name__", None), "start")
         [(_, (load, clock), _)] = [entry for entry in reactor.whenRunningHooks if entry[0] is hook]
@@ -327,7 +328,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         Without an injected pool, the service owns a persistent pool of its own.
         """
-        service = makeService(self.options, reactor=self.reactor)
+        service = makeService(self.options, reactor=as_reactor(self.reactor))
         assert isinstance(service, MultiService)
         gateway_service = service.services[0]
         assert isinstance(gateway_service, MultiService)
@@ -364,7 +365,7 @@ class PluginTests(SynchronousTestCase):
         from twisted_lambdagw.daemon.tap import CommandLineOptions
 
         err = io.StringIO()
-        options = CommandLineOptions(MemoryReactor(), stderr=err)
+        options = CommandLineOptions(as_reactor(MemoryReactor()), stderr=err)
         missing = "/nonexistent-lambdagw/gw.ini"
         exit = self.assertRaises(SystemExit, options.parseOptions, ["--config", missing])
         self.assertEqual(exit.code, 1)

@@ -37,6 +37,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from tests.typed import as_reactor
 from twisted_lambdagw.core.config import ConfigError
 from twisted_lambdagw.core.endpoint_strings import split_description
 from twisted_lambdagw.core.formats import get_format
@@ -208,7 +209,7 @@ class TLSEndpointTests(SynchronousTestCase):
         ini = temp_path(self)
         with open(ini, "w") as f:
             f.write("[route:/l/]\naws_region = us-east-1\n")
-        options = Options(MemoryReactor())
+        options = Options(as_reactor(MemoryReactor()))
         with self.assertRaises(UsageError) as usage:
             options.parseOptions(["--config", ini, "--listen", description])
         self.assertNotIn("\n", str(usage.exception))
@@ -230,10 +231,10 @@ class TapTLSTests(SynchronousTestCase):
                 # Keys of its own, so parsing the options looks up no credentials.
                 "aws_access = AKIDEXAMPLEFAKEKEY01\naws_secret = fake-secret\n"
             )
-        options = Options(MemoryReactor())
+        options = Options(as_reactor(MemoryReactor()))
         options.parseOptions(["--config", ini])
         reactor = MemoryReactorClock()
-        service = makeService(options, reactor=reactor)
+        service = makeService(options, reactor=as_reactor(reactor))
         service.startService()
         self.addCleanup(service.stopService)
         [(port, site, context, _, interface)] = reactor.sslServers

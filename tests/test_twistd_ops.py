@@ -149,8 +149,9 @@ class ConfigErrorTests(LoopbackLambdaTestCase):
         """
         child = self.spawn([*twistd_command(), "-n", "--pidfile=", "lambdagw", "--colour"])
         await child.ended()
-        self.assertEqual(child.exit_code, 1)
+        # The exit status is Twisted's too: 0 under Twisted 25.5, 1 under 26.10.
         self.assertIn("option --colour not recognized", child.text)
+        self.assertIn("Usage: twistd", child.text)
 
 
 class SeveralGatewaysTests(LoopbackLambdaTestCase):

@@ -21,6 +21,7 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import GzipEncoderFactory, Request, Site
 
+from tests.typed import as_client, as_reactor
 from twisted_lambdagw.core.errors import InvokeFailed
 from twisted_lambdagw.invokers.aws.agent import BytesProducer
 from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
@@ -46,7 +47,7 @@ class PoolTests(SynchronousTestCase):
     """
 
     def test_sizes(self) -> None:
-        pool = persistent_pool(MemoryReactorClock(), max_per_host=7, idle_timeout=30)
+        pool = persistent_pool(as_reactor(MemoryReactorClock()), max_per_host=7, idle_timeout=30)
         self.assertEqual((pool.max_idle_per_host, pool.idle_timeout), (7, 30))
 
 
@@ -88,7 +89,7 @@ class EndpointCacheTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.cache = EndpointCache(self.reactor, connect_timeout=7)
+        self.cache = EndpointCache(as_reactor(self.reactor), connect_timeout=7)
 
     def test_cached(self) -> None:
         """
@@ -284,7 +285,7 @@ class LambdaClientTests(TestCase):
         """
         A URL that is not http or https fails the request.
         """
-        client = lambda_client(persistent_pool(MemoryReactorClock(), 1))
+        client = lambda_client(persistent_pool(as_reactor(MemoryReactorClock()), 1))
         self.failureResultOf(client.post("ftp://127.0.0.1/x", **INVOKE), SchemeNotSupported)
 
     def test_ipv6_literal(self) -> None:
@@ -293,7 +294,7 @@ class LambdaClientTests(TestCase):
         pass, which refuses it, never runs).
         """
         reactor = MemoryReactorClock()
-        client = lambda_client(persistent_pool(reactor, 1))
+        client = lambda_client(persistent_pool(as_reactor(reactor), 1))
         client.post(PreparedURL.of("http://[::1]:9001/x"), data=b"{}", **INVOKE)
         [(host, port, _, _, _)] = reactor.tcpClients
         self.assertEqual((host, port), ("::1", 9001))
@@ -382,7 +383,7 @@ class InvokeOverLoopbackTests(TestCase):
         pool = persistent_pool(reactor, max_per_host=10)
         self.addCleanup(pool.closeCachedConnections)
         return AWSInvoker(
-            lambda_client(pool),
+            as_client(lambda_client(pool)),
             CredentialSource.from_keys("AKIDEXAMPLE", "secret"),
             "us-east-1",
             f"http://127.0.0.1:{port.getHost().port}",

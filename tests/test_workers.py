@@ -47,6 +47,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from tests.typed import as_reactor
 from twisted_lambdagw.core.config import Config
 from twisted_lambdagw.daemon.listen import server_endpoint
 from twisted_lambdagw.daemon.reuseport import AdoptedListeners
@@ -737,7 +738,7 @@ class ParentWatchTests(TestCase):
         read, write = os.pipe()
         self.addCleanup(os.close, read)
         gone: Deferred[None] = Deferred()
-        watch = ParentWatch(reactor, read, lambda: gone.callback(None))
+        watch = ParentWatch(as_reactor(reactor), read, lambda: gone.callback(None))
         watch.startReading()
         self.addCleanup(watch.stopReading)
         os.write(write, b"ignored")
@@ -752,7 +753,7 @@ class ParentWatchTests(TestCase):
         self.addCleanup(os.close, read)
         self.addCleanup(os.close, write)
         calls: list[None] = []
-        watch = ParentWatch(MemoryReactor(), read, lambda: calls.append(None))
+        watch = ParentWatch(as_reactor(MemoryReactor()), read, lambda: calls.append(None))
         watch.startReading()
         watch.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(calls, [])
@@ -783,7 +784,7 @@ class StopOnceTests(SynchronousTestCase):
         """
         reactor = FakeStoppable()
         events: list[LogEvent] = []
-        stop = StopOnce(reactor, Logger(observer=cast(ILogObserver, events.append)), 3)
+        stop = StopOnce(as_reactor(reactor), Logger(observer=cast(ILogObserver, events.append)), 3)
         stop("received SIGTERM")
         stop("received SIGTERM")
         stop("the parent process is gone")
@@ -796,7 +797,7 @@ class StopOnceTests(SynchronousTestCase):
         """
         reactor = FakeStoppable()
         reactor.stop()
-        StopOnce(reactor, Logger(observer=cast(ILogObserver, lambda event: None)), 1)(
+        StopOnce(as_reactor(reactor), Logger(observer=cast(ILogObserver, lambda event: None)), 1)(
             "received SIGTERM"
         )
         self.assertEqual(reactor.stops, 2)
@@ -915,7 +916,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def options(self, text: str, *argv: str) -> Options:
         config = write_config(temp_dir(self), text)
-        options = Options(reactor=MemoryReactor())
+        options = Options(reactor=as_reactor(MemoryReactor()))
         options.parseOptions(["--config", str(config), *argv])
         return options
 
@@ -930,7 +931,7 @@ class MakeServiceTests(SynchronousTestCase):
         options = self.options(
             "[gateway]\nworkers = 2\n" + ROUTES, "--listen", "tcp:0:interface=127.0.0.1"
         )
-        top = makeService(options, MemoryReactorClock())
+        top = makeService(options, as_reactor(MemoryReactorClock()))
         [pool] = self.listening(top)
         assert isinstance(pool, WorkerPool)
         # Children stop last first: the pool stops listening before the
@@ -947,7 +948,7 @@ class MakeServiceTests(SynchronousTestCase):
         With workers = 1 (the default) nothing of this exists.
         """
         options = self.options(ROUTES)
-        self.assertEqual(self.listening(makeService(options, MemoryReactorClock())), [])
+        self.assertEqual(self.listening(makeService(options, as_reactor(MemoryReactorClock()))), [])
 
     def test_worker(self) -> None:
         """
@@ -960,7 +961,7 @@ class MakeServiceTests(SynchronousTestCase):
         inherited = os.dup(sock.fileno())
         handoff = WorkerHandoff(1, options.config, {}, ((inherited, socket.AF_INET),))
         reactor = MemoryReactorClock()
-        service = makeService(options, reactor, worker=handoff)
+        service = makeService(options, as_reactor(reactor), worker=handoff)
         self.assertEqual(len(self.listening(service)), 1)
         service.startService()
         self.addCleanup(service.stopService)

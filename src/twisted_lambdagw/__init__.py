@@ -7,7 +7,7 @@ objects), the config records, L{load_config}, L{parse_config},
 L{ConfigError}, L{GatewayResource} and L{GatewaySite}.
 
 The names are imported on first use, so that importing a light module of
-the package (the ``lambdagw`` command, ``twisted_lambdagw.testing``) does not
+the package (the C{lambdagw} command, C{twisted_lambdagw.testing}) does not
 load botocore, treq and twisted.web with the gateway.
 """
 

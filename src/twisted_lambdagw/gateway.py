@@ -22,8 +22,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_lambdagw._types import HTTPClient, IGatewayReactor
 from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig
 from twisted_lambdagw.core.config_reader import load_config
+from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.exchange import ExchangeObserver
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.daemon.lifecycle import DrainService, SequentialService
@@ -49,7 +51,7 @@ from twisted_lambdagw.invokers.aws.endpoints import (
     resolve_endpoint,
 )
 from twisted_lambdagw.invokers.aws.invoker import AWSInvoker
-from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
+from twisted_lambdagw.invokers.aws.upstream import invoke_client, persistent_pool
 from twisted_lambdagw.invokers.base import Invoker
 from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
@@ -62,17 +64,13 @@ from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
 
 
-def _thread_runner(reactor: Any) -> RunInThread[Any]:
+def _thread_runner(reactor: IGatewayReactor) -> RunInThread[Any]:
     from twisted.internet.threads import deferToThreadPool
 
     def run(f: Callable[[], Any]) -> Deferred[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f)
 
     return run
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 class LocalBackendService(Service):
@@ -109,7 +107,7 @@ class PoolService(Service):
 
 
 def default_pool(
-    reactor: Any, max_per_host: int = 1000, connect_timeout: float = 30
+    reactor: IGatewayReactor, max_per_host: int = 1000, connect_timeout: float = 30
 ) -> KeepAliveAgent:
     """
     The persistent pool for AWS calls: Lambda is one host per region, so keep
@@ -137,8 +135,8 @@ def check_aws_routes(
     """
     Every AWS route's endpoint, raising ConfigError for one that cannot exist.
 
-    An ARN in ``single`` must name a region of its own partition (an
-    ``arn:aws-cn:`` function lives in a ``cn-`` region); a FIPS or
+    An ARN in C{single} must name a region of its own partition (an
+    C{arn:aws-cn:} function lives in a C{cn-} region); a FIPS or
     dual-stack endpoint must be one botocore's data lists for the region.
     """
     endpoints: dict[EndpointSpec, str] = {}
@@ -169,31 +167,31 @@ class Gateway:
     """
     A configured gateway: its resource, and the service owning its resources.
 
-    :param client: what sends AWS calls, with treq's C{post} (a treq
+    @param client: what sends AWS calls, with treq's C{post} (a treq
         HTTPClient); by default L{twisted_lambdagw.invokers.aws.upstream.lambda_client}'s
         over C{pool}.
-    :param pool: the kept-alive connections the default client uses
+    @param pool: the kept-alive connections the default client uses
         (a L{KeepAliveAgent}); by default a new L{default_pool} on
-        ``reactor``, sized by ``[aws] max_connections``.
+        C{reactor}, sized by C{[aws] max_connections}.
         C{service} closes it on stop, whether it was given or made here.
-    :param credentials: turns credential specs into botocore credentials
+    @param credentials: turns credential specs into botocore credentials
         (blocking; run in threads); by default botocore's chain and STS.
-    :param resolved: credentials already resolved for some specs, e.g. by
+    @param resolved: credentials already resolved for some specs, e.g. by
         L{twisted_lambdagw.invokers.aws.credentials.resolve_at_startup} before the
         reactor ran; the others are resolved when C{service} starts.
-    :param jitter: uniform in [0, 1), spreading retries out.
-    :param worker_id: which of the gateway's processes this is, with
-        ``workers = N``: 0 for the parent, 1 to N-1 for the workers.
+    @param jitter: uniform in [0, 1), spreading retries out.
+    @param worker_id: which of the gateway's processes this is, with
+        C{workers = N}: 0 for the parent, 1 to N-1 for the workers.
 
     Raises ConfigError for an AWS route whose endpoint cannot exist.
 
-    :ivar resource: the twisted.web resource serving every route; it
+    @ivar resource: the twisted.web resource serving every route; it
         matches route prefixes, C{health_path} and C{metrics_path} against
         the request's full path, wherever it is mounted.
-    :ivar service: start and stop it with the application.
-    :ivar metrics: the L{GatewayMetrics} (with its own Prometheus registry),
+    @ivar service: start and stop it with the application.
+    @ivar metrics: the L{GatewayMetrics} (with its own Prometheus registry),
         or None when C{metrics_path} is off.
-    :ivar access_log: the L{AccessLog}, or None when C{access_log} is unset.
+    @ivar access_log: the L{AccessLog}, or None when C{access_log} is unset.
     """
 
     log = Logger()
@@ -201,9 +199,9 @@ class Gateway:
     def __init__(
         self,
         config: Config,
-        reactor: Any,
+        reactor: IGatewayReactor,
         *,
-        client: Any = None,
+        client: HTTPClient | None = None,
         pool: KeepAliveAgent | None = None,
         run_in_thread: RunInThread[Any] | None = None,
         endpoint_for: Callable[[EndpointSpec], str] = resolve_endpoint,
@@ -222,7 +220,7 @@ class Gateway:
                 self.pool = default_pool(
                     reactor, config.aws.max_connections, config.aws.connect_timeout
                 )
-            client = lambda_client(self.pool)
+            client = invoke_client(self.pool)
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
         self._endpoint_for = endpoint_for
@@ -230,12 +228,12 @@ class Gateway:
         self._provider = credentials if credentials is not None else BotocoreCredentials()
         self._jitter = jitter
         self.connection_limits: dict[str, ConnectionLimit] = {}
-        """One per Lambda endpoint, shared by its routes: ``[aws] max_connections``."""
+        """One per Lambda endpoint, shared by its routes: C{[aws] max_connections}."""
         self.credential_sources = self._credential_sources(config, resolved or {}, {})
         """One per distinct way of finding credentials, shared by its routes."""
         self.local: LocalInvoker | None = self._local(config, None)
         self.authenticator: BasicAuthenticator | None = self._authenticator(config)
-        """The login check for ``auth = basic`` routes, when there are any."""
+        """The login check for C{auth = basic} routes, when there are any."""
         clock: IReactorTime = reactor
         settings = config.gateway
         observers: list[ExchangeObserver] = []
@@ -306,7 +304,7 @@ class Gateway:
         )
 
     @classmethod
-    def from_file(cls, path: str, reactor: Any, **kwargs: Any) -> Gateway:
+    def from_file(cls, path: str, reactor: IGatewayReactor, **kwargs: Any) -> Gateway:
         """
         A gateway built from a config file; raises ConfigError if it is bad.
         """
@@ -361,7 +359,7 @@ class Gateway:
             pool = default_pool(
                 self._reactor, config.aws.max_connections, config.aws.connect_timeout
             )
-            client, limits = lambda_client(pool), {}
+            client, limits = invoke_client(pool), {}
         sources = self._credential_sources(config, {}, self.credential_sources)
         fresh = [source for spec, source in sources.items() if spec not in self.credential_sources]
         try:
@@ -372,7 +370,7 @@ class Gateway:
                 source.stop()
             if new_pool and pool is not None:
                 pool.closeCachedConnections()
-            reason = "none found" if isinstance(e, NoCredentials) else _one_line(e)
+            reason = "none found" if isinstance(e, NoCredentials) else one_line(e)
             raise ConfigError(
                 f"{config.path}: {source.name}: no AWS credentials ({source.description}): {reason}"
             ) from None

@@ -1,10 +1,10 @@
 """
 Test doubles for code that uses the gateway, shipped with it as treq ships
-``treq.testing``.
+C{treq.testing}.
 
 L{FakeLambda} is an in-memory Lambda Invoke API: a twisted.web resource that
 runs Python handlers, so the real L{twisted_lambdagw.invokers.aws.invoker.AWSInvoker} can be
-tested end to end through ``treq.testing.StubTreq`` or a loopback port.
+tested end to end through C{treq.testing.StubTreq} or a loopback port.
 L{InProcessInvoker} skips HTTP altogether and calls handlers directly.
 """
 
@@ -26,7 +26,7 @@ from twisted_lambdagw.core.errors import NotFound
 from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 
 Handler = Callable[[Any, "FakeContext"], Any]
-"""A Lambda handler: ``handler(event, context)``; may return a Deferred."""
+"""A Lambda handler: C{handler(event, context)}; may return a Deferred."""
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
@@ -56,7 +56,7 @@ class RawResponse:
     A handler result that sets the Invoke API's raw HTTP answer.
 
     Lets a test make the fake behave like Lambda refusing a call (a 429 with
-    ``Retry-After``, a 404 ``ResourceNotFoundException``) or send bytes that
+    C{Retry-After}, a 404 C{ResourceNotFoundException}) or send bytes that
     are not JSON.
     """
 
@@ -67,7 +67,7 @@ class RawResponse:
     @classmethod
     def error(cls, status: int, error_type: str, message: str, **headers: str) -> RawResponse:
         """
-        An AWS-style error: ``x-amzn-ErrorType`` and a JSON body.
+        An AWS-style error: C{x-amzn-ErrorType} and a JSON body.
         """
         body = json.dumps({"Type": "User", "message": message}).encode()
         return cls(status, body, {"x-amzn-ErrorType": error_type, **headers})
@@ -102,7 +102,7 @@ class FakeLambda(Resource):
     An in-memory Lambda Invoke API that runs Python handlers.
 
     A handler's return value is JSON-encoded as the result; an exception
-    becomes a function error (``X-Amz-Function-Error: Unhandled``); a
+    becomes a function error (C{X-Amz-Function-Error: Unhandled}); a
     L{RawResponse} is sent as it is; a Deferred is waited for (and cancelled
     if the caller goes away).  Unknown functions get Lambda's 404.
     """

@@ -1,9 +1,9 @@
 """
-The syntax of Twisted endpoint strings, as ``listen`` lines are written.
+The syntax of Twisted endpoint strings, as C{listen} lines are written.
 
 Kept apart from L{twisted_lambdagw.daemon.listen}, which builds endpoints
 with Twisted, so that the config reader can take the file names in a
-``listen`` line from the config file's directory without importing Twisted.
+C{listen} line from the config file's directory without importing Twisted.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 def split_description(description: str) -> tuple[list[str], dict[str, str]]:
     """
-    An endpoint description's positional and ``key=value`` parameters.
+    An endpoint description's positional and C{key=value} parameters.
 
-    The syntax is Twisted's: parameters are separated by ``:``, the first
-    ``=`` in a parameter separates its key from its value, and a backslash
-    makes the next character literal (``privateKey=C\\:\\\\tls\\\\key.pem``).
+    The syntax is Twisted's: parameters are separated by C{:}, the first
+    C{=} in a parameter separates its key from its value, and a backslash
+    makes the next character literal (C{privateKey=C\\:\\\\tls\\\\key.pem}).
     A key given twice is an error rather than silently the last one.
     """
     args: list[str] = []
@@ -50,15 +50,15 @@ def split_description(description: str) -> tuple[list[str], dict[str, str]]:
 
 
 SSL_FILE_OPTIONS = ("privateKey", "certKey", "extraCertChain", "dhParameters")
-"""The ``ssl:`` options that name files."""
+"""The C{ssl:} options that name files."""
 
 
 def resolve_files(description: str, resolve: Callable[[str], str]) -> str:
     """
-    ``description`` with the file names in it passed through ``resolve``.
+    C{description} with the file names in it passed through C{resolve}.
 
-    The files are the key and certificate options of an ``ssl:`` endpoint
-    and the address of a ``unix:`` one; other endpoints, and descriptions
+    The files are the key and certificate options of an C{ssl:} endpoint
+    and the address of a C{unix:} one; other endpoints, and descriptions
     without relative file names, are returned unchanged.
     """
     args, kwargs = split_description(description)

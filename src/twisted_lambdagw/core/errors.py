@@ -50,7 +50,7 @@ class Unauthorized(GatewayError):
     ) -> None:
         super().__init__(message, detail=detail)
         self.challenge = challenge
-        """The ``WWW-Authenticate`` value, e.g. ``Basic realm="lambdagw"``."""
+        """The C{WWW-Authenticate} value, e.g. C{Basic realm="lambdagw"}."""
 
     def response_headers(self) -> list[tuple[str, str]]:
         return [("WWW-Authenticate", self.challenge)] if self.challenge else []
@@ -75,7 +75,7 @@ class InvokeFailed(GatewayError):
     """
     Lambda could not be reached or refused the call: a 502.
 
-    ``code`` is the AWS error code (``x-amzn-ErrorType``) when there is one,
+    C{code} is the AWS error code (C{x-amzn-ErrorType}) when there is one,
     for logs and metrics.
     """
 

@@ -1,5 +1,5 @@
 """
-An incremental decoder for ``application/vnd.amazon.eventstream`` bodies.
+An incremental decoder for C{application/vnd.amazon.eventstream} bodies.
 
 InvokeWithResponseStream answers with a sequence of binary event-stream
 messages (research/lambda-protocol.md §2.3, §2.4).  The gateway receives them
@@ -10,13 +10,13 @@ bytes, get back the messages that are now complete.
 Two layers:
 
 - L{MessageDecoder} knows only the framing: lengths, both CRC32 checksums,
-  the ten header types and the size limits.  It keeps one ``bytearray`` and
+  the ten header types and the size limits.  It keeps one C{bytearray} and
   deletes consumed bytes from its front, so feeding a large message in many
-  small pieces costs linear time (botocore's ``EventStreamBuffer`` grows a
-  ``bytes`` with ``+=``, which is quadratic in that case).
+  small pieces costs linear time (botocore's C{EventStreamBuffer} grows a
+  C{bytes} with C{+=}, which is quadratic in that case).
 - L{ResponseStreamDecoder} knows Lambda's events: it turns messages into
   L{PayloadChunk} and L{InvokeComplete} values and raises L{LambdaStreamError}
-  for the stream-level ``error`` and ``exception`` messages.
+  for the stream-level C{error} and C{exception} messages.
 
 Every failure is an L{InvokeFailed} (502): L{EventStreamError} when the
 stream cannot be decoded and so cannot be trusted, L{LambdaStreamError} when
@@ -85,7 +85,7 @@ class ChecksumMismatchError(EventStreamError):
 
 class TruncatedStreamError(EventStreamError):
     """
-    The stream ended inside a message, or before ``InvokeComplete``.
+    The stream ended inside a message, or before C{InvokeComplete}.
     """
 
     def __init__(self, detail: str) -> None:
@@ -94,10 +94,10 @@ class TruncatedStreamError(EventStreamError):
 
 class LambdaStreamError(InvokeFailed):
     """
-    Lambda reported an error inside the stream (an ``error`` or ``exception``
+    Lambda reported an error inside the stream (an C{error} or C{exception}
     message): a 502.
 
-    ``code`` is ``:error-code`` or ``:exception-type``; ``error_message`` is
+    C{code} is C{:error-code} or C{:exception-type}; C{error_message} is
     what Lambda said about it, for the log only.
     """
 
@@ -313,9 +313,9 @@ class InvokeComplete:
     """
     The last event of a stream: whether the function failed, and its log tail.
 
-    ``error_code`` is None when the function succeeded; otherwise it failed,
-    possibly after some chunks were already sent.  ``error_details`` and
-    ``log_result`` (base64, only when the log tail was asked for) are for
+    C{error_code} is None when the function succeeded; otherwise it failed,
+    possibly after some chunks were already sent.  C{error_details} and
+    C{log_result} (base64, only when the log tail was asked for) are for
     the log only.
     """
 
@@ -341,7 +341,7 @@ class ResponseStreamDecoder:
     Decode an InvokeWithResponseStream body into Lambda's events.
 
     Empty payload chunks are dropped, so every L{PayloadChunk} carries at
-    least one byte.  ``InvokeComplete`` must be the last message: anything
+    least one byte.  C{InvokeComplete} must be the last message: anything
     after it is an error, and so is a stream that ends without it
     (L{finish}).
     """
@@ -444,7 +444,7 @@ def _invoke_complete(payload: bytes) -> InvokeComplete:
 
 def _exception_message(payload: bytes) -> str:
     """
-    The message of an ``exception`` message's JSON payload, as botocore reads it.
+    The message of an C{exception} message's JSON payload, as botocore reads it.
     """
     try:
         document = json.loads(payload)

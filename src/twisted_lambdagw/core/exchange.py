@@ -47,13 +47,13 @@ class Exchange:
     """Clock time the status line and headers were written, or None if never."""
     stream_outcome: str | None = None
     """
-    How a streamed invocation ended (None on routes without ``stream``):
-    ``complete``; ``function_error`` (the function failed); ``truncated``
-    (the stream from Lambda broke); ``malformed`` (a bad prelude);
-    ``timeout`` (no head within the route's timeout); ``idle_timeout`` (no
-    data within ``stream_idle_timeout``); ``client_gone``; ``refused``
+    How a streamed invocation ended (None on routes without C{stream}):
+    C{complete}; C{function_error} (the function failed); C{truncated}
+    (the stream from Lambda broke); C{malformed} (a bad prelude);
+    C{timeout} (no head within the route's timeout); C{idle_timeout} (no
+    data within C{stream_idle_timeout}); C{client_gone}; C{refused}
     (Lambda refused the call before streaming).  When C{first_byte} is set
-    and this is not ``complete``, the client saw a truncated response.
+    and this is not C{complete}, the client saw a truncated response.
     """
 
     @property

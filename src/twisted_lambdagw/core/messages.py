@@ -41,7 +41,7 @@ class IncomingRequest:
     One client request, as the gateway hands it to an event format.
 
     The headers are already cleaned: hop-by-hop headers are gone, and the
-    gateway's own ``x-forwarded-*``, ``x-request-id`` and ``header_upstream``
+    gateway's own C{x-forwarded-*}, C{x-request-id} and C{header_upstream}
     values have replaced anything the client sent under those names.
     """
 
@@ -56,7 +56,7 @@ class IncomingRequest:
     function_path: str
     """The same path, percent-decoded."""
     raw_query: str
-    """The query string as received, without the leading ``?``."""
+    """The query string as received, without the leading C{?}."""
     headers: Headers
     body: bytes
     protocol: str

@@ -1,13 +1,13 @@
 """
-Where the Node.js runtime comes from: ``node`` and AWS's ``aws-lambda-ric``.
+Where the Node.js runtime comes from: C{node} and AWS's C{aws-lambda-ric}.
 
-``NAME.mjs`` and ``NAME.js`` functions run under the Node.js runtime
-interface client AWS publishes on npm (``aws-lambda-ric``), the same one
-its Node.js base images run: ``node .../aws-lambda-ric/bin/index.mjs
-NAME.handler`` in the functions directory, talking to the worker's Runtime
-API.  The client is an npm package with native code (built by ``npm ci``),
-so it lives in an npm folder of its own: ``runtimes/node/`` in a checkout
-(``package.json`` and its lock), or wherever ``[local] node_runtime`` says.
+C{NAME.mjs} and C{NAME.js} functions run under the Node.js runtime
+interface client AWS publishes on npm (C{aws-lambda-ric}), the same one
+its Node.js base images run: C{node .../aws-lambda-ric/bin/index.mjs
+NAME.handler} in the functions directory, talking to the worker's Runtime
+API.  The client is an npm package with native code (built by C{npm ci}),
+so it lives in an npm folder of its own: C{runtimes/node/} in a checkout
+(C{package.json} and its lock), or wherever C{[local] node_runtime} says.
 
 This module imports nothing of the gateway, so that the config reader can
 use it to report a missing runtime as a config error.
@@ -23,7 +23,7 @@ from pathlib import Path
 PACKAGE = "aws-lambda-ric"
 ENTRY = os.path.join("bin", "index.mjs")
 SUFFIXES = (".mjs", ".js")
-"""A function ``NAME`` is ``NAME.mjs`` or ``NAME.js``, as Lambda's Node.js runtimes look."""
+"""A function C{NAME} is C{NAME.mjs} or C{NAME.js}, as Lambda's Node.js runtimes look."""
 
 BUNDLED = Path(__file__).resolve().parents[3] / "runtimes" / "node"
 """The npm folder of a source checkout (absent from an installed wheel)."""
@@ -40,7 +40,7 @@ def how_to_install() -> str:
 
 def find_node(name: str = "node", path: str | None = None) -> str | None:
     """
-    The absolute path of the ``node`` executable, looked up on ``path``
+    The absolute path of the C{node} executable, looked up on C{path}
     (by default the PATH environment variable) like a shell.
     """
     found = shutil.which(name, path=path)
@@ -49,10 +49,10 @@ def find_node(name: str = "node", path: str | None = None) -> str | None:
 
 def find_client(runtime_dir: str) -> str | None:
     """
-    The client's entry point (``bin/index.mjs``) in ``runtime_dir``.
+    The client's entry point (C{bin/index.mjs}) in C{runtime_dir}.
 
-    ``runtime_dir`` is an npm folder with ``aws-lambda-ric`` installed in its
-    ``node_modules``, or the package's own directory.  The native part must
+    C{runtime_dir} is an npm folder with C{aws-lambda-ric} installed in its
+    C{node_modules}, or the package's own directory.  The native part must
     have been built: a package whose install scripts did not run is not a
     client at all.
     """
@@ -71,7 +71,7 @@ def find_client(runtime_dir: str) -> str | None:
 
 def node_functions(functions_dir: str) -> list[str]:
     """
-    The file names in ``functions_dir`` that are Node.js functions, sorted.
+    The file names in C{functions_dir} that are Node.js functions, sorted.
     """
     try:
         names = os.listdir(functions_dir)

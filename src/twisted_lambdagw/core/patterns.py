@@ -1,6 +1,6 @@
 """
 The two small languages of a route's config: function-name globs
-(``include``/``exclude``) and ``header_upstream`` templates.
+(C{include}/C{exclude}) and C{header_upstream} templates.
 
 Pure functions, no I/O: the config checks them when it is read, routing
 applies them to each request.
@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name, a C{token} of RFC 9110 section 5.6.2."""
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A Lambda function name as a route or the config may name it."""
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 PLACEHOLDERS = frozenset({"remote", "host", "scheme", "method", "path", "uri", "request_id"})
 _GLOB = re.compile(r"\*|\*?[A-Za-z0-9_-]+\*?")
@@ -21,7 +24,7 @@ _GLOB = re.compile(r"\*|\*?[A-Za-z0-9_-]+\*?")
 @dataclass(frozen=True, slots=True)
 class HeaderTemplate:
     """
-    One ``header_upstream`` line: a header name and a value with placeholders.
+    One C{header_upstream} line: a header name and a value with placeholders.
     """
 
     name: str
@@ -29,14 +32,14 @@ class HeaderTemplate:
 
     def expand(self, values: Mapping[str, str]) -> str:
         """
-        The value with each ``{placeholder}`` replaced from ``values``.
+        The value with each C{{placeholder}} replaced from C{values}.
         """
         return PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)
 
 
 def parse_header_template(line: str) -> HeaderTemplate:
     """
-    Parse ``Name value with {placeholders}``; raise ValueError when invalid.
+    Parse C{Name value with {placeholders}}; raise ValueError when invalid.
     """
     # Name and value are split at the first run of blanks (a space or a tab,
     # as between Caddyfile tokens); the value keeps its inner spacing.
@@ -57,7 +60,7 @@ def parse_header_template(line: str) -> HeaderTemplate:
 
 def parse_glob(word: str) -> str:
     """
-    Validate an include/exclude glob: ``abc``, ``abc*``, ``*abc``, ``*abc*``, ``*``.
+    Validate an include/exclude glob: C{abc}, C{abc*}, C{*abc}, C{*abc*}, C{*}.
     """
     if not _GLOB.fullmatch(word):
         raise ValueError(
@@ -69,7 +72,7 @@ def parse_glob(word: str) -> str:
 
 def glob_matches(glob: str, name: str) -> bool:
     """
-    Whether ``name`` matches one validated glob.
+    Whether C{name} matches one validated glob.
     """
     if glob == "*":
         return True

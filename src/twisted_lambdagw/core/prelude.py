@@ -2,32 +2,32 @@
 The status and headers at the start of a streamed function response.
 
 A function written for Function URL streaming (Node's
-``awslambda.HttpResponseStream.from``, Rust ``lambda_runtime``, Lambda Web
-Adapter's ``response_stream`` mode) starts its stream with the
-``application/vnd.awslambda.http-integration-response`` prelude: a UTF-8
-JSON object with ``statusCode``, ``headers``, ``cookies`` and
-``multiValueHeaders``, then eight NUL bytes, then the body
+C{awslambda.HttpResponseStream.from}, Rust C{lambda_runtime}, Lambda Web
+Adapter's C{response_stream} mode) starts its stream with the
+C{application/vnd.awslambda.http-integration-response} prelude: a UTF-8
+JSON object with C{statusCode}, C{headers}, C{cookies} and
+C{multiValueHeaders}, then eight NUL bytes, then the body
 (research/lambda-protocol.md §2.6).  A function that does not use it
 streams the body alone.  L{PreludeParser} reads the concatenated
-``PayloadChunk`` payloads and yields a L{ResponseHead} once, then the body
+C{PayloadChunk} payloads and yields a L{ResponseHead} once, then the body
 bytes as they come.
 
 Which streams carry a prelude (L{PreludeMode}):
 
-- ``"always"``: the route says the function writes one.  Bytes are
+- C{"always"}: the route says the function writes one.  Bytes are
   buffered up to the first run of eight NULs, which must end within
   C{max_prelude_size} (64 KB); overflow, a stream that ends inside the
   prelude, or metadata that is not a valid JSON object is a 502
   (L{MalformedReply}).  An empty stream is an empty 200: Node writes the
   prelude just before the first write, so a function that writes nothing
   sends nothing.
-- ``"never"``: the stream is the body; 200 with the caller's content type.
-- ``"auto"``, the meaning we give ``stream = yes``: a prelude is there when
-  the first byte is ``{`` and the first top-level JSON object (found by
+- C{"never"}: the stream is the body; 200 with the caller's content type.
+- C{"auto"}, the meaning we give C{stream = yes}: a prelude is there when
+  the first byte is an opening brace and the first top-level JSON object (found by
   tracking braces outside strings) is followed at once by eight NULs, all
   within the cap.  JSON never contains a raw NUL, and every known writer
   puts the delimiter right after compact JSON, so a real prelude always
-  passes this test.  A body that starts with ``{`` (a JSON document, an
+  passes this test.  A body that starts with a brace (a JSON document, an
   NDJSON stream) is released as soon as its first object closes without
   the delimiter, instead of being held until 64 KB or the end of the stream
   as a plain search for eight NULs would have to.  A stream that fails the
@@ -36,12 +36,12 @@ Which streams carry a prelude (L{PreludeMode}):
   502: it was clearly meant as a prelude, and its metadata must not leak to
   the client as body.
 
-Metadata rules, as API Gateway applies them: ``statusCode`` defaults to 200
-and must be 200-599; ``headers`` values are a string or a list of strings;
-when a name (case-insensitively) is in both ``headers`` and
-``multiValueHeaders``, only the ``multiValueHeaders`` values count; every
-``cookies`` entry is its own ``Set-Cookie``.  Names and values are checked
-like every other reply, ``Content-Length`` and hop-by-hop headers are
+Metadata rules, as API Gateway applies them: C{statusCode} defaults to 200
+and must be 200-599; C{headers} values are a string or a list of strings;
+when a name (case-insensitively) is in both C{headers} and
+C{multiValueHeaders}, only the C{multiValueHeaders} values count; every
+C{cookies} entry is its own C{Set-Cookie}.  Names and values are checked
+like every other reply, C{Content-Length} and hop-by-hop headers are
 dropped, and the caller's content type is added when none is given.
 
 Pure: no reactor, no I/O.
@@ -90,7 +90,7 @@ class PreludeParser:
     Split a streamed function response into its head and body bytes.
 
     Call L{feed} with each payload chunk and L{finish} when the stream ends.
-    Each returns ``(head, body)``: C{head} is the L{ResponseHead} in exactly
+    Each returns C{(head, body)}: C{head} is the L{ResponseHead} in exactly
     one call (None in every other), and C{body} is the body bytes that call
     releases.  Body bytes never come before the head.
     """
@@ -136,7 +136,7 @@ class PreludeParser:
         """
         The stream ended; returns what is still held back.
 
-        Raises L{MalformedReply} in ``"always"`` mode when the stream
+        Raises L{MalformedReply} in C{"always"} mode when the stream
         stopped inside the prelude.
         """
         if self.head is not None:

@@ -2,10 +2,10 @@
 Who a request is really from, when the gateway runs behind proxies.
 
 A load balancer in front of the gateway connects on the client's behalf and
-says who the client was in ``X-Forwarded-For`` (and how it connected in
-``X-Forwarded-Proto`` / ``X-Forwarded-Port``).  Any client can send those
+says who the client was in C{X-Forwarded-For} (and how it connected in
+C{X-Forwarded-Proto} / C{X-Forwarded-Port}).  Any client can send those
 headers too, so they are believed only from peers listed in
-``[gateway] trusted_proxies``.  Each proxy appends the address it saw, so
+C{[gateway] trusted_proxies}.  Each proxy appends the address it saw, so
 the list is read from the right: trusted proxies are skipped, and the first
 address that is not one of them is the client.  Everything to its left was
 written by that client and is ignored.  A hop that is not an IP address ends
@@ -64,7 +64,7 @@ def _last_token(values: Sequence[str]) -> str | None:
 
 class TrustedProxies:
     """
-    The ``trusted_proxies`` setting, and the client it implies for a request.
+    The C{trusted_proxies} setting, and the client it implies for a request.
     """
 
     def __init__(self, entries: Sequence[TrustedProxy] = ()) -> None:

@@ -2,33 +2,31 @@
 From a request path to the function it invokes: pure functions, no I/O.
 
 The semantics are caddy-awslambda's: the function is the first path segment
-after the route's prefix, or the route's fixed ``single`` function;
-``include``/``exclude`` globs judge the name from the path before
-``name_prepend``/``name_append`` are added to it (to a name from the path
-only: the original also decorated ``single``, against its own documentation).
+after the route's prefix, or the route's fixed C{single} function;
+C{include}/C{exclude} globs judge the name from the path before
+C{name_prepend}/C{name_append} are added to it (to a name from the path
+only: the original also decorated C{single}, against its own documentation).
 What else it got wrong is fixed here:
 the longest prefix alone decides (no fall-through to a shorter one), a bare
-``*`` means every name, a decoded name must match ``[A-Za-z0-9_-]{1,64}`` so
-no client can slip in a qualifier (``:``), an ARN or a path, and
-``header_upstream`` values keep their exact spacing.
+C{*} means every name, a decoded name must match C{[A-Za-z0-9_-]{1,64}} so
+no client can slip in a qualifier (C{:}), an ARN or a path, and
+C{header_upstream} values keep their exact spacing.
 
 Routes are chosen on the path in normal form (L{normal_path}), never on the
-bytes as sent: ``/open/%61dmin`` is ``/open/admin`` (RFC 3986 section
+bytes as sent: C{/open/%61dmin} is C{/open/admin} (RFC 3986 section
 6.2.2.2) and must meet that route's login, not a shorter prefix's.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from urllib.parse import unquote
 
 from .config import RouteConfig
 from .errors import BadRequest, NotFound
-from .patterns import accepts
+from .patterns import FUNCTION_NAME, accepts
 from .records import record
 
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789ABCDEFabcdef")
 _CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
@@ -43,7 +41,7 @@ class Target:
     function: str
     """The name (or the configured ARN) to invoke."""
     path_name: str | None
-    """The name as taken from the path, or None for a ``single`` route."""
+    """The name as taken from the path, or None for a C{single} route."""
     qualifier: str | None
     function_raw_path: str
     """The percent-encoded path the function sees."""
@@ -56,17 +54,17 @@ def normal_path(raw_path: str) -> tuple[str, str]:
     Both decide alike which route and function a request reaches, whatever
     encoding the client chose for the same characters:
 
-      - a percent-encoded unreserved character (``A-Z a-z 0-9 - . _ ~``) is
-        that character (``%61`` is ``a``); other escapes stay, upper-cased;
-      - refused with L{BadRequest}, as ambiguous: a ``%`` not followed by
-        two hex digits; an encoded slash (``%2F``), which would make a
-        segment of one reading two of another; an empty segment (``//``),
+      - a percent-encoded unreserved character (C{A-Z a-z 0-9 - . _ ~}) is
+        that character (C{%61} is C{a}); other escapes stay, upper-cased;
+      - refused with L{BadRequest}, as ambiguous: a C{%} not followed by
+        two hex digits; an encoded slash (C{%2F}), which would make a
+        segment of one reading two of another; an empty segment (C{//}),
         which some servers behind a function merge and others keep (nginx
-        merges, so ``/open//admin/`` would be ``/open/admin/`` to one and
-        under ``/open/`` to another); a ``.`` or ``..`` segment
-        (``%2e`` included), which clients resolve before sending and which
+        merges, so C{/open//admin/} would be C{/open/admin/} to one and
+        under C{/open/} to another); a C{.} or C{..} segment
+        (C{%2e} included), which clients resolve before sending and which
         would otherwise climb out of a route's prefix; a decoded path that
-        is not UTF-8 or holds a control character (``%00``, ``%0a``...).
+        is not UTF-8 or holds a control character (C{%00}, C{%0a}...).
 
     The function is shown the normal form (C{rawPath} and the like) and its
     decoding: what it sees is what the gateway routed on.
@@ -112,9 +110,9 @@ def _decode_unreserved(raw_path: str) -> str:
 
 def prefix_matches(prefix: str, path: str) -> bool:
     """
-    Whether a route prefix (ending in ``/``) covers the (decoded, normal) path.
+    Whether a route prefix (ending in C{/}) covers the (decoded, normal) path.
 
-    ``/lambda`` itself belongs to the ``/lambda/`` route.
+    C{/lambda} itself belongs to the C{/lambda/} route.
     """
     return path.startswith(prefix) or path == prefix[:-1]
 
@@ -135,7 +133,7 @@ class RouteTable:
         The route with the longest prefix covering the path, or None.
 
         C{path} is the decoded normal form (L{normal_path}): a prefix such as
-        ``/a:b/`` covers ``/a%3Ab/`` too.  Only the path decides, so the
+        C{/a:b/} covers C{/a%3Ab/} too.  Only the path decides, so the
         route is known before the body is read and a name the route rejects
         never falls through to a shorter prefix.
         """
@@ -147,11 +145,11 @@ class RouteTable:
 
 def resolve(route: RouteConfig, raw_path: str) -> Target:
     """
-    Which function a path under ``route`` invokes; raise L{NotFound} if none.
+    Which function a path under C{route} invokes; raise L{NotFound} if none.
 
     C{raw_path} is the normal form (L{normal_path}) of a path whose decoding
     C{route} matched.  Its prefix may be spelled with escapes where the
-    configured prefix is not, but it has as many segments (no ``%2F``): the
+    configured prefix is not, but it has as many segments (no C{%2F}): the
     rest is what follows them.
     """
     segments = route.prefix.count("/")

@@ -1,5 +1,5 @@
 """
-The ``lambdagw`` command for operators: check a config file, hash a password.
+The C{lambdagw} command for operators: check a config file, hash a password.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ def read_password(args: argparse.Namespace, stdin: TextIO, ask: Callable[[str], 
     """
     The new password: typed twice without echo at a terminal, else one line from stdin.
 
-    A stdin that is not a terminal (a pipe, a file, ``/dev/null``) is read
-    as if ``--stdin`` were given, rather than asking getpass to prompt where
+    A stdin that is not a terminal (a pipe, a file, C{/dev/null}) is read
+    as if C{--stdin} were given, rather than asking getpass to prompt where
     no one can answer (it would warn, then read stdin with echo anyway).
     """
     if args.stdin or not stdin.isatty():
@@ -95,10 +95,10 @@ def main(
     ask: Callable[[str], str] = getpass.getpass,
 ) -> int:
     """
-    Run one ``lambdagw`` command; return its exit status.
+    Run one C{lambdagw} command; return its exit status.
 
     The streams default to the process's own, looked up when called so that
-    a caller's redirection is honoured; ``ask`` reads a password without echo.
+    a caller's redirection is honoured; C{ask} reads a password without echo.
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr

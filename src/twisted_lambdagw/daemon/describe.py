@@ -1,8 +1,8 @@
 """
-A route's effective settings, as ``lambdagw check`` prints them.
+A route's effective settings, as C{lambdagw check} prints them.
 
-One block per route: its prefix, then one ``key: value`` line per setting,
-after defaults and inheritance (``[gateway] timeout``, ``[aws]`` region and
+One block per route: its prefix, then one C{key: value} line per setting,
+after defaults and inheritance (C{[gateway] timeout}, C{[aws]} region and
 role) are applied, so an operator sees what the gateway will do rather
 than what the file happens to spell out.  Each part of a route's policy
 chain has a function of its own here; a new part (authorizers, CORS,
@@ -25,7 +25,7 @@ def route_table(config: Config, endpoints: Mapping[EndpointSpec, str] | None = N
     """
     Every route's block, longest prefix first (the order they match in).
 
-    ``endpoints`` maps AWS routes' endpoint specs to their URLs (as
+    C{endpoints} maps AWS routes' endpoint specs to their URLs (as
     L{twisted_lambdagw.gateway.check_aws_routes} resolved them).
     """
     blocks = []

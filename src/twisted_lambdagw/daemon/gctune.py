@@ -10,7 +10,7 @@ objects:
 - Its full collections visit every object the process holds.  Most of
   those are made at startup (Twisted, botocore's data files, the config)
   and live until the process ends.  So once the daemon runs, L{GCTuning}
-  collects once and freezes what is left (``gc.freeze``: the collector
+  collects once and freezes what is left (C{gc.freeze}: the collector
   never visits those objects again).
 
 - Its young collections run when the count of tracked objects made less
@@ -45,7 +45,7 @@ headers as text): 500,000 gave 0.83-0.85 ms of CPU per request against
 runs each; a gain within this machine's noise, so 100,000 stays.
 
 Whole-row CPU hid what the collector's own callbacks show: timed by
-``gc.callbacks`` in the 10k row (15 s, about 18,000 requests), the young
+C{gc.callbacks} in the 10k row (15 s, about 18,000 requests), the young
 collections above startup's took 1.1-1.2 s, and the middle generation's,
 each visiting everything the young ones had promoted, 0.01-0.9 s more: up
 to 14% of the gateway's CPU, for 2,000 objects of garbage found.  The
@@ -60,7 +60,7 @@ all the collector's time in the process, startup's included, fell to
 gateway's CPU per request by about a tenth; with the load gone the
 threshold is 100,000 again within L{FOLLOW_INTERVAL}.
 
-It is applied by ``twistd lambdagw`` only: an application embedding the
+It is applied by C{twistd lambdagw} only: an application embedding the
 gateway decides about its own process.
 """
 

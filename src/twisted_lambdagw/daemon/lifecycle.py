@@ -3,12 +3,12 @@ Starting and stopping the gateway in the right order.
 
 A gateway that is told to stop must not drop the requests it is serving:
 it stops accepting connections, lets the requests under way finish (for at
-most ``drain_timeout``), and only then closes its upstream connection pool.
+most C{drain_timeout}), and only then closes its upstream connection pool.
 L{SequentialService} runs its children's stops one after the other, last
 child first, so that order is just the order the children were added in;
 L{DrainService} is the step that waits.
 
-L{DaemonService} is the top of the ``twistd``/``twist`` service tree only (an
+L{DaemonService} is the top of the C{twistd}/C{twist} service tree only (an
 application embedding the gateway keeps its own signal handling): it makes
 SIGTERM a normal, drained stop that exits 0, and turns a startup failure
 (port taken, log file not writable) into one line on stderr.
@@ -28,6 +28,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config, ConfigError
 
 
@@ -126,7 +127,7 @@ class StartupFailed(SystemExit, Exception):
     """
     Startup cannot go on: the message is the one line the operator sees.
 
-    It is a SystemExit, so that in the foreground (``twistd -n``, ``twist``)
+    It is a SystemExit, so that in the foreground (C{twistd -n}, C{twist})
     Python prints just the message and exits 1, without a traceback.  It is
     also an Exception, so that a daemonizing twistd reports it to the
     waiting parent (through its status pipe) instead of leaving it waiting.
@@ -154,18 +155,18 @@ class DaemonService(MultiService):
     SIGHUP calls C{reopen}, when given: the gateway reloads its config
     (L{twisted_lambdagw.daemon.reload}) and reopens the access log after rotation.
 
-    :ivar reloader: what applies a new configuration in this process (the
+    @ivar reloader: what applies a new configuration in this process (the
         daemon's L{twisted_lambdagw.daemon.reload.Reloader}); a worker hands it
         what its parent sends.
 
-    :param install_signal: C{signal.signal}, or a fake in tests.
+    @param install_signal: C{signal.signal}, or a fake in tests.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IGatewayReactor,
         *,
         reopen: Callable[[], object] | None = None,
         install_signal: SignalInstaller = signal.signal,

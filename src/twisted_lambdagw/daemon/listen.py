@@ -1,31 +1,30 @@
 """
 Listening endpoints, with the TLS settings decided here.
 
-``listen`` takes Twisted endpoint strings, and every kind but ``ssl:`` is
-handed to Twisted as written.  ``ssl:`` endpoints are built here instead, with
+C{listen} takes Twisted endpoint strings, and every kind but C{ssl:} is
+handed to Twisted as written.  C{ssl:} endpoints are built here instead, with
 the same syntax and options, because the gateway faces the internet and must
 not inherit its TLS floor from whichever Twisted happens to be installed: the
 minimum version is set explicitly (TLS 1.2, or 1.3 when configured), the
-``sslmethod`` option (which would replace that minimum by one fixed protocol
+C{sslmethod} option (which would replace that minimum by one fixed protocol
 method) is refused, and a missing, unreadable or mismatched key or
 certificate is reported naming the file, when the endpoint is built, before
 anything listens.
 
-HTTP/2 needs nothing here: the Site offers ``h2`` through ALPN when Twisted's
-HTTP/2 support (the ``h2`` and ``priority`` packages) is installed.
+HTTP/2 needs nothing here: the Site offers C{h2} through ALPN when Twisted's
+HTTP/2 support (the C{h2} and C{priority} packages) is installed.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IOpenSSLContextFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IOpenSSLContextFactory, IReactorCore, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters, TLSVersion
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
@@ -40,7 +39,7 @@ SSL_OPTIONS = frozenset(
 
 def http2_available() -> bool:
     """
-    Whether Twisted can speak HTTP/2 here (the ``http2`` extra is installed).
+    Whether Twisted can speak HTTP/2 here (the C{http2} extra is installed).
     """
     from twisted.web import http
 
@@ -48,16 +47,16 @@ def http2_available() -> bool:
 
 
 def server_endpoint(
-    reactor: Any,
+    reactor: IReactorCore,
     description: str,
     *,
     tls_min_version: str = "1.2",
     tls_contexts: list[ReloadableTLS] | None = None,
 ) -> IStreamServerEndpoint:
     """
-    The endpoint a ``listen`` line describes; raises ValueError (one line) if bad.
+    The endpoint a C{listen} line describes; raises ValueError (one line) if bad.
 
-    An ``ssl:`` line's L{ReloadableTLS} is appended to C{tls_contexts}, if
+    An C{ssl:} line's L{ReloadableTLS} is appended to C{tls_contexts}, if
     given, for a reload to read its files again.
     """
     args, kwargs = split_description(description)
@@ -70,7 +69,7 @@ def server_endpoint(
 
 
 def tls_endpoint(
-    reactor: Any,
+    reactor: IReactorCore,
     args: list[str],
     kwargs: dict[str, str],
     *,
@@ -78,7 +77,7 @@ def tls_endpoint(
     tls_contexts: list[ReloadableTLS] | None = None,
 ) -> SSL4ServerEndpoint:
     """
-    An ``ssl:`` endpoint from its parameters, with the key and certificate loaded.
+    An C{ssl:} endpoint from its parameters, with the key and certificate loaded.
     """
     if "sslmethod" in kwargs:
         raise ValueError(
@@ -128,7 +127,7 @@ class ReloadableTLS:
     uses the new key and certificate, while connections already set up keep
     the context they were made with, and nothing is dropped.
 
-    :param load: reads the key and certificate files into checked
+    @param load: reads the key and certificate files into checked
         L{CertificateOptions}; raises ValueError (one line) if they are bad.
     """
 

@@ -1,5 +1,5 @@
 """
-What the ``lambdagw`` twistd plugin loads: the command-line options and the service.
+What the C{lambdagw} twistd plugin loads: the command-line options and the service.
 
 L{twisted.application.service.ServiceMaker} takes C{Options} and
 C{makeService} from one module; this is that module, so that the options

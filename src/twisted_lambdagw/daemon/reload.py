@@ -3,21 +3,21 @@ SIGHUP: read the config file again and serve it, without a restart.
 
 What a reload changes, and what it cannot:
 
-- Everything a request is served with (routes, the users file, ``[aws]``
-  and ``[local]`` settings) is rebuilt off to the side by
+- Everything a request is served with (routes, the users file, C{[aws]}
+  and C{[local]} settings) is rebuilt off to the side by
   L{twisted_lambdagw.gateway.Gateway.reload} and swapped in at once;
   requests in flight finish with what they started with.
-- ``[gateway]`` settings apply to new requests (``max_in_flight``,
-  ``health_path``, ``trusted_proxies``, ``drain_timeout``) or new
-  connections (``max_body_size``, ``header_timeout``, ``idle_timeout``).
-- ``ssl:`` listeners read their key and certificate files again: the next
+- C{[gateway]} settings apply to new requests (C{max_in_flight},
+  C{health_path}, C{trusted_proxies}, C{drain_timeout}) or new
+  connections (C{max_body_size}, C{header_timeout}, C{idle_timeout}).
+- C{ssl:} listeners read their key and certificate files again: the next
   TLS handshake uses the new certificate; a bad pair is logged and the
   old one kept.
 - L{STARTUP_ONLY} keys are the sockets, the processes and the files opened
   at startup: a change is logged as needing a restart, and the rest applies.
 - A file that cannot be served (any config error) is refused with one log
   line naming file, section and key; the running configuration stays.
-- With ``workers = N`` the parent reads the file and hands the resulting
+- With C{workers = N} the parent reads the file and hands the resulting
   configuration to every worker on its pipe (L{WorkerPool.reload}); each
   applies it as the parent does, and a worker started later gets it too, so
   every process serves the same configuration.
@@ -42,7 +42,7 @@ from twisted_lambdagw.server.site import GatewaySite
 from .listen import ReloadableTLS
 
 STARTUP_ONLY = ("listen", "workers", "tls_min_version", "access_log", "metrics_path")
-"""``[gateway]`` keys a reload cannot change: they need a restart."""
+"""C{[gateway]} keys a reload cannot change: they need a restart."""
 
 
 class ConfigReceiver(Protocol):
@@ -80,8 +80,8 @@ def keep_startup_keys(running: Config, new: Config) -> Config:
 
 def read_config(path: str, listen: Sequence[str] = ()) -> Config:
     """
-    The config file as startup reads it (``--listen`` replacing its
-    ``listen``), its users file checked; raises L{ConfigError}.
+    The config file as startup reads it (C{--listen} replacing its
+    C{listen}), its users file checked; raises L{ConfigError}.
     """
     config = load_config(path)
     if listen:
@@ -101,11 +101,11 @@ class Reloader:
     configuration read elsewhere (a worker's, from its parent).  One reload
     runs at a time.
 
-    :param tls: the ``ssl:`` listeners' certificates, read again each time.
-    :param workers: in a parent with workers, where each applied
+    @param tls: the C{ssl:} listeners' certificates, read again each time.
+    @param workers: in a parent with workers, where each applied
         configuration is handed on.
-    :param reopen: reopens the access log.
-    :param read: reads the config file (L{read_config} by default).
+    @param reopen: reopens the access log.
+    @param read: reads the config file (L{read_config} by default).
     """
 
     log = Logger()

@@ -1,7 +1,7 @@
 """
-Listening sockets that several processes share, with ``SO_REUSEPORT``.
+Listening sockets that several processes share, with C{SO_REUSEPORT}.
 
-For ``workers = N`` the parent binds N sockets per ``listen`` line on the
+For C{workers = N} the parent binds N sockets per C{listen} line on the
 same address, keeps one and hands the others to its workers (see
 L{twisted_lambdagw.daemon.workers}); the kernel spreads new connections evenly over
 the sockets, so over the processes.  (With one socket shared by all, the
@@ -9,15 +9,15 @@ process that wakes first accepts a whole batch, and a handful of long-lived
 connections can all land on one process.)
 
 Before the group is bound, the address is bound once without
-``SO_REUSEPORT`` and held while the group binds.  That bind fails if
+C{SO_REUSEPORT} and held while the group binds.  That bind fails if
 anything listens there, including another gateway's group, which a
-``SO_REUSEPORT`` bind would otherwise silently join, taking a share of its
+C{SO_REUSEPORT} bind would otherwise silently join, taking a share of its
 connections.
 
 Each line's endpoint is built as for one process and asked to listen on a
 recording stand-in reactor, which yields its address, backlog and TLS
 context however the options were spelled; connections accepted on an
-``ssl:`` line are served through the same TLS wrapper ``listenSSL`` uses.
+C{ssl:} line are served through the same TLS wrapper C{listenSSL} uses.
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ from twisted.python.failure import Failure
 from twisted_lambdagw.core.config import Config, ConfigError
 
 EndpointFor = Callable[[Any, str], IStreamServerEndpoint]
-"""Builds the server endpoint a ``listen`` line describes, on a given reactor."""
+"""Builds the server endpoint a C{listen} line describes, on a given reactor."""
 
 
 @dataclass(frozen=True)
 class Listener:
     """
-    One ``listen`` line as the address the processes share.
+    One C{listen} line as the address the processes share.
 
-    C{tls} is the endpoint's TLS context factory (for ``ssl:`` lines): the
+    C{tls} is the endpoint's TLS context factory (for C{ssl:} lines): the
     parent's and each worker's sockets are served through the same wrapping
     that C{listenSSL} would have used.
     """
@@ -93,7 +93,7 @@ class _Recorder:
     A stand-in reactor that records what an endpoint would listen on.
 
     Lets the gateway read the address, backlog and TLS settings out of any
-    endpoint a ``listen`` line describes (however its options were spelled)
+    endpoint a C{listen} line describes (however its options were spelled)
     without binding anything.
     """
 
@@ -118,8 +118,8 @@ def shared_listeners(config: Config, endpoint_for: EndpointFor) -> list[Listener
     """
     The listeners of C{config}, each as an address the processes can share.
 
-    Raises ConfigError naming ``[gateway] workers`` for a line that cannot be
-    shared (a ``unix:`` socket, an adopted descriptor).
+    Raises ConfigError naming C{[gateway] workers} for a line that cannot be
+    shared (a C{unix:} socket, an adopted descriptor).
     """
     listeners = []
     for description in config.gateway.listen:
@@ -159,7 +159,7 @@ def _socket(family: socket.AddressFamily, reuse_port: bool) -> socket.socket:
 
 def bind_shared(listener: Listener, count: int) -> list[socket.socket]:
     """
-    C{count} listening sockets on C{listener}'s address, with ``SO_REUSEPORT``.
+    C{count} listening sockets on C{listener}'s address, with C{SO_REUSEPORT}.
 
     Raises L{CannotListenError} (as Twisted's own ports do) when the address
     is taken or cannot be bound; nothing stays open then.

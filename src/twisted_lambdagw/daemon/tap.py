@@ -1,5 +1,5 @@
 """
-``twistd lambdagw`` / ``twist lambdagw``: command-line options and the service.
+C{twistd lambdagw} / C{twist lambdagw}: command-line options and the service.
 
 The config file is read and checked while the options are parsed, so every
 config or endpoint error ends startup with one line, before anything listens.
@@ -15,14 +15,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any, TextIO
+from typing import TextIO, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
 from twisted_lambdagw._compat import raise_synchronously
+from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config, ConfigError
 from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.gateway import Gateway, check_aws_routes
@@ -49,18 +51,18 @@ from .workers import WorkerPool, listening_service
 log = Logger()
 
 
-def _default_reactor() -> Any:
+def _default_reactor() -> IGatewayReactor:
     # twistd's: the one --reactor chose, or Twisted's default for the platform.
     from twisted.internet import reactor
 
-    return reactor
+    return cast(IGatewayReactor, reactor)
 
 
-def check_endpoints(config: Config, reactor: Any) -> None:
+def check_endpoints(config: Config, reactor: IReactorCore) -> None:
     """
     Parse every listen endpoint, raising ConfigError for a bad one.
 
-    An ``ssl:`` endpoint reads its key and certificate here, so a missing or
+    An C{ssl:} endpoint reads its key and certificate here, so a missing or
     bad file is reported now rather than after the daemon has started.
     """
     for description in config.gateway.listen:
@@ -79,7 +81,7 @@ def _endpoint_for(config: Config) -> EndpointFor:
 
 def check_auth(config: Config) -> None:
     """
-    Read the users file of an ``[auth]`` section, raising ConfigError if it is bad.
+    Read the users file of an C{[auth]} section, raising ConfigError if it is bad.
     """
     if config.auth is not None and any(route.auth == "basic" for route in config.routes):
         load_users(config.auth.users_file)
@@ -97,7 +99,7 @@ class Options(usage.Options):
 
     def __init__(
         self,
-        reactor: Any = None,
+        reactor: IGatewayReactor | None = None,
         *,
         credentials: CredentialProvider | None = None,
         credentials_timeout: float = STARTUP_TIMEOUT,
@@ -123,7 +125,7 @@ class Options(usage.Options):
         """
         Read and check the config file, and resolve AWS credentials.
 
-        ``--listen`` values replace the file's ``listen`` as given: their
+        C{--listen} values replace the file's C{listen} as given: their
         relative file names are the caller's current directory's, while
         the file's are its own directory's.
         """
@@ -154,17 +156,19 @@ class Options(usage.Options):
 
 class CommandLineOptions(Options):
     """
-    The options as ``twistd lambdagw`` and ``twist lambdagw`` parse them.
+    The options as C{twistd lambdagw} and C{twist lambdagw} parse them.
 
     A config error is printed here, as the one line it is, and ends the
     process with status 1.  Left to them as a UsageError, twistd would print
-    its usage banner, a blank line and ``argv[0]`` (the virtualenv's path)
-    before the line, on stdout, and twist would print ``Error:`` and the
+    its usage banner, a blank line and C{argv[0]} (the virtualenv's path)
+    before the line, on stdout, and twist would print C{Error:} and the
     usage text and exit 64.  C{SystemExit} passes through both: they catch
     only UsageError around option parsing.
     """
 
-    def __init__(self, reactor: Any = None, *, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self, reactor: IGatewayReactor | None = None, *, stderr: TextIO | None = None
+    ) -> None:
         super().__init__(reactor)
         self._stderr = stderr
 
@@ -180,7 +184,7 @@ class CommandLineOptions(Options):
 
 def makeService(
     options: Options,
-    reactor: Any = None,
+    reactor: IGatewayReactor | None = None,
     *,
     pool: KeepAliveAgent | None = None,
     install_signal: SignalInstaller = signal.signal,

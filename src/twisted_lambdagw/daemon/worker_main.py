@@ -1,9 +1,9 @@
 """
-The program a worker process runs: ``python -P -m twisted_lambdagw.daemon.worker_main --worker N``.
+The program a worker process runs: C{python -P -m twisted_lambdagw.daemon.worker_main --worker N}.
 
 Only L{twisted_lambdagw.daemon.workers.WorkerPool} starts it.  The worker reads
 what to serve from its stdin (a L{twisted_lambdagw.daemon.worker_pipes.WorkerHandoff};
-``--worker N`` is only there for ``ps``), builds the same service tree as
+C{--worker N} is only there for C{ps}), builds the same service tree as
 the parent through C{tap.makeService}, and serves the sockets it inherited.
 Its log events go to its stderr as JSON lines, which the parent re-emits in
 its own log; it stops on SIGTERM, or when its stdin closes because the
@@ -23,9 +23,11 @@ from typing import Any, cast
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone, ReactorNotRunning
 from twisted.internet.fdesc import readFromFD, setNonBlocking
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.python.failure import Failure
 
+from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config
 from twisted_lambdagw.daemon.worker_pipes import ConfigFrames, WorkerHandoff
 
@@ -42,7 +44,7 @@ class ParentWatch(FileDescriptor):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IGatewayReactor,
         fd: int,
         gone: Callable[[], None],
         received: Callable[[Config], None] = lambda config: None,
@@ -78,7 +80,7 @@ class StopOnce:
     parent's pipe closing while it drains.
     """
 
-    def __init__(self, reactor: Any, log: Logger, worker_id: int) -> None:
+    def __init__(self, reactor: IReactorCore, log: Logger, worker_id: int) -> None:
         self._reactor = reactor
         self._log = log
         self._worker_id = worker_id
@@ -121,7 +123,7 @@ def main() -> int:
     from twisted_lambdagw.daemon.lifecycle import DaemonService
     from twisted_lambdagw.daemon.tap import Options, makeService
 
-    reactor: Any = installed
+    reactor = cast(IGatewayReactor, installed)
     log = Logger(namespace="twisted_lambdagw.daemon.workers")
     log_to_parent(sys.stderr)
     options = Options()

@@ -7,7 +7,7 @@ Both raise the same L{twisted_lambdagw.core.errors} for service-side failures an
 report a function's own error in L{InvokeResult.function_error}, so error
 mapping, logging and limits live in one place above them.
 
-Routes with ``stream = yes`` use L{StreamingInvoker.invoke_stream} instead:
+Routes with C{stream = yes} use L{StreamingInvoker.invoke_stream} instead:
 the function's output arrives as a L{ResponseStream} that the gateway
 relays to the client as it comes, pausing it while the client is slow.
 """
@@ -30,7 +30,7 @@ class InvokeCall:
     """
     One invocation: which function, with which payload.
 
-    ``function`` is a plain name or, when the route's ``single`` says so, a
+    C{function} is a plain name or, when the route's C{single} says so, a
     full ARN.  The client never chooses either part of it, nor the qualifier.
     """
 
@@ -52,8 +52,8 @@ class InvokeResult:
     """
     What came back from a successful call to the invoke API.
 
-    A function that raised still produces a result: ``function_error`` then
-    holds the error kind (``Unhandled``, ``Handled``) and ``payload`` the
+    A function that raised still produces a result: C{function_error} then
+    holds the error kind (C{Unhandled}, C{Handled}) and C{payload} the
     runtime's error document.
     """
 
@@ -98,7 +98,7 @@ class StreamReceiver(Protocol):
 
     def stream_complete(self, complete: InvokeComplete) -> None:
         """
-        The stream ended as Lambda meant it to; ``complete.error_code`` says
+        The stream ended as Lambda meant it to; C{complete.error_code} says
         whether the function failed, possibly after some data.
         """
         ...

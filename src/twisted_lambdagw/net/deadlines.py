@@ -2,7 +2,7 @@
 Timeouts for many calls at once, without a timed call for each.
 
 Every invocation on a route gets the route's timeout.  Twisted's
-``Deferred.addTimeout`` makes a timed call for each and cancels it when the
+C{Deferred.addTimeout} makes a timed call for each and cancels it when the
 call ends: with thousands of invocations under way, the reactor's heap of
 timed calls holds thousands of entries, and each request pushes into it
 and cancels out of it.  Here the calls that share a duration are kept in
@@ -64,7 +64,7 @@ class Deadlines:
     """
     Calls C{on_expiry} for each deadline that passes before it is cancelled.
 
-    :param lazy: keep a duration's timed call when the last deadline waiting
+    @param lazy: keep a duration's timed call when the last deadline waiting
         is cancelled (it runs once more and finds nothing to do), rather
         than cancelling it: for deadlines that come and go one at a time,
         where cancelling would mean a new timed call each time.  Call

@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from twisted.web.http_headers import Headers
 
 from twisted_lambdagw._compat import raw_mapping, raw_mapping_usable, set_raw_mapping
+from twisted_lambdagw.core.patterns import HEADER_NAME
 
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TOKEN = re.compile(HEADER_NAME.pattern.encode("ascii"))
 """An HTTP field name (RFC 9110 section 5.1)."""
 
 _CANONICAL_CACHE_SIZE = 1000

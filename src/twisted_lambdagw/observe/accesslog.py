@@ -6,7 +6,7 @@ exactly what the metrics count.  It replaces twisted.web's own access log
 (the gateway's Site writes none), because that one knows nothing of routes,
 functions, request ids or invoke times.
 
-Lines are written with a single ``write(2)`` each on a descriptor opened
+Lines are written with a single C{write(2)} each on a descriptor opened
 for appending: nothing is buffered in the process, so a crash loses no
 line, and several processes can share one file without mixing lines.  The
 file is opened when the service starts (before twistd gives up root, like
@@ -58,9 +58,9 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
     """
     The access log fields of one exchange.
 
-    ``time`` is when the request arrived; ``status`` is 0 when the client
-    went away before an answer; ``invoke_ms`` is null when nothing was
-    invoked, ``ttfb_ms`` when nothing was written; ``stream_outcome`` is
+    C{time} is when the request arrived; C{status} is 0 when the client
+    went away before an answer; C{invoke_ms} is null when nothing was
+    invoked, C{ttfb_ms} when nothing was written; C{stream_outcome} is
     null except on streamed routes.  The path is without its query string, which may carry tokens;
     request headers are never logged.
     """
@@ -94,7 +94,7 @@ Opener = Callable[[str], int]
 
 def open_for_append(target: str) -> int:
     """
-    A descriptor appending to C{target}, or a copy of stdout for ``-``.
+    A descriptor appending to C{target}, or a copy of stdout for C{-}.
     """
     if target == STDOUT:
         return os.dup(1)
@@ -109,11 +109,11 @@ class AccessLog(Service):
     Records that arrive while the file is not open (before the service
     starts, after it stops) are dropped.
 
-    :param target: ``-`` for stdout, or a file path.
-    :param source: where C{target} came from, for error messages.
-    :param opener: how the target is opened; by default L{open_for_append}.
-    :param worker: with ``workers = N``, which process this is (0 is the
-        parent): each record gets a ``worker`` field, as the processes share
+    @param target: C{-} for stdout, or a file path.
+    @param source: where C{target} came from, for error messages.
+    @param opener: how the target is opened; by default L{open_for_append}.
+    @param worker: with C{workers = N}, which process this is (0 is the
+        parent): each record gets a C{worker} field, as the processes share
         the log.
     """
 

@@ -1,7 +1,7 @@
 """
 The daemon's log as JSON lines, for log collectors.
 
-``twistd --logger twisted_lambdagw.observe.logs.json_observer -n lambdagw ...`` writes
+C{twistd --logger twisted_lambdagw.observe.logs.json_observer -n lambdagw ...} writes
 one flat JSON object per log event to stdout::
 
     {"time": "2024-05-01T12:00:00.123Z", "level": "warn",
@@ -9,12 +9,12 @@ one flat JSON object per log event to stdout::
      "message": "function hello failed (Unhandled): ...",
      "function": "hello", "request_id": "6f1c...", ...}
 
-``time``, ``level``, ``namespace`` and ``message`` (the event formatted as
+C{time}, C{level}, C{namespace} and C{message} (the event formatted as
 text) come first; then the event's own fields whose values are plain
-strings, numbers, booleans or null.  Twisted's ``log_*`` bookkeeping and
-anything structured are left out; a logged failure adds ``traceback``.  An
+strings, numbers, booleans or null.  Twisted's C{log_*} bookkeeping and
+anything structured are left out; a logged failure adds C{traceback}.  An
 event field that has one of the first four names is written with a
-``field_`` prefix.
+C{field_} prefix.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 import time
 from typing import IO, Any
 
-from twisted.logger import ILogObserver, LogEvent, formatEvent
+from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent
 from zope.interface import implementer
 
 RESERVED = ("time", "level", "namespace", "message", "traceback")
@@ -82,6 +82,48 @@ def stack_text(trace: object) -> str | None:
     return None if trace is None else str(trace)
 
 
+def log_function_error(
+    log: Logger,
+    details: bytes | str,
+    *,
+    function: str,
+    kind: str | None,
+    aws_request_id: str | None,
+    request_id: str,
+    streaming: bool = False,
+) -> None:
+    """
+    Log a function's own error (Lambda's C{X-Amz-Function-Error}, or the
+    error that ends a response stream) as one warning with its fields.
+
+    @param details: the function's error document as Lambda sent it: JSON
+        with C{errorType}, C{errorMessage} and C{stackTrace} from the
+        standard runtimes, or any text from a custom one (logged as the
+        message).
+    @param streaming: the error ended a response already being streamed.
+    """
+    document: object
+    try:
+        document = json.loads(details)
+    except ValueError:
+        document = details.decode("utf-8", "replace") if isinstance(details, bytes) else details
+    fields = document if isinstance(document, dict) else {"errorMessage": document}
+    log.warn(
+        (
+            "function {function} failed while streaming ({kind}): {error_type}: {error_message}"
+            if streaming
+            else "function {function} failed ({kind}): {error_type}: {error_message}"
+        ),
+        function=function,
+        kind=kind,
+        error_type=fields.get("errorType", ""),
+        error_message=fields.get("errorMessage", ""),
+        stack_trace=stack_text(fields.get("stackTrace") or fields.get("trace")),
+        aws_request_id=aws_request_id,
+        request_id=request_id,
+    )
+
+
 @implementer(ILogObserver)
 class JSONLinesObserver:
     """
@@ -98,7 +140,7 @@ class JSONLinesObserver:
 
 def json_observer() -> ILogObserver:
     """
-    The observer factory for ``twistd --logger``: JSON lines on stdout.
+    The observer factory for C{twistd --logger}: JSON lines on stdout.
 
     It takes the process's real stdout, not C{sys.stdout}: twistd soon
     replaces that with a stream that turns writes into log events, which

@@ -10,14 +10,14 @@ Function names come from clients, so they are labels only when they cannot
 grow without bound: a name becomes a label once a request for it passed the
 route's checks and was invoked, and Lambda did not answer that no such
 function exists; past C{max_functions} distinct names the rest count as
-``other``.  Label sets are created once and kept, so a request costs a few
+C{other}.  Label sets are created once and kept, so a request costs a few
 dictionary lookups and increments.
 
 The counts are plain numbers, turned into prometheus-client's metric
 families only when the page is made (a custom collector): a Counter or
 Histogram from prometheus-client takes a lock and several calls for each
 increment, which made counting a request cost more than signing it.  The
-page is the same as with those classes, ``_created`` samples included.
+page is the same as with those classes, C{_created} samples included.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ K = TypeVar("K")
 
 def status_class(status: int) -> str:
     """
-    ``2xx`` and so on; ``client_gone`` when no status was written.
+    C{2xx} and so on; C{client_gone} when no status was written.
     """
     if 100 <= status <= 599:
         return STATUS_CLASSES[status // 100 - 1]
@@ -145,16 +145,16 @@ class _Timings:
 class GatewayMetrics:
     """
     The gateway's metrics: an exchange observer, and the page the resource
-    serves at ``metrics_path``.
+    serves at C{metrics_path}.
 
-    :param routes: the configured route prefixes, whose label sets are made
+    @param routes: the configured route prefixes, whose label sets are made
         up front.
-    :param in_flight: read at each scrape for ``lambdagw_in_flight``.
-    :param registry: where the metrics are registered; a new one by default.
-    :param max_functions: how many distinct function names become labels.
-    :param max_codes: how many distinct error codes become labels.
-    :param worker: with ``workers = N``, which process this is (0 is the
-        parent): every sample on the page gets a ``worker`` label, so the
+    @param in_flight: read at each scrape for C{lambdagw_in_flight}.
+    @param registry: where the metrics are registered; a new one by default.
+    @param max_functions: how many distinct function names become labels.
+    @param max_codes: how many distinct error codes become labels.
+    @param worker: with C{workers = N}, which process this is (0 is the
+        parent): every sample on the page gets a C{worker} label, so the
         series of the N processes stay apart.
     """
 

@@ -9,8 +9,7 @@ timeout applies to them, and h2 enforces its own framing.
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import Request
 from twisted.web.resource import IResource
 from twisted.web.server import Site
@@ -46,10 +45,10 @@ class GatewaySite(Site):
     connection is served by a L{GatewayChannel}.
 
     twisted.web's own access log lines are off: the gateway's JSON access
-    log (``[gateway] access_log``) replaces them, they would put every full
+    log (C{[gateway] access_log}) replaces them, they would put every full
     URI, query string included, into the daemon's log, and writing them
     through the legacy log costs about as much as signing a request.  An
-    embedder who wants them sets ``twisted_access_log``.
+    embedder who wants them sets C{twisted_access_log}.
     """
 
     twisted_access_log = False
@@ -59,7 +58,7 @@ class GatewaySite(Site):
         self,
         resource: IResource,
         *,
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,

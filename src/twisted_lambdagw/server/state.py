@@ -92,12 +92,12 @@ class RoutingState(Generic[B]):
     Generic in the binding type, the resource's L{Binding}, which this
     module does not import (the resource imports it).
 
-    :ivar bindings: each route's binding, by prefix.
-    :ivar table: matches a path to its route.
-    :ivar dropped: per route prefix, the request headers never passed on as
+    @ivar bindings: each route's binding, by prefix.
+    @ivar table: matches a path to its route.
+    @ivar dropped: per route prefix, the request headers never passed on as
         sent (filled as routes are first used; it depends on the route's
-        ``header_upstream``, so it belongs to the state).
-    :ivar use: the requests using this state.
+        C{header_upstream}, so it belongs to the state).
+    @ivar use: the requests using this state.
     """
 
     bindings: Mapping[str, B]

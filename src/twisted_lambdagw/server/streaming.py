@@ -1,7 +1,7 @@
 """
 Relaying a streamed function response to the client as it arrives.
 
-Routes with ``stream = yes`` do not wait for the whole result.  The function's
+Routes with C{stream = yes} do not wait for the whole result.  The function's
 bytes come from a L{ResponseStream}; L{StreamRelay} splits off the
 http-integration prelude (L{PreludeParser}), writes the status and headers
 as soon as they are known and then each piece of body as it comes, with
@@ -18,14 +18,13 @@ Three rules shape it:
   resource (502/503/504 JSON).  After it, a failure can only be signalled by
   cutting the connection without the final zero-length chunk, so the client
   sees a truncated response; the reason goes to the log.
-- Two clocks.  The route's ``timeout`` bounds the time to the head (first
-  byte); ``stream_idle_timeout`` bounds each gap after it, whether the
+- Two clocks.  The route's C{timeout} bounds the time to the head (first
+  byte); C{stream_idle_timeout} bounds each gap after it, whether the
   function is silent or the client stopped reading.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,7 @@ from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.core.messages import Headers
 from twisted_lambdagw.core.prelude import PreludeMode, PreludeParser, ResponseHead
 from twisted_lambdagw.invokers.base import InvokeCall, ResponseStream, StreamingInvoker
-from twisted_lambdagw.observe.logs import stack_text
+from twisted_lambdagw.observe.logs import log_function_error
 
 if TYPE_CHECKING:
     from twisted_lambdagw.core.config import RouteConfig
@@ -343,22 +342,14 @@ class StreamRelay:
                 self._request.unregisterProducer()
 
     def _log_function_error(self, complete: InvokeComplete) -> None:
-        document: Any
-        try:
-            document = json.loads(complete.error_details or "")
-        except ValueError:
-            document = complete.error_details or ""
-        if not isinstance(document, dict):
-            document = {"errorMessage": document}
-        self.log.warn(
-            "function {function} failed while streaming ({kind}): {error_type}: {error_message}",
+        log_function_error(
+            self.log,
+            complete.error_details or "",
             function=self._function,
             kind=complete.error_code,
-            error_type=document.get("errorType", ""),
-            error_message=document.get("errorMessage", ""),
-            stack_trace=stack_text(document.get("stackTrace") or document.get("trace")),
             aws_request_id=self._exchange.aws_request_id,
             request_id=self._exchange.request_id,
+            streaming=True,
         )
 
 

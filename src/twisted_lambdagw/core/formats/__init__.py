@@ -1,7 +1,7 @@
 """
 Event formats: how a request becomes a Lambda event and a result a reply.
 
-Each format is a module with two pure functions, ``build`` and ``parse``.
+Each format is a module with two pure functions, C{build} and C{parse}.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ FORMATS: dict[str, EventFormat] = {
 
 def get_format(name: str) -> EventFormat:
     """
-    The format registered under ``name`` (a config key value).
+    The format registered under C{name} (a config key value).
     """
     return FORMATS[name]
 

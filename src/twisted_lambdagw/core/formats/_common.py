@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl
 
 from twisted_lambdagw.core.errors import MalformedReply
 from twisted_lambdagw.core.messages import NOT_PARSED, Headers, Reply
+from twisted_lambdagw.core.patterns import HEADER_NAME
 
-HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 HOP_BY_HOP = frozenset(

@@ -1,27 +1,27 @@
 """
-Application Load Balancer target events (``format = alb``).
+Application Load Balancer target events (C{format = alb}).
 
 What a Lambda target group sends with multi-value headers off, the default:
-``headers`` and ``queryStringParameters`` keep the last value of a repeated
+C{headers} and C{queryStringParameters} keep the last value of a repeated
 header or key.  L{twisted_lambdagw.core.formats.alb_multi} is the same event with
-the attribute ``lambda.multi_value_headers.enabled`` on.  Either way:
+the attribute C{lambda.multi_value_headers.enabled} on.  Either way:
 
  - header names are lower-case;
  - query keys and values are left exactly as sent, still URL-encoded, as ALB
    does ("you must decode them in your Lambda function");
- - ``path`` is the path the function sees, still percent-encoded;
- - ``body`` is ``""`` when empty, and base64 unless the content type is one
-   ALB documents as text (``text/*``, ``application/json``,
-   ``application/javascript``, ``application/xml``) and the body is valid
+ - C{path} is the path the function sees, still percent-encoded;
+ - C{body} is C{""} when empty, and base64 unless the content type is one
+   ALB documents as text (C{text/*}, C{application/json},
+   C{application/javascript}, C{application/xml}) and the body is valid
    UTF-8: a form body is base64, as from ALB;
- - ``requestContext.elb.targetGroupArn`` is L{TARGET_GROUP_ARN}.
+ - C{requestContext.elb.targetGroupArn} is L{TARGET_GROUP_ARN}.
 
-Replies need an integer ``statusCode``; ``statusDescription`` (``"200 OK"``)
+Replies need an integer C{statusCode}; C{statusDescription} (C{"200 OK"})
 gives the reason phrase, validated.  A reply naming no Content-Type is
-``application/octet-stream``, as from ALB.  ALB reads only the header field
+C{application/octet-stream}, as from ALB.  ALB reads only the header field
 of its mode; the gateway accepts either and merges them as API Gateway does,
 the multi-value list winning for a name in both, so a function that fills
-both (Rust ``lambda_http``) works in either mode.
+both (Rust C{lambda_http}) works in either mode.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ._common import (
 TARGET_GROUP_ARN = (
     f"arn:aws:elasticloadbalancing:local:{ACCOUNT_ID}:targetgroup/lambdagw/0000000000000000"
 )
-"""The target group every event claims: region ``local``, account all zeros."""
+"""The target group every event claims: region C{local}, account all zeros."""
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 """What ALB answers with when the function names no Content-Type."""

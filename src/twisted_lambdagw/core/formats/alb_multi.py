@@ -1,10 +1,10 @@
 """
-ALB target events with multi-value headers on (``format = alb-multi``).
+ALB target events with multi-value headers on (C{format = alb-multi}).
 
-The target group attribute ``lambda.multi_value_headers.enabled``: only
-``multiValueHeaders`` and ``multiValueQueryStringParameters`` are sent, each
+The target group attribute C{lambda.multi_value_headers.enabled}: only
+C{multiValueHeaders} and C{multiValueQueryStringParameters} are sent, each
 value a list, and their presence is how adapters know the mode (they then
-answer with ``multiValueHeaders``).  Everything else is as in
+answer with C{multiValueHeaders}).  Everything else is as in
 L{twisted_lambdagw.core.formats.alb}.
 """
 

@@ -1,28 +1,28 @@
 """
-API Gateway REST proxy events, payload format 1.0 (``format = apigw-v1``).
+API Gateway REST proxy events, payload format 1.0 (C{format = apigw-v1}).
 
-For functions written for a REST API's ``/{proxy+}`` resource.  The event is
+For functions written for a REST API's C{/{proxy+}} resource.  The event is
 what API Gateway sends, with these choices where it leaves room:
 
- - the stage is ``$default``, as for an HTTP API or a custom domain, so
-   ``path`` and ``requestContext.path`` are equal and no adapter strips a
+ - the stage is C{$default}, as for an HTTP API or a custom domain, so
+   C{path} and C{requestContext.path} are equal and no adapter strips a
    stage from the path;
- - ``path`` is the path the function sees, still percent-encoded as REST
-   APIs send it (the adapters unquote it); ``pathParameters.proxy`` is the
-   same path decoded, without its leading ``/``, or null for ``/``;
- - ``accountId`` is L{ACCOUNT_ID} and ``apiId`` L{API_ID}: visibly local;
+ - C{path} is the path the function sees, still percent-encoded as REST
+   APIs send it (the adapters unquote it); C{pathParameters.proxy} is the
+   same path decoded, without its leading C{/}, or null for C{/};
+ - C{accountId} is L{ACCOUNT_ID} and C{apiId} L{API_ID}: visibly local;
  - the body is base64 unless its content type is textual and it is valid
-   UTF-8 (REST APIs use the API's ``binaryMediaTypes`` instead);
- - an authenticated gateway user is ``requestContext.authorizer.principalId``,
-   where a Lambda authorizer puts it (with its ``integrationLatency``, 0);
-   without one, ``authorizer`` is left out, as when no authorizer ran;
- - ``body`` is null without a body, as are the query fields without a query
-   and ``identity.clientCert`` (no client certificate).
+   UTF-8 (REST APIs use the API's C{binaryMediaTypes} instead);
+ - an authenticated gateway user is C{requestContext.authorizer.principalId},
+   where a Lambda authorizer puts it (with its C{integrationLatency}, 0);
+   without one, C{authorizer} is left out, as when no authorizer ran;
+ - C{body} is null without a body, as are the query fields without a query
+   and C{identity.clientCert} (no client certificate).
 
-The reply needs ``statusCode``, an integer or (as REST APIs accept it) a
-string of three digits; ``headers`` and ``multiValueHeaders`` are merged,
+The reply needs C{statusCode}, an integer or (as REST APIs accept it) a
+string of three digits; C{headers} and C{multiValueHeaders} are merged,
 the multi-value list winning for a name in both.  A reply that names no
-Content-Type is ``application/json``, as from a REST API.
+Content-Type is C{application/json}, as from a REST API.
 """
 
 from __future__ import annotations

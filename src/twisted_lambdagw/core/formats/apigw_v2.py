@@ -1,25 +1,25 @@
 """
-HTTP API and Function URL events, payload format 2.0 (``format = apigw-v2``).
+HTTP API and Function URL events, payload format 2.0 (C{format = apigw-v2}).
 
-The Function URL flavour: ``routeKey`` and ``stage`` are ``$default``,
+The Function URL flavour: C{routeKey} and C{stage} are C{$default},
 header names are lower-case and repeated headers comma-joined, the request's
-cookies are split into ``cookies`` and left out of ``headers`` (apig-wsgi
-would otherwise see them twice), ``rawPath`` and ``requestContext.http.path``
-are the path as received, still percent-encoded, and ``rawQueryString`` has
-no ``?``.  ``accountId`` and ``apiId`` are the local placeholders; an
-authenticated gateway user is ``requestContext.authorizer.lambda.principalId``.
+cookies are split into C{cookies} and left out of C{headers} (apig-wsgi
+would otherwise see them twice), C{rawPath} and C{requestContext.http.path}
+are the path as received, still percent-encoded, and C{rawQueryString} has
+no C{?}.  C{accountId} and C{apiId} are the local placeholders; an
+authenticated gateway user is C{requestContext.authorizer.lambda.principalId}.
 
 Keys AWS leaves out when they have nothing to say are left out, not null:
-``cookies`` without cookies, ``queryStringParameters`` without a query,
-``body`` without a body, ``requestContext.authorizer`` when no user
-authenticated, and ``authentication``, ``pathParameters`` and
-``stageVariables`` always (no client certificates, path templates or stages
+C{cookies} without cookies, C{queryStringParameters} without a query,
+C{body} without a body, C{requestContext.authorizer} when no user
+authenticated, and C{authentication}, C{pathParameters} and
+C{stageVariables} always (no client certificates, path templates or stages
 here).
 
-A result with ``statusCode`` is a structured reply: ``headers`` hold string
-values, each ``cookies`` entry becomes its own ``Set-Cookie``, and a reply
-naming no Content-Type is ``application/json``, as from a Function URL.  Any
-other valid JSON result is the body of a 200 ``application/json`` reply,
+A result with C{statusCode} is a structured reply: C{headers} hold string
+values, each C{cookies} entry becomes its own C{Set-Cookie}, and a reply
+naming no Content-Type is C{application/json}, as from a Function URL.  Any
+other valid JSON result is the body of a 200 C{application/json} reply,
 verbatim: a string keeps its quotes.
 """
 

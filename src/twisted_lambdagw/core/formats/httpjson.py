@@ -1,19 +1,19 @@
 """
-The caddy-awslambda envelope: ``HTTPJSON-REQ`` in, ``HTTPJSON-REP`` out.
+The caddy-awslambda envelope: C{HTTPJSON-REQ} in, C{HTTPJSON-REP} out.
 
 Request additions a function written for the original ignores safely: a
-body that is not UTF-8 is sent base64-encoded with ``"bodyEncoding":
-"base64"``, and the headers include ``host``, ``x-request-id`` and the
-gateway's ``x-forwarded-*``.
+body that is not UTF-8 is sent base64-encoded with C{"bodyEncoding":
+"base64"}, and the headers include C{host}, C{x-request-id} and the
+gateway's C{x-forwarded-*}.
 
 A reply is an envelope when, after leading whitespace, it is a JSON object
-whose ``type`` is ``HTTPJSON-REP``.  Its keys are matched as the original's
-Go ``encoding/json`` matched them, case-insensitively (``Type``, ``Meta``,
-``Status``, ``Headers``, ``Body``, ``BodyEncoding``: what a Go struct
-without JSON tags marshals to), the last of several spellings winning.  A ``status`` of
+whose C{type} is C{HTTPJSON-REP}.  Its keys are matched as the original's
+Go C{encoding/json} matched them, case-insensitively (C{Type}, C{Meta},
+C{Status}, C{Headers}, C{Body}, C{BodyEncoding}: what a Go struct
+without JSON tags marshals to), the last of several spellings winning.  A C{status} of
 0, below 0 or missing is 200, as in the original.  An envelope with a
 malformed field is a 502, never passed through.  Anything else is the
-original's raw mode: the bytes are the body, 200, ``application/json``.
+original's raw mode: the bytes are the body, 200, C{application/json}.
 """
 
 from __future__ import annotations

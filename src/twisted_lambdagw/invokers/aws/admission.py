@@ -31,7 +31,7 @@ of that poll have taken their calls out of the queue. Slots of calls that
 ended are not held back so: under load one turn of the reactor reads every
 connection that is ready, which can take long, and a slot idle that long is
 lost capacity (deferring every hand-over cost about 5% of the throughput
-with ``max_connections = 1500`` at 10,000 connections, two runs each).
+with C{max_connections = 1500} at 10,000 connections, two runs each).
 
 Twisted's C{DeferredSemaphore} has the same shape, but a cancelled waiter
 leaves its list by C{list.remove}: when 10,000 clients leave at once, that is
@@ -57,9 +57,9 @@ class ConnectionLimit:
     whether it succeeded, failed or was cancelled: with L{release}, or
     L{release_later} once cancelled.
 
-    :ivar active: slots taken now, counting those given back and not yet
+    @ivar active: slots taken now, counting those given back and not yet
         passed on.
-    :ivar waiting: calls waiting for a slot now.
+    @ivar waiting: calls waiting for a slot now.
     """
 
     compact_above = 64

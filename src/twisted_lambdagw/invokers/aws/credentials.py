@@ -13,16 +13,16 @@ network I/O, so under Twisted they run in threads:
     with the current keys, copied once per refresh;
   - only when credentials are within a minute of expiring (every refresh
     failed) does a request wait, for one shared refresh;
-  - after Lambda says ``ExpiredTokenException`` the invoker asks for a
+  - after Lambda says C{ExpiredTokenException} the invoker asks for a
     forced refresh, which resolves the whole source again.
 
 Startup failure, decided here: twistd cannot fail asynchronously once the
 reactor runs (the daemon's parent has already reported success, and a
-service has no way to set the exit status), so ``twistd lambdagw`` resolves
+service has no way to set the exit status), so C{twistd lambdagw} resolves
 credentials in L{resolve_at_startup} while it parses its options, before
 the reactor runs and before it daemonizes: in daemon threads, with a bounded
 wait, turning "none found", a failure or a timeout into one
-``ConfigError`` line (and so a ``UsageError``).  The gateway then adopts
+C{ConfigError} line (and so a C{UsageError}).  The gateway then adopts
 what was resolved.  A gateway embedded in another application, which has no
 such moment, resolves in L{CredentialsService.startService} instead and logs
 the failure; its AWS requests then fail with 502 and retry the lookup.
@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_lambdagw.core.config import AWSConfig, Config, ConfigError, RouteConfig
+from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.errors import InvokeFailed
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ Resolved = tuple[Credentials, ReadOnlyCredentials]
 """Credentials as botocore holds them, and the keys copied from them."""
 
 STARTUP_TIMEOUT = 30.0
-"""Seconds ``twistd`` waits for credentials before giving up on startup."""
+"""Seconds C{twistd} waits for credentials before giving up on startup."""
 
 CHAIN = "environment, profile, SSO, web identity, container role, instance metadata"
 
@@ -72,9 +73,9 @@ class CredentialSpec:
     """
     Where a route's credentials come from; routes with equal specs share one source.
 
-    Static keys (``access_key``) are used as they are, or as the base of a
+    Static keys (C{access_key}) are used as they are, or as the base of a
     role; with neither keys nor role it is botocore's default chain for
-    ``profile``.  ``region`` is where STS is called for a role.
+    C{profile}.  C{region} is where STS is called for a role.
     """
 
     access_key: str | None = None
@@ -110,7 +111,7 @@ class CredentialSpec:
 
 def credential_spec(aws: AWSConfig, route: RouteConfig) -> CredentialSpec:
     """
-    The credential spec of an AWS route: route keys, else ``[aws]`` keys, else the chain.
+    The credential spec of an AWS route: route keys, else C{[aws]} keys, else the chain.
     """
     if route.aws_access is not None and route.aws_secret is not None:
         keys: tuple[str | None, str | None, str | None] = (route.aws_access, route.aws_secret, None)
@@ -147,11 +148,11 @@ class BotocoreCredentials:
     """
     The real provider: botocore's chain, and its AssumeRole fetcher for roles.
 
-    :param session_for: a botocore session for a profile name (None: the
-        default); tests give sessions whose ``credential_provider``
+    @param session_for: a botocore session for a profile name (None: the
+        default); tests give sessions whose C{credential_provider}
         component is a resolver of their own.
-    :param sts_endpoint_url: where STS calls go instead of the region's
-        endpoint (``AWS_ENDPOINT_URL_STS`` works too, through botocore).
+    @param sts_endpoint_url: where STS calls go instead of the region's
+        endpoint (C{AWS_ENDPOINT_URL_STS} works too, through botocore).
     """
 
     def __init__(
@@ -221,22 +222,18 @@ def _refreshable(credentials: Credentials) -> bool:
     return callable(getattr(credentials, "refresh_needed", None))
 
 
-def _one_line(error: BaseException | None) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 class CredentialSource:
     """
     The credentials one set of routes signs with, and their refreshing.
 
-    Static keys are used as they are.  Otherwise ``resolve`` (blocking; run
-    through ``run_in_thread``) finds them.  The keys a request signs with
+    Static keys are used as they are.  Otherwise C{resolve} (blocking; run
+    through C{run_in_thread}) finds them.  The keys a request signs with
     are a copy taken in the thread that resolved or refreshed them, so the
     reactor thread never calls into botocore's refresh logic.
 
-    :param clock: drives the refresh timer; without one there is no timer,
+    @param clock: drives the refresh timer; without one there is no timer,
         and requests refresh (in a thread) once credentials near expiry.
-    :param name: what the log lines call this source, e.g. its routes.
+    @param name: what the log lines call this source, e.g. its routes.
     """
 
     log = Logger()
@@ -291,7 +288,7 @@ class CredentialSource:
     @property
     def method(self) -> str | None:
         """
-        Which botocore provider found the credentials (``env``, ``iam-role``, ...).
+        Which botocore provider found the credentials (C{env}, C{iam-role}, ...).
         """
         if self._static is not None:
             return "config-keys"
@@ -353,7 +350,7 @@ class CredentialSource:
                 "refreshing AWS credentials for {routes} failed: {error};"
                 " requests use the current ones until they expire",
                 routes=self.name,
-                error=_one_line(failure.value),
+                error=one_line(failure.value),
             )
 
         refreshing = self._shared(lambda: (credentials, credentials.get_frozen_credentials()))
@@ -378,13 +375,13 @@ class CredentialSource:
         except (InvokeFailed, CancelledError):
             raise
         except Exception as e:
-            raise InvokeFailed(detail=f"AWS credentials unavailable: {_one_line(e)}") from None
+            raise InvokeFailed(detail=f"AWS credentials unavailable: {one_line(e)}") from None
         assert self._snapshot is not None
         return self._snapshot
 
     async def refreshed(self, stale: ReadOnlyCredentials) -> ReadOnlyCredentials | None:
         """
-        Keys newer than ``stale``, resolving the source again if need be.
+        Keys newer than C{stale}, resolving the source again if need be.
 
         For a call AWS refused as signed with expired keys.  None when there
         is nothing newer (static keys, or the source gave the same keys).
@@ -403,7 +400,7 @@ class CredentialSource:
                 self.log.warn(
                     "forced refresh of AWS credentials for {routes} failed: {error}",
                     routes=self.name,
-                    error=_one_line(e),
+                    error=one_line(e),
                 )
                 return None
         if self._snapshot is None or self._snapshot == stale:
@@ -419,7 +416,7 @@ class CredentialSource:
 
     def _shared(self, job: Callable[[], Resolved | None]) -> Deferred[None]:
         """
-        Run ``job`` in a thread unless one is running; every caller waits for it.
+        Run C{job} in a thread unless one is running; every caller waits for it.
         """
         waiter: Deferred[None] = Deferred()
         if self._waiting is not None:
@@ -471,7 +468,7 @@ class CredentialsService(Service):
             starting.addErrback(self._failed, source)
 
     def _failed(self, failure: Failure, source: CredentialSource) -> None:
-        reason = "none found" if failure.check(NoCredentials) else _one_line(failure.value)
+        reason = "none found" if failure.check(NoCredentials) else one_line(failure.value)
         self.log.error(
             "no AWS credentials for {routes} ({description}): {reason};"
             " their requests fail with 502 until credentials can be found",
@@ -510,7 +507,7 @@ def resolve_at_startup(
     Resolve every credential source the config needs, before the reactor runs.
 
     Each source resolves in a daemon thread of its own; all are waited for
-    at most ``timeout`` seconds in total (a thread cannot be stopped, but a
+    at most C{timeout} seconds in total (a thread cannot be stopped, but a
     daemon thread does not keep the process alive).  Raises L{ConfigError}
     with one line naming the routes when a source finds nothing, fails, or
     takes too long.
@@ -543,7 +540,7 @@ def resolve_at_startup(
         outcome = outcomes[spec]
         if isinstance(outcome, BaseException):
             raise ConfigError(
-                f"{where}: AWS credentials ({spec.describe()}) failed: {_one_line(outcome)}"
+                f"{where}: AWS credentials ({spec.describe()}) failed: {one_line(outcome)}"
             )
         if outcome is None:
             raise ConfigError(

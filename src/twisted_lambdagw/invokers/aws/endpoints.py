@@ -2,10 +2,10 @@
 Which URL a route's Invoke calls go to, from botocore's endpoint data.
 
 botocore's endpoint rules build a host for any region and any switch: they
-happily produce ``lambda-fips.eu-west-1.amazonaws.com``, a host that does not
+happily produce C{lambda-fips.eu-west-1.amazonaws.com}, a host that does not
 exist.  So the rules only build the URL; whether Lambda really has a FIPS or
 dual-stack endpoint in a region is checked against the variants that
-``endpoints.json`` lists, and a route asking for one that is not listed is a
+C{endpoints.json} lists, and a route asking for one that is not listed is a
 configuration error rather than a DNS failure on the first request.
 
 Everything here loads botocore data files (tens of milliseconds the first
@@ -25,7 +25,7 @@ class EndpointSpec:
     """
     What decides a route's endpoint.
 
-    ``url`` is the configured ``endpoint_url``; when set, it wins and the
+    C{url} is the configured C{endpoint_url}; when set, it wins and the
     switches are ignored (the config reader refuses the combination).
     """
 
@@ -53,7 +53,7 @@ def _data(name: str) -> Any:
 
 def partition_of(region: str) -> str | None:
     """
-    The AWS partition (``aws``, ``aws-cn``, ``aws-us-gov``, ...) of a region.
+    The AWS partition (C{aws}, C{aws-cn}, C{aws-us-gov}, ...) of a region.
 
     Listed regions first, then each partition's region pattern, as botocore's
     rules do; None for a region no partition claims.

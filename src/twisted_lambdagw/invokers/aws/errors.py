@@ -3,11 +3,11 @@ What a refused Invoke call means, for the client and for the retry logic.
 
 Lambda's error table (research/lambda-protocol.md §1.5) boils down to a few
 outcomes at the gateway: a payload Lambda finds too large is the client's
-413, throttling is a 503 the client may retry after ``Retry-After``, and
+413, throttling is a 503 the client may retry after C{Retry-After}, and
 everything else (bad configuration, missing function, broken deployment,
 Lambda faults) is a 502: not the client's doing.  The error's name decides
 only where the status alone would not: a 413 by any name is a 413, and
-``EC2ThrottledException`` (a 502 from Lambda) is throttling all the same.
+C{EC2ThrottledException} (a 502 from Lambda) is throttling all the same.
 
 Two refusals are special because they say the call never reached the
 function and something on this side is wrong: an expired session token
@@ -44,9 +44,9 @@ def error_code(headers: Headers, document: object, status: int) -> str:
     """
     The AWS error code of a failed call, derived as botocore derives it.
 
-    The ``x-amzn-ErrorType`` header first, then ``__type``/``code`` in the
-    body, then the status; the part before the first ``:`` and after the
-    last ``#`` is the code.
+    The C{x-amzn-ErrorType} header first, then C{__type}/C{code} in the
+    body, then the status; the part before the first C{:} and after the
+    last C{#} is the code.
     """
     raw: object = None
     values = headers.getRawHeaders(b"x-amzn-errortype")
@@ -90,7 +90,7 @@ class Refusal:
     message: str
     aws_request_id: str | None = None
     retry_after: str | None = None
-    """``Retry-After`` as sent, when it is a number of seconds."""
+    """C{Retry-After} as sent, when it is a number of seconds."""
 
     @classmethod
     def parse(cls, status: int, headers: Headers, body: bytes) -> Refusal:

@@ -12,18 +12,18 @@ botocore's blocking refreshes in threads.
 What the invoker promises, beyond signing:
 
   - A call that may have reached the function is never sent twice, unless
-    the route says ``retry_idempotent`` and the client's method is GET,
+    the route says C{retry_idempotent} and the client's method is GET,
     HEAD or OPTIONS.  A connection that failed before the request went out
     (refused, DNS, connect timeout) is retried once, re-signed, for any
     method; so is a call refused for an expired session token, after a
     forced credential refresh.  Idempotent calls also retry 429 and 5xx
     answers and dropped connections, with jittered backoff and Lambda's
-    ``Retry-After``, only while the route's timeout leaves room.
+    C{Retry-After}, only while the route's timeout leaves room.
   - Lambda's own payload is always JSON, so a 200 whose body is empty or not
     JSON is an upstream fault (502), never passed on as a reply.
   - Refusals are logged with their error type, message and
-    ``x-amzn-RequestId``; function errors with the decoded log tail when the
-    route asks for one (``log_type = Tail``).  Neither reaches the client.
+    C{x-amzn-RequestId}; function errors with the decoded log tail when the
+    route asks for one (C{log_type = Tail}).  Neither reaches the client.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import json
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote
 
 from botocore.awsrequest import AWSRequest
@@ -49,6 +48,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from twisted_lambdagw._compat import RequestNotSent, TimedSigV4Auth
+from twisted_lambdagw._types import HTTPClient
 from twisted_lambdagw.core.errors import InvokeFailed
 from twisted_lambdagw.core.messages import NOT_PARSED
 from twisted_lambdagw.invokers.aws import sigv4
@@ -82,8 +82,8 @@ def invoke_url(endpoint: str, function: str, qualifier: str | None, path: str = 
     """
     The Invoke URL, encoded exactly as botocore encodes it.
 
-    The function name is a URI label: ``:`` in an ARN becomes ``%3A``.  The
-    qualifier goes in the query, ``$LATEST`` as ``%24LATEST``.  C{path} is
+    The function name is a URI label: C{:} in an ARN becomes C{%3A}.  The
+    qualifier goes in the query, C{$LATEST} as C{%24LATEST}.  C{path} is
     L{STREAM_PATH} for InvokeWithResponseStream, which takes the same.
     """
     url = endpoint.rstrip("/") + path.format(quote(function, safe=_SAFE))
@@ -115,7 +115,7 @@ def sign(
     when: float,
 ) -> dict[str, str]:
     """
-    The headers of a signed ``POST url``: ``headers`` plus the SigV4 ones.
+    The headers of a signed C{POST url}: C{headers} plus the SigV4 ones.
 
     The URL, method and body sent must be exactly the ones signed.
     """
@@ -160,7 +160,7 @@ def _describe(error: BaseException) -> str:
 
 def decode_log_tail(log_result: str | None) -> str | None:
     """
-    The function's log tail from ``X-Amz-Log-Result`` (base64), as text.
+    The function's log tail from C{X-Amz-Log-Result} (base64), as text.
     """
     if not log_result:
         return None
@@ -173,7 +173,7 @@ def decode_log_tail(log_result: str | None) -> str | None:
 
 class _Transport(Exception):
     """
-    The HTTP exchange itself failed; ``sent`` says whether the request may have gone out.
+    The HTTP exchange itself failed; C{sent} says whether the request may have gone out.
     """
 
     def __init__(self, reason: str, sent: bool) -> None:
@@ -186,20 +186,20 @@ class AWSInvoker:
     """
     Invokes functions in one region through Lambda's Invoke API.
 
-    :param client: what sends the calls, with treq's C{post}: a treq
+    @param client: what sends the calls, with treq's C{post}: a treq
         HTTPClient (L{twisted_lambdagw.invokers.aws.upstream.lambda_client}) or
         C{StubTreq}, over a persistent pool shared by every route; the
         service that owns the pool closes it on shutdown.
-    :param now: the time signatures carry; by default C{clock}'s.
-    :param clock: for retry backoff; without it nothing is retried after a
+    @param now: the time signatures carry; by default C{clock}'s.
+    @param clock: for retry backoff; without it nothing is retried after a
         wait (the one immediate retry of an unsent request still happens).
-    :param log_type: ``Tail`` asks Lambda for the last 4 KB of the log of
+    @param log_type: C{Tail} asks Lambda for the last 4 KB of the log of
         synchronous calls, to log with function errors.
-    :param retry_idempotent: retry GET, HEAD and OPTIONS calls that failed
+    @param retry_idempotent: retry GET, HEAD and OPTIONS calls that failed
         in a way worth retrying, up to C{max_attempts} in all.
-    :param jitter: uniform in [0, 1), to spread retries out.
-    :param limit: bounds the calls under way to C{endpoint} (shared by every
-        invoker of that endpoint, sized by ``[aws] max_connections``); a
+    @param jitter: uniform in [0, 1), to spread retries out.
+    @param limit: bounds the calls under way to C{endpoint} (shared by every
+        invoker of that endpoint, sized by C{[aws] max_connections}); a
         call beyond it waits its turn, within the route's timeout.  A
         streamed call holds its slot until its stream ends.
     """
@@ -213,7 +213,7 @@ class AWSInvoker:
 
     def __init__(
         self,
-        client: Any,
+        client: HTTPClient,
         credentials: CredentialSource,
         region: str,
         endpoint: str,
@@ -288,23 +288,18 @@ class AWSInvoker:
         stream.  Nothing is retried: once sent, a streamed call may have run.
         """
         limit = self._limit
-        if limit is not None and not limit.try_acquire():
+        if limit is not None:
             # Signed once admitted: a long wait must not age the signature.
-            await limit.acquire()
+            await _acquire(limit)
         try:
             credentials = await self._credentials.frozen()
-            url, sent_url = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
+            target = _target(self._endpoint, call.function, call.qualifier, STREAM_PATH)
             headers = {"X-Amz-Invocation-Type": "RequestResponse"}
-            signed = self._signed_headers(credentials, url, call, headers)
             try:
-                posted = self._post(sent_url, call.payload, signed)
-                del signed  # copied into the request: not kept while it runs
-                response: IResponse = await posted
-                body = b"" if response.code == 200 else await read_body(response)
-            except Exception as e:
-                if is_cancellation(e):
-                    raise CancelledError() from None
-                raise InvokeFailed(detail=f"calling {call.function}: {_describe(e)}") from None
+                response = await self._response(call, target, headers, credentials)
+                body = b"" if response.code == 200 else await self._body(call, response)
+            except _Transport as failure:
+                raise InvokeFailed(detail=f"calling {call.function}: {failure.reason}") from None
             if response.code != 200:
                 refusal = Refusal.parse(response.code, response.headers, body)
                 self._log_refusal(call, refusal)
@@ -337,8 +332,7 @@ class AWSInvoker:
         limit = self._limit
         if limit is None:
             return await self._send(call, target, headers, credentials)
-        if not limit.try_acquire():
-            await limit.acquire()
+        await _acquire(limit)
         try:
             sent = await self._send(call, target, headers, credentials)
         except BaseException as e:
@@ -357,25 +351,44 @@ class AWSInvoker:
         """
         One signed POST and its whole body; transport failures as L{_Transport}.
         """
+        response = await self._response(call, target, headers, credentials)
+        return response.code, response, await self._body(call, response)
+
+    async def _response(
+        self,
+        call: InvokeCall,
+        target: tuple[str, PreparedURL],
+        headers: dict[str, str],
+        credentials: ReadOnlyCredentials,
+    ) -> IResponse:
+        """
+        One signed POST, until the response head; transport failures as
+        L{_Transport}, which says whether the request may have gone out.
+        """
         url, sent_url = target
         signed = self._signed_headers(credentials, url, call, headers)
         try:
             posted = self._post(sent_url, call.payload, signed)
             del signed  # copied into the request: not kept while it runs
-            response: IResponse = await posted
+            return await posted
         except Exception as e:
             if is_cancellation(e):
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=not not_sent(e)) from None
+
+    async def _body(self, call: InvokeCall, response: IResponse) -> bytes:
+        """
+        The whole body of C{response}, bounded; a failure to read it as
+        L{_Transport} (the request went out).
+        """
         try:
-            body: bytes = await read_body(response)
+            return await read_body(response)
         except ReplyTooLarge as e:
             raise InvokeFailed(detail=f"calling {call.function}: {e}") from None
         except Exception as e:
             if is_cancellation(e):
                 raise CancelledError() from None
             raise _Transport(_describe(e), sent=True) from None
-        return response.code, response, body
 
     def _post(self, sent_url: PreparedURL, payload: bytes, signed: Headers) -> Deferred[IResponse]:
         """
@@ -531,6 +544,14 @@ class AWSInvoker:
             log_result=log_result,
             document=document,
         )
+
+
+async def _acquire(limit: ConnectionLimit) -> None:
+    """
+    A slot of C{limit}: at once when one is free, else in turn.
+    """
+    if not limit.try_acquire():
+        await limit.acquire()
 
 
 def _give_back(limit: ConnectionLimit, error: BaseException) -> None:

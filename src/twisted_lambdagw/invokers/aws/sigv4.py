@@ -6,7 +6,7 @@ every AWS request shape, through email-based header objects, URL parsing
 and a fresh chain of four HMACs per request.  It cost a sixth of the
 gateway's CPU per invocation.  The gateway signs only one shape: a POST of
 bytes, to a URL made by L{twisted_lambdagw.invokers.aws.invoker.invoke_url}, with a couple of
-``X-Amz-*`` headers and perhaps a session token.  For that shape this
+C{X-Amz-*} headers and perhaps a session token.  For that shape this
 module signs with:
 
   - the URL's canonical path, query and host worked out once per URL, by
@@ -39,6 +39,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.utils import normalize_url_path
 
+from twisted_lambdagw.core.patterns import HEADER_NAME
+
 if TYPE_CHECKING:
     from twisted_lambdagw._compat import HashObject
 
@@ -47,7 +49,6 @@ __all__ = ["sign"]
 SERVICE = "lambda"
 ALGORITHM = "AWS4-HMAC-SHA256"
 
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _OWN_HEADERS = frozenset(
     {"authorization", "date", "host", "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"}
@@ -125,7 +126,7 @@ def _stamp_of_second(second: int) -> str:
 def _stamp(when: float) -> str:
     """
     The X-Amz-Date for a POSIX time, rounded to the second as
-    ``datetime.fromtimestamp`` rounds it (to the microsecond, half to even).
+    C{datetime.fromtimestamp} rounds it (to the microsecond, half to even).
     """
     fraction, whole = math.modf(when)
     micro = round(fraction * 1e6)
@@ -160,7 +161,7 @@ def _template(
             lower in _OWN_HEADERS
             or lower in _NOT_SIGNED
             or lower in names
-            or not _HEADER_NAME.fullmatch(name)
+            or not HEADER_NAME.fullmatch(name)
             or not _PRINTABLE.fullmatch(value)
         ):
             return None
@@ -192,10 +193,10 @@ def sign(
     when: float,
 ) -> dict[str, str] | None:
     """
-    The headers of a signed ``POST url``, exactly as L{twisted_lambdagw.invokers.aws.invoker.sign}
+    The headers of a signed C{POST url}, exactly as L{twisted_lambdagw.invokers.aws.invoker.sign}
     makes them; or None when the request is not of the shape this signs.
 
-    ``headers`` are the caller's headers, to be signed: printable ASCII, no
+    C{headers} are the caller's headers, to be signed: printable ASCII, no
     two names differing only in case, none of the headers SigV4 itself sets
     (Authorization, X-Amz-Date, Host...).
     """

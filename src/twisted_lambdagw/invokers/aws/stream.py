@@ -3,7 +3,7 @@ The body of an InvokeWithResponseStream answer, decoded as it arrives.
 
 L{twisted_lambdagw.invokers.aws.invoker.AWSInvoker.invoke_stream} hands back an
 L{EventStreamResponse} once Lambda has answered 200.  Its body is an
-``application/vnd.amazon.eventstream`` sequence that may run for minutes, so
+C{application/vnd.amazon.eventstream} sequence that may run for minutes, so
 it is read through C{IResponse.deliverBody} with a protocol of our own
 rather than collected: every piece Twisted delivers goes through the
 incremental L{ResponseStreamDecoder} and each payload is passed on at once.
@@ -64,7 +64,7 @@ class EventStreamResponse(Protocol):
     It is the body protocol given to C{deliverBody} and the push producer
     the gateway pauses, resumes and stops.
 
-    :param on_end: called once when the stream ends: completed, failed,
+    @param on_end: called once when the stream ends: completed, failed,
         cut or stopped (the invoker gives its connection slot back then).
         The caller must start or stop every stream it is given.
     """

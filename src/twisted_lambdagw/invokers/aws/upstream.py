@@ -42,7 +42,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from http.cookiejar import Cookie
-from typing import Any
+from typing import Any, cast
 from urllib.request import Request
 
 from hyperlink import EncodedURL
@@ -61,12 +61,15 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from twisted_lambdagw._types import HTTPClient as InvokeClient
+from twisted_lambdagw._types import IGatewayReactor
+
 from .agent import BytesProducer, KeepAliveAgent
 from .connection import whole_body
 
 
 def persistent_pool(
-    reactor: Any,
+    reactor: IGatewayReactor,
     max_per_host: int,
     idle_timeout: float = 60,
     connect_timeout: float = 30,
@@ -89,14 +92,14 @@ class EndpointCache:
     """
     One client endpoint per (scheme, host, port), made on first use and kept.
 
-    :param connect_timeout: seconds to wait for a new connection.
-    :param tls: what checks https servers' certificates; by default the same
+    @param connect_timeout: seconds to wait for a new connection.
+    @param tls: what checks https servers' certificates; by default the same
         as twisted.web's Agent.
     """
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IGatewayReactor,
         connect_timeout: float = 30,
         tls: IPolicyForHTTPS | None = None,
     ) -> None:
@@ -219,11 +222,21 @@ def lambda_client(pool: KeepAliveAgent) -> HTTPClient:
     return HTTPClient(pool, cookiejar=NO_COOKIES, data_to_body_producer=BytesProducer)
 
 
+def invoke_client(pool: KeepAliveAgent) -> InvokeClient:
+    """
+    L{lambda_client} typed as what the AWS invoker calls.
+
+    (A cast: treq's C{post} is typed to fire with its own response class,
+    a proxy for C{IResponse}, and Deferred's result type is invariant.)
+    """
+    return cast(InvokeClient, lambda_client(pool))
+
+
 MAX_REPLY_BYTES = 8 * 1024 * 1024
 """
 The most of a reply body the gateway reads from the Lambda API.  Lambda's own
 synchronous replies stop at 6,291,556 bytes, and its refusals are small; the
-margin is for emulators behind ``endpoint_url``.  Anything longer is a broken
+margin is for emulators behind C{endpoint_url}.  Anything longer is a broken
 or hostile endpoint, and reading it whole would let it take the gateway's
 memory.
 """

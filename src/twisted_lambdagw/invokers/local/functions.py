@@ -1,11 +1,11 @@
 """
 Finding a local function on disk and describing how to run it.
 
-A function ``NAME`` is ``functions_dir/NAME.py`` (run by AWS's runtime
-client, ``awslambdaric``, with handler ``NAME.handler``),
-``functions_dir/NAME.mjs`` or ``NAME.js`` (run by AWS's Node.js runtime
-client, ``aws-lambda-ric``, with handler ``NAME.handler``) or
-``functions_dir/NAME/bootstrap`` (a custom runtime, run as it is).  Only
+A function C{NAME} is C{functions_dir/NAME.py} (run by AWS's runtime
+client, C{awslambdaric}, with handler C{NAME.handler}),
+C{functions_dir/NAME.mjs} or C{NAME.js} (run by AWS's Node.js runtime
+client, C{aws-lambda-ric}, with handler C{NAME.handler}) or
+C{functions_dir/NAME/bootstrap} (a custom runtime, run as it is).  Only
 names that match Lambda's function-name pattern are ever turned into paths,
 so no client-chosen text can reach the filesystem.
 
@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from twisted_lambdagw.core.config import FUNCTION_NAME, LocalConfig
+from twisted_lambdagw.core.config import LocalConfig
 from twisted_lambdagw.core.errors import InvokeFailed, NotFound
 from twisted_lambdagw.core.node_runtime import PACKAGE, SUFFIXES
+from twisted_lambdagw.core.patterns import FUNCTION_NAME
 
 ACCOUNT_ID = "000000000000"
 """The account in the ARNs a local function sees; no real account is involved."""
@@ -50,7 +51,7 @@ class FunctionSpec:
 
 def find_function(functions_dir: str, name: str, version: str) -> FunctionSpec:
     """
-    The function ``name`` in ``functions_dir``.
+    The function C{name} in C{functions_dir}.
 
     Raises L{NotFound} when there is no such function (or the name is not a
     function name at all) and L{InvokeFailed} when the files are unusable.
@@ -101,7 +102,7 @@ def function_arn(spec: FunctionSpec, region: str) -> str:
 
 def command(spec: FunctionSpec, config: LocalConfig) -> tuple[str, list[str]]:
     """
-    The executable and argument list that start a worker for ``spec``.
+    The executable and argument list that start a worker for C{spec}.
     """
     if spec.kind == "python":
         return config.python, [config.python, "-m", "awslambdaric", spec.handler]
@@ -119,12 +120,12 @@ def environment(
     spec: FunctionSpec, config: LocalConfig, gateway_environ: Mapping[str, str]
 ) -> dict[str, str]:
     """
-    Lambda's environment for a worker of ``spec``, without the per-worker keys.
+    Lambda's environment for a worker of C{spec}, without the per-worker keys.
 
     Built from nothing rather than from the gateway's environment, so the
-    gateway's own AWS credentials never reach a function; only ``PATH`` is
-    taken over.  The config's ``env`` entries come last and may override
-    ``PATH``, ``TZ`` and ``LANG`` (config rejects the runtime's own keys).
+    gateway's own AWS credentials never reach a function; only C{PATH} is
+    taken over.  The config's C{env} entries come last and may override
+    C{PATH}, C{TZ} and C{LANG} (config rejects the runtime's own keys).
     """
     env = {
         "AWS_LAMBDA_FUNCTION_NAME": spec.name,

@@ -5,9 +5,9 @@ It looks the function up on disk at every call (a stat, cheap enough for
 the reactor thread), keeps one L{FunctionPool} per function and version,
 replaces a pool's workers when the function's file changed, and turns what
 the runtime reported into the same L{InvokeResult} an AWS invoke gives: a
-function error is a result with ``function_error = "Unhandled"`` and the
+function error is a result with C{function_error = "Unhandled"} and the
 runtime's error document as payload, not an exception.  For routes with
-``stream = yes`` it is a L{twisted_lambdagw.invokers.base.StreamingInvoker} too:
+C{stream = yes} it is a L{twisted_lambdagw.invokers.base.StreamingInvoker} too:
 L{LocalInvoker.invoke_stream} passes a custom runtime's streamed response on
 as it is written.
 """
@@ -37,11 +37,11 @@ from .worker import INIT_TIMEOUT, LocalReactor, Worker
 
 class LocalInvoker:
     """
-    Runs functions from ``config.functions_dir`` in local runtime processes.
+    Runs functions from C{config.functions_dir} in local runtime processes.
 
-    ``environ`` is the gateway's environment; only its ``PATH`` reaches the
-    functions.  A worker gets ``kill_grace`` seconds between TERM and KILL
-    when stopped, and ``init_timeout`` seconds to start.  Call L{stop} when
+    C{environ} is the gateway's environment; only its C{PATH} reaches the
+    functions.  A worker gets C{kill_grace} seconds between TERM and KILL
+    when stopped, and C{init_timeout} seconds to start.  Call L{stop} when
     the gateway stops.
     """
 
@@ -88,7 +88,7 @@ class LocalInvoker:
         response; a streamed response may then run for up to
         L{twisted_lambdagw.invokers.local.worker.STREAM_DEADLINE} seconds.
         Runtimes that cannot stream (all
-        ``NAME.py`` functions: awslambdaric posts one buffered response)
+        C{NAME.py} functions: awslambdaric posts one buffered response)
         give their whole response as one piece.
         """
         spec, pool, invocation, deadline = self._prepare(call)

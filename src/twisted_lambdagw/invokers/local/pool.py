@@ -2,14 +2,14 @@
 The warm workers of one function, as Lambda keeps them.
 
 Each worker handles one invocation at a time.  Workers start on first use
-and the pool grows up to ``concurrency``; a free worker is reused while it
+and the pool grows up to C{concurrency}; a free worker is reused while it
 is warm (the most recently used first, so the others can reach their idle
-timeout) and stopped after ``idle_timeout``.  When every worker is busy a
+timeout) and stopped after C{idle_timeout}.  When every worker is busy a
 call waits in a bounded queue; a full queue is L{Throttled} (503), and a
 call still queued at its deadline is L{InvokeTimeout} (504).
 
 A worker that failed (killed at the deadline, exited, init error, protocol
-error) says so through ``reusable`` and is stopped, never reused; the next
+error) says so through C{reusable} and is stopped, never reused; the next
 call starts a fresh one.
 
 Deadlines are the caller's: a call's deadline is its arrival plus the
@@ -121,7 +121,7 @@ class FunctionPool:
 
     def invoke(self, invocation: Invocation, deadline: float) -> Deferred[Outcome]:
         """
-        Run ``invocation`` on a free worker, which must finish by ``deadline``.
+        Run C{invocation} on a free worker, which must finish by C{deadline}.
 
         Raises L{Throttled} at once when all workers are busy and the queue
         is full.
@@ -146,7 +146,7 @@ class FunctionPool:
 
     def renew(self, make_worker: WorkerFactory) -> None:
         """
-        The function changed: new workers use ``make_worker``, old ones go.
+        The function changed: new workers use C{make_worker}, old ones go.
 
         Idle workers stop now; busy ones stop when their invocation ends.
         """

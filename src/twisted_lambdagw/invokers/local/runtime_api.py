@@ -2,7 +2,7 @@
 The Lambda Runtime API for one worker process, as a twisted.web resource.
 
 Lambda runs every runtime, AWS's own and custom ones, through this small
-HTTP API: the runtime long-polls ``GET /2018-06-01/runtime/invocation/next``
+HTTP API: the runtime long-polls C{GET /2018-06-01/runtime/invocation/next}
 for an event and posts the result (or the error) back under the request id
 it was given.  Serving it ourselves, rather than calling handlers, means a
 local function runs in the real runtime client with the real context object,
@@ -15,13 +15,13 @@ nothing about processes or time; the worker enforces deadlines and reports
 a dead process with L{RuntimeAPI.fail}.
 
 Streamed responses: a runtime may post its response with
-``Lambda-Runtime-Function-Response-Mode: streaming`` and a chunked body,
-and report an error after the first byte in the ``Lambda-Runtime-Function-
-Error-Type`` and ``-Error-Body`` (base64) trailers.  twisted.web normally
+C{Lambda-Runtime-Function-Response-Mode: streaming} and a chunked body,
+and report an error after the first byte in the C{Lambda-Runtime-Function-
+Error-Type} and C{-Error-Body} (base64) trailers.  twisted.web normally
 reads a whole body before rendering, so L{RuntimeRequest} hands such a body
 to the invocation's L{StreamSink} piece by piece as it arrives, and lets the
 sink pause reading it.  Invocations without a sink (routes without
-``stream = yes``) get a streamed post as one buffered response, as Lambda's
+C{stream = yes}) get a streamed post as one buffered response, as Lambda's
 Invoke API does.
 """
 
@@ -82,7 +82,7 @@ class Invocation:
     """
     One event for the runtime, with the headers Lambda sends along with it.
 
-    ``gateway_request_id`` is only for tagging the worker's log lines; the
+    C{gateway_request_id} is only for tagging the worker's log lines; the
     runtime never sees it except inside the event.
     """
 
@@ -101,16 +101,16 @@ class Outcome:
     """
     What the runtime reported for one invocation.
 
-    ``error_type`` is None for a response and the error type (possibly
-    empty) for a function error, whose document is then ``payload``.  A
-    worker whose outcome is not ``reusable`` must not get another event.
+    C{error_type} is None for a response and the error type (possibly
+    empty) for a function error, whose document is then C{payload}.  A
+    worker whose outcome is not C{reusable} must not get another event.
     """
 
     payload: bytes
     error_type: str | None = None
     reusable: bool = True
     streamed: bool = False
-    """The response body went to the invocation's stream; ``payload`` is only an error document."""
+    """The response body went to the invocation's stream; C{payload} is only an error document."""
 
 
 class WithdrawnError(Exception):
@@ -129,9 +129,9 @@ class RuntimeAPI(Resource):
     L{submit} hands over an event and returns a Deferred that fires with the
     runtime's L{Outcome}; it errbacks with L{InvokeFailed} when the runtime
     breaks the protocol or L{fail} is called, and with L{WithdrawnError} after
-    L{withdraw}.  ``on_init_error`` gets the body and error type of an
-    ``init/error`` post; ``on_initialized`` is called at the runtime's first
-    poll, when its initialization is done; ``on_stream_started`` when the
+    L{withdraw}.  C{on_init_error} gets the body and error type of an
+    C{init/error} post; C{on_initialized} is called at the runtime's first
+    poll, when its initialization is done; C{on_stream_started} when the
     runtime starts streaming a response to an invocation's sink.
     """
 
@@ -192,7 +192,7 @@ class RuntimeAPI(Resource):
         """
         Take back the submitted event if the runtime has not received it yet.
 
-        Its Deferred fails with ``reason``, by default L{WithdrawnError}.
+        Its Deferred fails with C{reason}, by default L{WithdrawnError}.
         """
         if self._pending is None:
             return False
@@ -478,7 +478,7 @@ def _error(error_type: str, message: str) -> bytes:
 
 def _reply(request: Request, status: int, body: bytes) -> bytes:
     """
-    Set the status and headers of a JSON answer; the caller returns ``body``.
+    Set the status and headers of a JSON answer; the caller returns C{body}.
     """
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")

@@ -4,7 +4,7 @@ A local function's response, streamed to the gateway as the runtime writes it.
 L{LocalResponseStream} sits between the Runtime API and the gateway's
 stream relay.  To the Runtime API it is the invocation's
 L{twisted_lambdagw.invokers.local.runtime_api.StreamSink}: it receives the body of a
-``Lambda-Runtime-Function-Response-Mode: streaming`` post piece by piece,
+C{Lambda-Runtime-Function-Response-Mode: streaming} post piece by piece,
 and a producer that pauses reading the runtime's connection, so a slow
 client slows the function's writes down.  To the gateway it is the same
 L{twisted_lambdagw.invokers.base.ResponseStream} an AWS streamed invocation
@@ -14,7 +14,7 @@ shared.
 What the runtime reported decides the end, as Lambda's InvokeComplete would:
 a streamed post that ends cleanly is success, its error trailers a function
 error; a buffered post (every awslambdaric handler, which cannot stream) is
-one chunk and success; a post to ``/error`` is a function error before any
+one chunk and success; a post to C{/error} is a function error before any
 byte; a runtime that dies or breaks its stream is a failed stream.
 """
 

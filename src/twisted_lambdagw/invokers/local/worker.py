@@ -2,14 +2,14 @@
 One worker: a runtime process and the Runtime API address it talks to.
 
 The worker listens on its own loopback port, so every request on it comes
-from its own runtime, and starts the runtime with ``reactor.spawnProcess``
+from its own runtime, and starts the runtime with C{reactor.spawnProcess}
 (never blocking the reactor).  It enforces the invocation deadline by
 killing the process, turns a dead process or an init error into a failed
 invocation, and sends every line the process prints to the gateway log,
 tagged with the function and the request being handled.
 
 A worker is used once per process lifetime: after a kill, an exit or an init
-error it is not ``reusable`` and the pool starts a new one.
+error it is not C{reusable} and the pool starts a new one.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
     IProcessTransport,
-    IReactorProcess,
-    IReactorTCP,
     IReactorTime,
     ITCPTransport,
 )
@@ -39,6 +37,8 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
 
+from twisted_lambdagw._types import LocalReactor as LocalReactor
+from twisted_lambdagw.core.describe import exit_status
 from twisted_lambdagw.core.errors import InvokeFailed, InvokeTimeout
 
 from .runtime_api import Invocation, Outcome, RuntimeAPI, RuntimeRequest
@@ -53,14 +53,8 @@ STREAM_DEADLINE = 900.0
 """
 Seconds a streamed response may run once it has started: Lambda's longest
 function timeout.  The caller's deadline bounds the wait for it to start;
-the gateway's ``stream_idle_timeout`` bounds each gap after that.
+the gateway's C{stream_idle_timeout} bounds each gap after that.
 """
-
-
-class LocalReactor(IReactorTCP, IReactorProcess, IReactorTime):
-    """
-    What the local backend needs from a reactor: listen, spawn, keep time.
-    """
 
 
 class _RuntimeChannel(HTTPChannel):
@@ -114,7 +108,7 @@ class Worker:
     """
     A runtime process running one function, and its Runtime API.
 
-    ``on_exit`` is called once the process has gone, whatever the reason.
+    C{on_exit} is called once the process has gone, whatever the reason.
     """
 
     log = Logger()
@@ -205,7 +199,7 @@ class Worker:
 
     def run(self, invocation: Invocation, deadline: float) -> Deferred[Outcome]:
         """
-        Run one invocation, which must be done by ``deadline``.
+        Run one invocation, which must be done by C{deadline}.
 
         At the deadline a runtime that has the event is killed; one that is
         still starting loses the event but goes on starting, so that a slow
@@ -367,7 +361,7 @@ class Worker:
         """
         self._running = False
         self.reusable = False
-        status = _exit_status(reason)
+        status = exit_status(reason.value)
         expected = self._stopping or self._timed_out or self._init_error is not None
         if not expected:
             current = self._current
@@ -453,13 +447,6 @@ class _RuntimeProcess(ProcessProtocol):
                 self._worker.output("stderr" if fd == 2 else "stdout", rest)
         self._buffers.clear()
         self._worker.ended()
-
-
-def _exit_status(reason: Failure) -> str:
-    signal = getattr(reason.value, "signal", None)
-    if signal is not None:
-        return f"killed by signal {signal}"
-    return f"exit status {getattr(reason.value, 'exitCode', None)}"
 
 
 def _error_document(body: bytes) -> dict[str, object]:

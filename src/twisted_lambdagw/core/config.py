@@ -60,7 +60,7 @@ class ConfigError(Exception):
 
 
 TrustedProxy = ipaddress.IPv4Network | ipaddress.IPv6Network | str
-"""An address or network, or the word ``unix`` for Unix socket peers."""
+"""An address or network, or the word C{unix} for Unix socket peers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class GatewayConfig:
     idle_timeout: float = 60.0
     """Seconds an open connection may stay silent between requests."""
     trusted_proxies: tuple[TrustedProxy, ...] = ()
-    """Peers whose X-Forwarded-For/-Proto/-Port are believed; ``unix`` is a Unix socket."""
+    """Peers whose X-Forwarded-For/-Proto/-Port are believed; C{unix} is a Unix socket."""
     tls_min_version: str = "1.2"
 
 
@@ -109,12 +109,12 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class LocalConfig:
     """
-    The ``[local]`` section: where local functions live and how they run.
+    The C{[local]} section: where local functions live and how they run.
 
-    ``env`` holds the extra environment entries every worker gets, in file
-    order; ``python`` is the interpreter that runs ``awslambdaric`` for
-    ``NAME.py`` functions.  ``node`` and ``node_client`` (the entry point of
-    ``aws-lambda-ric``) run ``NAME.mjs`` and ``NAME.js`` functions; either is
+    C{env} holds the extra environment entries every worker gets, in file
+    order; C{python} is the interpreter that runs C{awslambdaric} for
+    C{NAME.py} functions.  C{node} and C{node_client} (the entry point of
+    C{aws-lambda-ric}) run C{NAME.mjs} and C{NAME.js} functions; either is
     None when it is not installed (see L{twisted_lambdagw.core.node_runtime}).
     """
 
@@ -133,14 +133,14 @@ class LocalConfig:
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
     """
-    One ``[route:PREFIX]`` section.
+    One C{[route:PREFIX]} section.
 
-    ``prefix`` always ends in ``/``: ``/lambda`` and ``/lambda/`` are one
-    prefix.  ``region`` is the region the route's calls go to, already
-    resolved from the route, ``[aws]``, the environment or the profile (or
-    the ARN in ``single``); it is None only for local routes.  ``role_arn``
+    C{prefix} always ends in C{/}: C{/lambda} and C{/lambda/} are one
+    prefix.  C{region} is the region the route's calls go to, already
+    resolved from the route, C{[aws]}, the environment or the profile (or
+    the ARN in C{single}); it is None only for local routes.  C{role_arn}
     and the endpoint switches are resolved the same way: the route's own
-    value, else ``[aws]``'s.
+    value, else C{[aws]}'s.
     """
 
     prefix: str
@@ -192,9 +192,9 @@ def botocore_profile_region(profile: str | None, environ: Mapping[str, str]) -> 
     """
     The region the botocore profile names, if any.
 
-    ``profile`` is already chosen by the caller (None means the default
+    C{profile} is already chosen by the caller (None means the default
     profile).  botocore would otherwise look up the profile and the shared
-    files in ``os.environ``; they are pinned here so that ``environ`` alone
+    files in C{os.environ}; they are pinned here so that C{environ} alone
     decides, as it does for the region variables the caller reads first.
     """
     import botocore.exceptions
@@ -220,7 +220,7 @@ def botocore_profile_region(profile: str | None, environ: Mapping[str, str]) -> 
 
 def resolve_path(value: str, base_dir: str | None) -> str:
     """
-    ``value`` joined to ``base_dir`` when it is relative and there is a base.
+    C{value} joined to C{base_dir} when it is relative and there is a base.
     """
     if base_dir is None or os.path.isabs(value):
         return value

@@ -57,10 +57,10 @@ def load_config(
     profile_region: ProfileRegion = botocore_profile_region,
 ) -> Config:
     """
-    Read and validate the configuration file at ``path``.
+    Read and validate the configuration file at C{path}.
 
     Relative file names in the config (the functions directory, the users
-    file, a file access log, the key and certificate files of ``ssl:``
+    file, a file access log, the key and certificate files of C{ssl:}
     listeners, a Unix socket's address) are taken relative to the directory
     holding the config file, as nginx and Caddy do: the file means the same
     whichever directory the gateway is started from.
@@ -90,9 +90,9 @@ def parse_config(
     base_dir: str | None = None,
 ) -> Config:
     """
-    Validate configuration text; ``path`` is only used in error messages.
+    Validate configuration text; C{path} is only used in error messages.
 
-    Relative file names are joined to ``base_dir``; without one (text that
+    Relative file names are joined to C{base_dir}; without one (text that
     came from no file) they are left as written, relative to the current
     directory.
     """
@@ -265,7 +265,7 @@ class _Reader:
 
     def role(self, s: Section, default_session_name: str) -> tuple[str | None, str | None, str]:
         """
-        ``role_arn``, ``external_id`` and ``role_session_name`` of a section.
+        C{role_arn}, C{external_id} and C{role_session_name} of a section.
         """
         role_arn = s.text("role_arn")
         if role_arn is not None and not ROLE_ARN.fullmatch(role_arn):
@@ -287,7 +287,7 @@ class _Reader:
         self, s: Section, endpoint_url: str | None, fips: bool, dualstack: bool
     ) -> tuple[bool, bool]:
         """
-        ``use_fips_endpoint`` and ``use_dualstack_endpoint``, inheriting the defaults.
+        C{use_fips_endpoint} and C{use_dualstack_endpoint}, inheriting the defaults.
 
         Whether the region has such an endpoint is checked against botocore's
         endpoint data when the gateway is assembled.
@@ -355,11 +355,11 @@ class _Reader:
         self, s: Section, functions_dir: str, default: LocalConfig
     ) -> tuple[str | None, str | None]:
         """
-        ``node`` and the ``aws-lambda-ric`` entry point, each None if absent.
+        C{node} and the C{aws-lambda-ric} entry point, each None if absent.
 
-        Missing is an error only where it is needed: a ``node`` or
-        ``node_runtime`` that was asked for, or Node.js functions in
-        ``functions_dir`` that could not run.
+        Missing is an error only where it is needed: a C{node} or
+        C{node_runtime} that was asked for, or Node.js functions in
+        C{functions_dir} that could not run.
         """
         client = default.node_client
         node_name = s.text("node")

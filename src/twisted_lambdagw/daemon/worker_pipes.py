@@ -40,10 +40,10 @@ class WorkerHandoff:
     """
     What a worker process is told by its parent, on its stdin.
 
-    C{sockets} holds one C{(file descriptor, address family)} per ``listen``
+    C{sockets} holds one C{(file descriptor, address family)} per C{listen}
     line, in order.  C{options} are the parent's plugin options (plain
     values only); C{config} is the parent's parsed configuration, the
-    ``--listen`` overrides applied.
+    C{--listen} overrides applied.
     """
 
     worker_id: int
@@ -143,7 +143,7 @@ class LogRelay:
     Turns a worker's stderr into events in this process's log.
 
     JSON events (as L{log_to_parent} writes them) are re-emitted as they
-    were, with a C{worker} field and ``worker N`` in front of their system;
+    were, with a C{worker} field and C{worker N} in front of their system;
     any other line (a crash before logging started) is logged as a warning.
     """
 

@@ -1,16 +1,16 @@
 """
-``workers = N`` in ``[gateway]``: N processes serving the same listeners.
+C{workers = N} in C{[gateway]}: N processes serving the same listeners.
 
 One Python process uses one core; this is how the gateway uses more:
 
-- The parent (the ``twistd`` process) binds N sockets per ``listen`` line
-  with ``SO_REUSEPORT`` (L{twisted_lambdagw.daemon.reuseport}), so a port that is
+- The parent (the C{twistd} process) binds N sockets per C{listen} line
+  with C{SO_REUSEPORT} (L{twisted_lambdagw.daemon.reuseport}), so a port that is
   taken is found once, at startup, before any worker exists.  It serves its
   own share (it is worker 0) and starts N-1 worker processes
   (L{twisted_lambdagw.daemon.worker_main}).
 - Each worker gets its sockets as inherited file descriptors and a
   L{worker_pipes.WorkerHandoff} on its stdin: its id and the parent's parsed L{Config}
-  (``--listen`` overrides included), so a worker restarted an hour later
+  (C{--listen} overrides included), so a worker restarted an hour later
   serves exactly what the others serve even if the file was edited since.
   It builds its own gateway from it (upstream pool, local backend) through
   the same C{tap.makeService} as the parent.
@@ -21,14 +21,14 @@ One Python process uses one core; this is how the gateway uses more:
 - On stop (SIGTERM to the parent) the parent closes its copies of the
   workers' sockets and sends SIGTERM to every worker; each stops accepting
   and finishes its in-flight requests as the parent does.  The parent waits
-  ``drain_timeout`` plus a grace period, then kills what is left.
+  C{drain_timeout} plus a grace period, then kills what is left.
 - A worker watches its stdin pipe: if the parent dies, even by SIGKILL, the
   pipe closes and the worker stops, so no orphan keeps serving.
 - A worker's log events travel as JSON lines on its stderr and the parent
-  re-emits them into its own log with a C{worker} field (and ``worker N`` in
+  re-emits them into its own log with a C{worker} field (and C{worker N} in
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
-  parent's stdout, for ``access_log = -``.
+  parent's stdout, for C{access_log = -}.
 - SIGHUP to the parent has every worker reopen its access log, and the
   parent reloads the config file (L{twisted_lambdagw.daemon.reload}) and hands the
   configuration it then serves to every worker, which applies it.  Both go
@@ -38,7 +38,7 @@ One Python process uses one core; this is how the gateway uses more:
   is handed the configuration serving then, so every process serves the
   same one.
 - Each process knows its worker id (C{Gateway.worker_id}): its metrics get
-  a ``worker`` label and its access log records a ``worker`` field.
+  a C{worker} label and its access log records a C{worker} field.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ Observer = Callable[[LogEvent], None]
 """Where log events go: a log publisher, or anything that takes events."""
 
 KILL_GRACE = 5.0
-"""Seconds a worker gets beyond ``drain_timeout`` before it is killed."""
+"""Seconds a worker gets beyond C{drain_timeout} before it is killed."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def exit_after_stop(reactor: Any, status: int) -> None:
     Stop the reactor, and make the process exit with C{status} afterwards.
 
     twistd and twist always exit 0 after a plain reactor stop; a supervisor
-    (systemd's ``Restart=on-failure``) must see that the gateway gave up.
+    (systemd's C{Restart=on-failure}) must see that the gateway gave up.
     The exit happens at interpreter exit, after twistd has cleaned up.
     """
 
@@ -203,13 +203,13 @@ class WorkerPool(Service):
 
     Stopping it stops the listening, here and in the workers (SIGTERM); its
     C{exited} service, stopped after the parent's own drain, waits for the
-    workers to exit, killing those still running ``drain_timeout`` plus
+    workers to exit, killing those still running C{drain_timeout} plus
     C{kill_grace} seconds after SIGTERM.
 
-    :param spawner: starts the worker processes (the reactor by default).
-    :param give_up: called once when a worker keeps failing; by default
+    @param spawner: starts the worker processes (the reactor by default).
+    @param give_up: called once when a worker keeps failing; by default
         L{exit_after_stop} with status 1.
-    :param command: the worker's argv without its id; by default this
+    @param command: the worker's argv without its id; by default this
         interpreter running L{twisted_lambdagw.daemon.worker_main}.
     """
 

@@ -39,7 +39,7 @@ class RandomIds:
     Random request ids in the text form of a version 4 UUID.
 
     Each is 122 bits from the operating system's random source, as with
-    ``uuid.uuid4()``, but read 4 KB at a time and formatted directly: a
+    C{uuid.uuid4()}, but read 4 KB at a time and formatted directly: a
     third of the cost.  The buffer is dropped in a forked child, so parent
     and child never hand out the same ids.
     """
@@ -149,13 +149,13 @@ def forwarded_headers(
 
     Hop-by-hop headers (and any the Connection header names) are dropped;
     Content-Length is recomputed; the gateway's own headers and the route's
-    ``header_upstream`` replace whatever the client sent under those names.
+    C{header_upstream} replace whatever the client sent under those names.
     C{dropped} is L{dropped_headers} of the same header names, if known.
 
     A name with an underscore is dropped too, as nginx does by default
-    (``underscores_in_headers off``): WSGI and CGI read ``_`` and ``-``
-    alike, so ``X_Authenticated_User`` would reach a Flask app as the
-    gateway's own ``X-Authenticated-User``.
+    (C{underscores_in_headers off}): WSGI and CGI read C{_} and C{-}
+    alike, so C{X_Authenticated_User} would reach a Flask app as the
+    gateway's own C{X-Authenticated-User}.
     """
     if dropped is None:
         dropped = dropped_headers(gateway_headers)

@@ -37,7 +37,7 @@ def error_reply(error: GatewayError, request_id: str) -> Reply:
 
 def accepted_reply(request_id: str, result: InvokeResult) -> Reply:
     """
-    The 202 for an asynchronous (``Event``) invocation Lambda accepted.
+    The 202 for an asynchronous (C{Event}) invocation Lambda accepted.
     """
     document = {"request_id": request_id, "aws_request_id": result.aws_request_id}
     return Reply(202, (JSON_TYPE,), json.dumps(document).encode("utf-8"))

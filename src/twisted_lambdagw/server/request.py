@@ -6,10 +6,10 @@ no limit of its own.  Lambda takes at most 6 MB, so a larger body is refused
 as early as possible: an announced Content-Length over the cap is answered
 as soon as the headers are in, and a chunked body as soon as its count passes
 the cap.  The rest of the body is never read: the resource answers 413 with
-``Connection: close`` (after its route and login checks, so it still says
+C{Connection: close} (after its route and login checks, so it still says
 404 or 401 first), nothing is invoked, and the connection is closed.
 
-Its answers carry no ``Server`` header (twisted.web's names its version,
+Its answers carry no C{Server} header (twisted.web's names its version,
 which a gateway has no reason to tell every client): the resource's
 the request removes it as its head is written (L{GatewayRequest.write},
 which twisted.web's C{finish} calls too for a response without a body).
@@ -30,9 +30,9 @@ DEFAULT_MAX_BODY_SIZE = 6 * 1024 * 1024
 
 class GatewayRequest(Request):
     """
-    A Request that stops reading its body past ``max_body_size`` bytes.
+    A Request that stops reading its body past C{max_body_size} bytes.
 
-    ``body_too_large`` tells the resource to answer 413.  Over HTTP/1.x the
+    C{body_too_large} tells the resource to answer 413.  Over HTTP/1.x the
     request is then handed to the resource at once, with an empty body, and
     the connection is closed after the answer.  Over HTTP/2 only the stream
     is affected, so the body is discarded as it arrives and the 413 is sent
@@ -135,6 +135,6 @@ class GatewayRequest(Request):
 
 def request_factory(max_body_size: int) -> type[GatewayRequest]:
     """
-    A GatewayRequest class with the given cap, for ``Site.requestFactory``.
+    A GatewayRequest class with the given cap, for C{Site.requestFactory}.
     """
     return type("GatewayRequest", (GatewayRequest,), {"max_body_size": max_body_size})

@@ -10,7 +10,7 @@ the in-flight admission...).  Every failure on the way is a L{GatewayError}
 answered with its status and a JSON body; every answer to a routed request
 carries the headers the chain asked for.
 If the client goes away, the invocation is cancelled and nothing is written.
-Routes with ``stream = yes`` hand the response to L{streaming} instead,
+Routes with C{stream = yes} hand the response to L{streaming} instead,
 which writes it as it arrives.
 """
 
@@ -570,7 +570,7 @@ class _Invocation:
     """
     One invocation, unary or streamed, for as long as it runs: its start
     and end times and the code of a failure recorded on the exchange for
-    the access log and the metrics.  (Admission, ``max_in_flight``, is the
+    the access log and the metrics.  (Admission, C{max_in_flight}, is the
     chain's L{twisted_lambdagw.policies.inflight.Admission}.)
     """
 

@@ -102,10 +102,10 @@ class KeepAliveAgent:
     """
     An C{IAgent} sending each request on a kept-alive HTTP/1.1 connection.
 
-    :param endpoints: the endpoint for each (scheme, host, port).
-    :param max_idle_per_host: the most idle connections kept for one host;
+    @param endpoints: the endpoint for each (scheme, host, port).
+    @param max_idle_per_host: the most idle connections kept for one host;
         one coming back to a full set is closed.
-    :param idle_timeout: seconds an idle connection is kept (keep it below
+    @param idle_timeout: seconds an idle connection is kept (keep it below
         the server's own, or the server closes it first and the next request
         on it fails).
     """

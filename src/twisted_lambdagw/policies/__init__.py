@@ -1,0 +1,3 @@
+"""
+The per-route policy chain: CORS, limits, authorization, admission.
+"""

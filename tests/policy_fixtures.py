@@ -1,0 +1,60 @@
+"""
+A request's passage for testing one policy step alone, on a real
+twisted.web request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from twisted.internet.testing import StringTransport
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request
+
+from twisted_lambdagw.config import RouteConfig, parse_config
+from twisted_lambdagw.exchange import Exchange
+from twisted_lambdagw.proxies import Origin
+
+
+@dataclass
+class Principal:
+    user: str
+
+
+@dataclass
+class Passage:
+    request: Request
+    route: RouteConfig
+    origin: Origin
+    exchange: Exchange
+    principal: Principal | None = None
+    answer_headers: list[tuple[str, str]] = field(default_factory=list)
+    replaced: set[str] = field(default_factory=set)
+
+
+def route_from(keys: str, gateway: str = "", auth: str = "") -> RouteConfig:
+    """
+    The route of a config whose one route section holds C{keys}.
+    """
+    text = (
+        f"[gateway]\n{gateway}\n{auth}\n[route:/api]\nsingle = fn\naws_region = us-east-1\n{keys}\n"
+    )
+    return parse_config(text, "gw.ini", environ={}).routes[0]
+
+
+def passage(
+    route: RouteConfig,
+    method: bytes = b"GET",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    remote: str = "192.0.2.10",
+) -> Passage:
+    channel = HTTPChannel()
+    channel.makeConnection(StringTransport())
+    request = Request(channel, parsePOSTFormSubmission=False)
+    request.method = method
+    request.uri = request.path = b"/api/x"
+    for name, value in headers:
+        request.requestHeaders.addRawHeader(name, value)
+    exchange = Exchange("req-1", 0.0, remote, method.decode(), "/api/x", route=route.prefix)
+    return Passage(request, route, Origin(remote, "http", 8080), exchange)

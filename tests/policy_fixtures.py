@@ -12,9 +12,9 @@ from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
-from twisted_lambdagw.config import RouteConfig, parse_config
-from twisted_lambdagw.exchange import Exchange
-from twisted_lambdagw.proxies import Origin
+from twisted_lambdagw.core.config import RouteConfig, parse_config
+from twisted_lambdagw.core.exchange import Exchange
+from twisted_lambdagw.core.proxies import Origin
 
 
 @dataclass

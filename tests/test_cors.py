@@ -9,9 +9,9 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import ConfigError, parse_config
-from twisted_lambdagw.errors import Forbidden
-from twisted_lambdagw.messages import Reply
+from twisted_lambdagw.core.config import ConfigError, parse_config
+from twisted_lambdagw.core.errors import Forbidden
+from twisted_lambdagw.core.messages import Reply
 from twisted_lambdagw.policies.cors import CorsConfig, CorsStep
 
 from .policy_fixtures import Passage, passage, route_from

@@ -10,9 +10,9 @@ from typing import Protocol
 
 from twisted.web.server import Request
 
-from ..config import RouteConfig
-from ..exchange import Exchange
-from ..proxies import Origin
+from ..core.config import RouteConfig
+from ..core.exchange import Exchange
+from ..core.proxies import Origin
 
 
 class PrincipalView(Protocol):

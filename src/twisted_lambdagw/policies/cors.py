@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import Forbidden
-from ..messages import Reply
+from ..core.errors import Forbidden
+from ..core.messages import Reply
 from ._keys import ConfigKeys
 from ._passage import PassageView
 

@@ -20,8 +20,8 @@ from typing import ClassVar
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ...errors import ServiceUnavailable, TooManyRequests
-from ...messages import Reply
+from ...core.errors import ServiceUnavailable, TooManyRequests
+from ...core.messages import Reply
 from .._passage import PassageView
 from .config import RouteLimits
 from .store import Decision, LimitsStore, StoreUnavailable, quota_window

@@ -10,9 +10,12 @@ from typing import Protocol
 
 from twisted.web.server import Request
 
-from ..core.config import RouteConfig
 from ..core.exchange import Exchange
-from ..core.proxies import Origin
+
+
+class OriginView(Protocol):
+    @property
+    def remote(self) -> str: ...
 
 
 class PrincipalView(Protocol):
@@ -22,8 +25,10 @@ class PrincipalView(Protocol):
 
 class PassageView(Protocol):
     request: Request
-    route: RouteConfig
-    origin: Origin
+
+    @property
+    def origin(self) -> OriginView: ...
+
     exchange: Exchange
 
     @property

@@ -6,7 +6,6 @@ twisted.web request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
@@ -15,22 +14,16 @@ from twisted.web.server import Request
 from twisted_lambdagw.core.config import RouteConfig, parse_config
 from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.core.proxies import Origin
+from twisted_lambdagw.policies.chain import Passage, Principal
+
+__all__ = ["Passage", "Principal", "passage", "principal", "route_from"]
 
 
-@dataclass
-class Principal:
-    user: str
-
-
-@dataclass
-class Passage:
-    request: Request
-    route: RouteConfig
-    origin: Origin
-    exchange: Exchange
-    principal: Principal | None = None
-    answer_headers: list[tuple[str, str]] = field(default_factory=list)
-    replaced: set[str] = field(default_factory=set)
+def principal(user: str) -> Principal:
+    """
+    Who a request was authorized as, by basic auth.
+    """
+    return Principal(user, "basic")
 
 
 def route_from(keys: str, gateway: str = "", auth: str = "") -> RouteConfig:
@@ -57,4 +50,6 @@ def passage(
     for name, value in headers:
         request.requestHeaders.addRawHeader(name, value)
     exchange = Exchange("req-1", 0.0, remote, method.decode(), "/api/x", route=route.prefix)
-    return Passage(request, route, Origin(remote, "http", 8080), exchange)
+    return Passage(
+        request, "req-1", route, Origin(remote, "http", 8080), "/api/x", "/api/x", exchange
+    )

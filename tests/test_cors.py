@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_lambdagw.core.config import ConfigError, parse_config
 from twisted_lambdagw.core.errors import Forbidden
 from twisted_lambdagw.core.messages import Reply
-from twisted_lambdagw.policies.cors import CorsConfig, CorsStep
+from twisted_lambdagw.policies.cors.config import CorsConfig
+from twisted_lambdagw.policies.cors.step import CorsStep
 
 from .policy_fixtures import Passage, passage, route_from
 

@@ -17,7 +17,12 @@ from zope.interface import provider
 from twisted_lambdagw.core.config import ConfigError, parse_config
 from twisted_lambdagw.core.errors import ServiceUnavailable, TooManyRequests
 from twisted_lambdagw.policies.limits.config import RouteLimits, StoreConfig
-from twisted_lambdagw.policies.limits.step import LimitStep, StoreHealth, limit_step
+from twisted_lambdagw.policies.limits.step import (
+    LimitStep,
+    MemoryLimitStep,
+    StoreHealth,
+    limit_step,
+)
 from twisted_lambdagw.policies.limits.store import (
     Decision,
     MemoryStore,
@@ -25,7 +30,7 @@ from twisted_lambdagw.policies.limits.store import (
     quota_window,
 )
 
-from .policy_fixtures import Passage, Principal, passage, route_from
+from .policy_fixtures import Passage, passage, principal, route_from
 
 JAN_1 = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 
@@ -186,7 +191,7 @@ class FailingStore:
         return "redis redis://127.0.0.1:1/0"
 
 
-def run(step: LimitStep, p: Passage) -> None:
+def run(step: LimitStep | MemoryLimitStep, p: Passage) -> None:
     d = Deferred.fromCoroutine(step(p))
     results: list[object] = []
     d.addBoth(results.append)
@@ -207,7 +212,7 @@ class StepTests(SynchronousTestCase):
 
     def step(
         self, keys: str, down: str = "allow", store: object = None, auth: str = ""
-    ) -> LimitStep:
+    ) -> LimitStep | MemoryLimitStep:
         route = route_from(keys, auth=auth)
         assert route.limits is not None
         return limit_step(
@@ -259,10 +264,10 @@ class StepTests(SynchronousTestCase):
                          auth="[auth]\nusers_file = /dev/null")  # fmt: skip
         self.assertEqual(step.stage, "limit-after-auth")
         alice = passage(route_from(""))
-        alice.principal = Principal("alice")
+        alice.principal = principal("alice")
         run(step, alice)
         bob = passage(route_from(""))
-        bob.principal = Principal("bob")
+        bob.principal = principal("bob")
         run(step, bob)
         with self.assertRaises(TooManyRequests):
             run(step, alice)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .patterns import HeaderTemplate, parse_glob, parse_header_template
 
 if TYPE_CHECKING:
-    from ..policies.cors import CorsConfig
+    from ..policies.cors.config import CorsConfig
     from ..policies.limits.config import RouteLimits, StoreConfig
 
 TLS_VERSIONS = ("1.2", "1.3")
@@ -181,7 +181,7 @@ class RouteConfig:
     retry_idempotent: bool = False
     log_type: str = "None"
     cors: CorsConfig | None = None
-    """The C{cors_*} keys (C{policies.cors}); None: the route does no CORS."""
+    """The C{cors_*} keys (C{policies.cors.config}); None: the route does no CORS."""
     limits: RouteLimits | None = None
     """The C{rate_*} and C{quota} keys (C{policies.limits.config})."""
 
@@ -282,7 +282,7 @@ class _PolicyParsers:
     """
 
     def __init__(self) -> None:
-        from ..policies.cors import parse_cors
+        from ..policies.cors.config import parse_cors
         from ..policies.limits.config import parse_route_limits, parse_store
 
         self.parse_cors = parse_cors

@@ -27,7 +27,8 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import optionsForClientTLS
 
-from ..._compat import redis_pool_retry_delays
+from twisted_lambdagw._compat import redis_pool_connections, redis_pool_retry_delays
+
 from .config import RouteLimits, StoreConfig
 from .store import Decision, StoreUnavailable, decision, quota_window
 
@@ -78,12 +79,11 @@ return {refused, tostring(tokens), used, tostring(retry)}
 """
 LUA_SHA = hashlib.sha1(LUA, usedforsecurity=False).hexdigest()
 """What EVALSHA names the script by (Redis's own choice of hash)."""
+LUA_SHA_BYTES = LUA_SHA.encode("ascii")
 
 
 class RedisClient(Protocol):
     """The part of txredisapi's connection handler this store uses."""
-
-    def evalsha(self, sha1_hash: str, keys: list[str], args: list[str]) -> Deferred[object]: ...
 
     def execute_command(self, *args: object) -> Deferred[object]: ...
 
@@ -128,6 +128,13 @@ def connect(
 class RedisStore:
     """
     A L{LimitsStore} in a Redis server shared by every gateway that names it.
+
+    A check goes straight to one of the pool's connected protocols (round
+    robin), with its command's constant part encoded once per route's
+    limits; txredisapi's handler, which waits for a free connection, is the
+    way only while none is connected.  The protocol's own reply timeout
+    (C{replyTimeout}, the same deadline) bounds the wait and drops a
+    connection whose server stalls.
     """
 
     def __init__(
@@ -145,56 +152,80 @@ class RedisStore:
         self._timeout = timeout
         self._now = now or clock.seconds
         """Wall-clock time, for the quota's UTC windows."""
+        self._connections = redis_pool_connections(client)
+        self._next = 0
+        self._prepared: dict[RouteLimits, tuple[bytes, ...]] = {}
+
+    def _args(self, limits: RouteLimits) -> tuple[bytes, ...]:
+        """
+        The script's constant arguments for C{limits} (rate, burst, quota).
+        """
+        args = self._prepared.get(limits)
+        if args is None:
+            args = self._prepared[limits] = (
+                repr(limits.rate or 0.0).encode(),
+                str(limits.burst).encode(),
+                str(limits.quota or 0).encode(),
+            )
+        return args
 
     async def check(self, key: str, limits: RouteLimits) -> Decision:
         now = self._now()
-        start, end = quota_window(now, limits.quota_period) if limits.quota else (0, 0)
-        keys = [f"{key}:b", f"{key}:q:{start}"]
-        args = [
-            repr(limits.rate or 0.0),
-            str(limits.burst),
-            str(limits.quota or 0),
-            repr(float(end - now) if limits.quota else 0.0),
-        ]
-        reply = await self._run(keys, args)
+        base = key.encode()
+        if limits.quota:
+            start, end = quota_window(now, limits.quota_period)
+            quota_key = b"%s:q:%d" % (base, start)
+            window_left = end - now
+        else:
+            quota_key, window_left = base + b":q", 0.0
+        keys_args = (base + b":b", quota_key, *self._args(limits), repr(window_left).encode())
+        reply = await self._run(keys_args)
         try:
-            if not isinstance(reply, list) or len(reply) != 4:
+            if type(reply) is not list or len(reply) != 4:
                 raise TypeError("not a list of 4")
             refused, tokens, used, retry = reply
             return decision(
                 limits,
                 _text(refused) or None,
-                float(_text(tokens)),
-                int(_text(used)),
-                end - now,
-                float(_text(retry)),
+                float(tokens),
+                int(used),
+                window_left,
+                float(retry),
             )
         except (TypeError, ValueError) as e:
             raise StoreUnavailable(f"unexpected reply from the script: {reply!r}") from e
 
-    async def _run(self, keys: list[str], args: list[str]) -> object:
+    def _send(self, *command: bytes) -> Deferred[object]:
+        connections = self._connections
+        for _ in range(len(connections)):
+            self._next = (self._next + 1) % len(connections)
+            connection = connections[self._next]
+            if connection.connected:
+                # Bounded by the protocol's replyTimeout: no timer of our own.
+                sent: Deferred[object] = connection.execute_command(*command)
+                return sent
+        # None connected (yet, or again): the handler waits for one, and the
+        # deadline bounds that wait.
+        return self._client.execute_command(*command).addTimeout(self._timeout, self._clock)
+
+    async def _run(self, keys_args: tuple[bytes, ...]) -> object:
         import txredisapi
 
-        attempt = self._client.evalsha(LUA_SHA, keys, args)
         try:
             try:
-                return await self._deadline(attempt)
-            except txredisapi.ScriptDoesNotExist:
-                # NOSCRIPT: the server restarted or was flushed.  EVAL runs
-                # the script and caches it there for the next EVALSHA.
-                return await self._deadline(
-                    self._client.execute_command("EVAL", LUA, len(keys), *keys, *args)
-                )
+                return await self._send(b"EVALSHA", LUA_SHA_BYTES, b"2", *keys_args)
+            except txredisapi.ResponseError as e:
+                if not str(e).startswith("NOSCRIPT"):
+                    raise
+                # The server restarted or was flushed.  EVAL runs the script
+                # and caches it there for the next EVALSHA.
+                return await self._send(b"EVAL", LUA, b"2", *keys_args)
         except (CancelledError, TimeoutError):
             raise StoreUnavailable(f"no answer within {self._timeout}s") from None
         except txredisapi.RedisError as e:
             raise StoreUnavailable(f"{type(e).__name__}: {e}") from None
         except ConnectionError as e:
             raise StoreUnavailable(str(e) or type(e).__name__) from None
-
-    def _deadline(self, d: Deferred[object]) -> Deferred[object]:
-        # Also bounds the wait for a free connection while none is up.
-        return d.addTimeout(self._timeout, self._clock)
 
     async def close(self) -> None:
         await self._client.disconnect()

@@ -20,11 +20,12 @@ from typing import ClassVar
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ...core.errors import ServiceUnavailable, TooManyRequests
-from ...core.messages import Reply
-from .._passage import PassageView
+from twisted_lambdagw.core.errors import ServiceUnavailable, TooManyRequests
+from twisted_lambdagw.core.messages import Reply
+
+from ..chain import Passage, Stage, SyncStep
 from .config import RouteLimits
-from .store import Decision, LimitsStore, StoreUnavailable, quota_window
+from .store import Decision, LimitsStore, MemoryStore, StoreUnavailable, quota_window
 
 _WINDOW_SECONDS = {"h": 3600, "day": 86400}
 
@@ -72,14 +73,14 @@ class StoreHealth:
             self.log.info("limits store {store} answers again", store=self._store)
 
 
-class LimitStep:
+class _Limit:
     """
-    One route's rate limit and quota, checked in C{store} under one key.
-
-    Built by L{limit_step}, which picks the stage from the key.
+    What the limit steps share: the key, the answer's RateLimit fields, the
+    refusal.  Built by L{limit_step}, which picks the stage from the key and
+    the sync variant for the memory store.
     """
 
-    stage: ClassVar[str] = "limit-before-auth"
+    stage: ClassVar[Stage]
 
     def __init__(
         self,
@@ -106,8 +107,18 @@ class LimitStep:
             length = _WINDOW_SECONDS.get(limits.quota_period, end - start)
             policies.append(f'"quota";q={limits.quota};w={length}')
         self._policy = ("RateLimit-Policy", ", ".join(policies))
+        # The key's constant part: route, key kind and the limits themselves
+        # (a changed limit starts afresh rather than reading another's state).
+        self._key_prefix = b"\0".join(
+            (
+                route.encode("utf-8"),
+                limits.key_label.encode("ascii"),
+                f"{limits.rate}/{limits.burst}/{limits.quota}/{limits.quota_period}".encode(),
+                b"",
+            )
+        )
 
-    def key(self, passage: PassageView) -> str:
+    def key(self, passage: Passage) -> str:
         """
         The store key: the route and the key's value, hashed (a header may
         hold a secret, and the store should not learn client addresses).
@@ -127,27 +138,15 @@ class LimitStep:
             # Requests without the header share one bucket of their own.
             values = passage.request.requestHeaders.getRawHeaders(self.limits.header, [])
             value = b"h:" + values[-1] if values else b"-"
-        limits = self.limits
-        digest = hashlib.sha256(
-            b"\0".join(
-                (
-                    self._route.encode("utf-8"),
-                    self.limits.key_label.encode("ascii"),
-                    f"{limits.rate}/{limits.burst}/{limits.quota}/{limits.quota_period}".encode(),
-                    value,
-                )
-            )
-        ).hexdigest()[:32]
-        return f"lambdagw:limit:{digest}"
+        digest = hashlib.sha256(self._key_prefix + value).hexdigest()[:32]
+        return "lambdagw:limit:" + digest
 
-    async def __call__(self, passage: PassageView) -> Reply | None:
-        try:
-            decision = await self._store.check(self.key(passage), self.limits)
-        except StoreUnavailable as e:
-            self._health.failed(str(e), self._down)
-            if self._down == "deny":
-                raise ServiceUnavailable("rate limit store unavailable", detail=str(e)) from None
-            return None
+    def _unavailable(self, error: StoreUnavailable) -> None:
+        self._health.failed(str(error), self._down)
+        if self._down == "deny":
+            raise ServiceUnavailable("rate limit store unavailable", detail=str(error)) from None
+
+    def _decided(self, passage: Passage, decision: Decision) -> None:
         self._health.answered()
         passage.answer_headers.append(self._policy)
         passage.answer_headers.append(("RateLimit", self._state(decision)))
@@ -159,7 +158,6 @@ class LimitStep:
                 detail=f"{decision.refused_by} limit, key {self.limits.key_label}",
                 retry_after=decision.retry_after,
             )
-        return None
 
     def _state(self, d: Decision) -> str:
         items = []
@@ -182,12 +180,52 @@ class LimitStep:
         )
 
 
+class LimitStep(_Limit):
+    """
+    A route's rate limit and quota keyed by route, client or header, in a
+    store that may wait (Redis): before authorization.
+    """
+
+    stage: ClassVar[Stage] = "limit-before-auth"
+
+    async def __call__(self, passage: Passage) -> Reply | None:
+        try:
+            decision = await self._store.check(self.key(passage), self.limits)
+        except StoreUnavailable as e:
+            self._unavailable(e)
+            return None
+        self._decided(passage, decision)
+        return None
+
+
 class UserLimitStep(LimitStep):
     """
     A limit keyed by the authorized user: checked after authorization.
     """
 
-    stage: ClassVar[str] = "limit-after-auth"
+    stage: ClassVar[Stage] = "limit-after-auth"
+
+
+class MemoryLimitStep(_Limit, SyncStep):
+    """
+    L{LimitStep} in this process's memory: it never waits, so the chain
+    calls L{check} directly.
+    """
+
+    stage: ClassVar[Stage] = "limit-before-auth"
+    _store: MemoryStore
+
+    def check(self, passage: Passage) -> Reply | None:
+        self._decided(passage, self._store.check_now(self.key(passage), self.limits))
+        return None
+
+
+class MemoryUserLimitStep(MemoryLimitStep):
+    """
+    L{MemoryLimitStep} keyed by the authorized user.
+    """
+
+    stage: ClassVar[Stage] = "limit-after-auth"
 
 
 def limit_step(
@@ -198,9 +236,14 @@ def limit_step(
     route: str,
     down: str = "allow",
     now: Callable[[], float] = time.time,
-) -> LimitStep:
+) -> LimitStep | MemoryLimitStep:
     """
     The step for a route's limits, at the stage its key needs.
     """
-    kind = UserLimitStep if limits.key == "user" else LimitStep
+    user = limits.key == "user"
+    kind: type[LimitStep] | type[MemoryLimitStep]
+    if isinstance(store, MemoryStore):
+        kind = MemoryUserLimitStep if user else MemoryLimitStep
+    else:
+        kind = UserLimitStep if user else LimitStep
     return kind(limits, store, health, route=route, down=down, now=now)

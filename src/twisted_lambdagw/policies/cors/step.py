@@ -105,7 +105,10 @@ class CorsStep(SyncStep):
             *((("Access-Control-Allow-Credentials", "true"),) if self.config.credentials else ()),
             ("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers"),
         ]
-        return Reply(204, tuple(reply_headers), b"")
+        # As answer headers: the resource drops the C{replaced} CORS names
+        # from a reply's own headers, then adds these.
+        passage.answer_headers.extend(reply_headers)
+        return Reply(204, (), b"")
 
     def describe(self) -> str:
         c = self.config

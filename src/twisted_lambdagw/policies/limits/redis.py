@@ -74,8 +74,10 @@ if refused == '' then
     end
   end
 end
--- Floats go back as strings: Redis would cut a Lua number to an integer.
-return {refused, tostring(tokens), used, tostring(retry)}
+-- One status line (floats as text: Redis would cut a Lua number to an
+-- integer): the cheapest reply to read, one line, no bulk strings.
+return redis.status_reply(refused .. ' ' .. tostring(tokens) .. ' ' .. tostring(used)
+  .. ' ' .. tostring(retry))
 """
 LUA_SHA = hashlib.sha1(LUA, usedforsecurity=False).hexdigest()
 """What EVALSHA names the script by (Redis's own choice of hash)."""
@@ -181,16 +183,11 @@ class RedisStore:
         keys_args = (base + b":b", quota_key, *self._args(limits), repr(window_left).encode())
         reply = await self._run(keys_args)
         try:
-            if type(reply) is not list or len(reply) != 4:
-                raise TypeError("not a list of 4")
-            refused, tokens, used, retry = reply
+            if type(reply) is not str:
+                raise TypeError("not a status line")
+            refused, tokens, used, retry = reply.split(" ")
             return decision(
-                limits,
-                _text(refused) or None,
-                float(tokens),
-                int(used),
-                window_left,
-                float(retry),
+                limits, refused or None, float(tokens), int(used), window_left, float(retry)
             )
         except (TypeError, ValueError) as e:
             raise StoreUnavailable(f"unexpected reply from the script: {reply!r}") from e
@@ -232,7 +229,3 @@ class RedisStore:
 
     def describe(self) -> str:
         return f"redis {self._url}"
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

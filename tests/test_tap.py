@@ -28,6 +28,7 @@ from twisted_lambdagw.gateway import LocalBackendService, PoolService
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import CredentialsService
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache
+from twisted_lambdagw.policies.limits.service import LimitsStoreService
 from twisted_lambdagw.server.request import GatewayRequest
 from twisted_lambdagw.server.site import GatewaySite
 
@@ -194,10 +195,11 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The gateway's service (pool, local backend, credentials, drain), then one
-        endpoint service per --listen.
+        The gateway's service (pool, local backend, credentials, limits store,
+        drain), then one endpoint service per --listen.
 
-        The local backend's service is there with no local route: a reload may add one.
+        The local backend's and the limits store's services are there with no
+        local route and no limits: a reload may add them.
         """
         self.assertTrue(verifyObject(IService, self.service))
         self.assertIsInstance(self.service, DaemonService)
@@ -205,7 +207,11 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
         assert isinstance(gateway_service, SequentialService)
-        pool_service, local_service, credentials_service, drain_service = gateway_service.services
+        (pool_service, local_service, credentials_service, limits_service, drain_service) = (
+            gateway_service.services
+        )
+        assert isinstance(limits_service, LimitsStoreService)
+        self.assertIsNone(limits_service.shared)
         assert isinstance(local_service, LocalBackendService)
         self.assertIsNone(local_service.local)
         self.assertIsInstance(credentials_service, CredentialsService)
@@ -398,14 +404,43 @@ class CheckCommandTests(SynchronousTestCase):
         path = write_config(self.dir, CONFIG)
         self.assertEqual(self.check(path), 0)
         self.assertEqual(self.stderr.getvalue(), "")
-        lines = self.stdout.getvalue().splitlines()
+        output = self.stdout.getvalue().splitlines()
+        # Each route's chain follows it, indented.
+        lines = [line for line in output if not line.startswith("    ")]
         self.assertEqual(lines[0], f"{path}: OK, 2 route(s)")
         self.assertEqual(len(lines), 3)
+        self.assertEqual(
+            output[2:4],
+            [
+                "    admit: function name and body size",
+                "    admit: admission (max_in_flight 10000)",
+            ],
+        )
         self.assertTrue(lines[1].startswith("/lambda/special/ "), lines[1])
         self.assertIn("-> special-fn ", lines[1])
         self.assertTrue(lines[2].startswith("/lambda/ "), lines[2])
         self.assertIn("-> <name>:prod ", lines[2])
         self.assertIn("[aws us-west-2, httpjson, auth=none, timeout=30s]", lines[2])
+
+    def test_chains(self) -> None:
+        """
+        Each route's CORS and limits are shown in its chain, in the order
+        they run, with the limits store (nothing is connected to).
+        """
+        path = write_config(
+            self.dir,
+            CONFIG.replace("[gateway]", "[gateway]\nlimits_store = redis://127.0.0.1:1/0\n")
+            + "cors_allow_origins = https://app.example.com\nrate_limit = 5/s\nquota = 9/h\n",
+        )
+        self.assertEqual(self.check(path), 0, self.stderr.getvalue())
+        output = self.stdout.getvalue()
+        self.assertIn(
+            "    cors: cors origins https://app.example.com, methods *, headers *\n"
+            "    limit-before-auth: limit rate 5/s burst 5, quota 9/h per route"
+            " (redis redis://127.0.0.1:1/0, store down: allow)\n"
+            "    admit: function name and body size\n",
+            output,
+        )
 
     def test_bad_config(self) -> None:
         """

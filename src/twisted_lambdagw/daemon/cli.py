@@ -7,15 +7,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from twisted_lambdagw.core.config import Config, ConfigError, load_config
 
 
-def route_table(config: Config) -> str:
+def route_table(config: Config, chains: Mapping[str, Sequence[str]] | None = None) -> str:
     """
-    The routes, one line each, longest prefix first (the order they match in).
+    The routes, one line each, longest prefix first (the order they match in),
+    each followed by its policy chain's steps (C{chains}, by prefix), indented.
     """
     lines = []
     for route in sorted(config.routes, key=lambda r: len(r.prefix), reverse=True):
@@ -32,7 +33,36 @@ def route_table(config: Config) -> str:
             f"[{route.backend} {where}, {route.format}, auth={route.auth},"
             f" timeout={route.timeout:g}s{streamed}]"
         )
+        lines += [f"    {step}" for step in (chains or {}).get(route.prefix, ())]
     return "\n".join(lines)
+
+
+def describe_chains(config: Config) -> dict[str, list[str]]:
+    """
+    Each route's policy chain as ``Chain.describe()`` gives it, built as the
+    gateway builds it but connecting nowhere (no limits store is reached).
+    """
+    from twisted.internet.defer import succeed
+    from twisted.internet.task import Clock
+
+    from twisted_lambdagw.policies.auth import basic_authenticator
+    from twisted_lambdagw.policies.build import PolicyServices, build_chain
+    from twisted_lambdagw.policies.inflight import InFlight
+    from twisted_lambdagw.policies.limits.service import named_store
+
+    clock = Clock()
+    authenticator = None
+    if config.auth is not None and any(r.auth == "basic" for r in config.routes):
+        authenticator = basic_authenticator(
+            config.auth.users_file, config.auth.realm, lambda f: succeed(f())
+        )
+    services = PolicyServices(
+        clock,
+        in_flight=InFlight(config.gateway.max_in_flight),
+        authenticator=authenticator,
+        limits_store=named_store(config.gateway.limits_store, clock),
+    )
+    return {r.prefix: build_chain(r, config, services).describe() for r in config.routes}
 
 
 def read_password(args: argparse.Namespace, stdin: TextIO, ask: Callable[[str], str]) -> str:
@@ -81,11 +111,12 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         check_endpoints(config, MemoryReactor())
         check_auth(config)
+        chains = describe_chains(config)
     except ConfigError as e:
         print(f"lambdagw: {e}", file=err)
         return 1
     print(f"{args.config}: OK, {len(config.routes)} route(s)", file=out)
-    print(route_table(config), file=out)
+    print(route_table(config, chains), file=out)
     return 0
 
 

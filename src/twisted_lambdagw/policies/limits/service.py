@@ -14,9 +14,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from .config import StoreConfig
+from .config import RouteLimits, StoreConfig
 from .step import StoreHealth
-from .store import LimitsStore, MemoryStore
+from .store import Decision, LimitsStore, MemoryStore, StoreUnavailable
 
 REDIS_TIMEOUT = 0.25
 """Seconds a check may wait for Redis (or a connection to it) before C{limits_store_down}."""
@@ -73,6 +73,31 @@ def open_store(
             connect(config, timeout), clock, url=config.url, timeout=timeout, now=time.time
         )
     return SharedStore(config, store, StoreHealth(clock, store.describe(), count_error))
+
+
+class NamedStore:
+    """
+    A store that only names itself: C{lambdagw check} shows the chains
+    without connecting anywhere.
+    """
+
+    def __init__(self, config: StoreConfig) -> None:
+        self._name = "memory (per process)" if config.kind == "memory" else f"redis {config.url}"
+
+    async def check(self, key: str, limits: RouteLimits) -> Decision:
+        raise StoreUnavailable("not connected (lambdagw check)")
+
+    def describe(self) -> str:
+        return self._name
+
+
+def named_store(config: StoreConfig | None, clock: IReactorTime) -> SharedStore:
+    """
+    C{config}'s store as L{NamedStore}, for describing chains.
+    """
+    config = config or StoreConfig()
+    store = NamedStore(config)
+    return SharedStore(config, store, StoreHealth(clock, store.describe()))
 
 
 class LimitsStoreService(Service):

@@ -99,20 +99,9 @@ def main() -> None:
                 gateways.append(process)
             path = GATEWAY_PREFIX + "fast-httpjson/"
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                args = (options.connections, 1, options.duration, 10.0)
                 runs = [
-                    pool.submit(
-                        wrk,
-                        tools,
-                        procs,
-                        tmp,
-                        port,
-                        path,
-                        options.connections,
-                        1,
-                        options.duration,
-                        10.0,
-                        f"{mode}-{i}",
-                    )  # fmt: skip
+                    pool.submit(wrk, tools, procs, tmp, port, path, *args, f"{mode}-{i}")
                     for i, port in enumerate(ports)
                 ]
                 numbers = [run.result()[0] for run in runs]

@@ -58,6 +58,8 @@ from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
 from twisted_lambdagw.policies.build import PolicyServices, build_chain
 from twisted_lambdagw.policies.inflight import InFlight
+from twisted_lambdagw.policies.limits.config import StoreConfig
+from twisted_lambdagw.policies.limits.service import LimitsStoreService, SharedStore, open_store
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
@@ -162,6 +164,12 @@ def check_aws_routes(
     return endpoints
 
 
+def _nothing() -> None:
+    """
+    Count nothing: limits store errors when there is no metrics page.
+    """
+
+
 class Gateway:
     """
     A configured gateway: its resource, and the service owning its resources.
@@ -254,12 +262,15 @@ class Gateway:
                 worker=labelled_worker,
             )
             observers.append(self.metrics)
+        self.limits_store: SharedStore | None = self._limits_store(config, None)
+        """Where the routes' limits count; None when no route has limits."""
         self.policies = PolicyServices(
             clock=clock,
             run_in_thread=self._run_in_thread,
             metrics=self.metrics,
             in_flight=InFlight(settings.max_in_flight),
             authenticator=self.authenticator,
+            limits_store=self.limits_store,
         )
         """What the routes' policy chains share."""
         self.bindings = [self._bind(route) for route in config.routes]
@@ -286,6 +297,8 @@ class Gateway:
         self._local_service.setServiceParent(self.service)
         self._credentials_service = CredentialsService(self.credential_sources.values())
         self._credentials_service.setServiceParent(self.service)
+        self._limits_service = LimitsStoreService(self.limits_store)
+        self._limits_service.setServiceParent(self.service)
         self.drain = DrainService(self.resource, clock, settings.drain_timeout)
         self.drain.setServiceParent(self.service)
 
@@ -319,6 +332,23 @@ class Gateway:
         if running is not None and self.config.local == config.local:
             return running
         return LocalInvoker(self._reactor, config.local)
+
+    def _limits_store(self, config: Config, running: SharedStore | None) -> SharedStore | None:
+        """
+        The limits store for C{config}: C{running} if it names the same one
+        (its C{limits_store_down} updated), a new one if some route has
+        limits, else None.
+        """
+        if not any(route.limits is not None for route in config.routes):
+            return None
+        wanted = config.gateway.limits_store or StoreConfig()
+        if running is not None and running.serves(wanted):
+            running.config = wanted
+            return running
+        metrics = self.metrics
+        return open_store(
+            wanted, self._reactor, metrics.limits_store_error if metrics is not None else _nothing
+        )
 
     def _authenticator(self, config: Config) -> BasicAuthenticator | None:
         if config.auth is None or not any(r.auth == "basic" for r in config.routes):
@@ -374,12 +404,17 @@ class Gateway:
                 f"{config.path}: {source.name}: no AWS credentials ({source.description}): {reason}"
             ) from None
         local = self._local(config, self.local)
+        old_store = self.limits_store
+        limits_store = self._limits_store(config, old_store)
         # Nothing can fail from here on: the new state becomes the gateway's.
         old_local, old_pool, old_sources = self.local, self.pool, self.credential_sources
         self.config, self._endpoints, self.authenticator = config, endpoints, authenticator
         self.pool, self._client, self.connection_limits = pool, client, limits
         self.credential_sources, self.local = sources, local
-        self.policies = replace(self.policies, authenticator=authenticator)
+        self.limits_store = limits_store
+        self.policies = replace(
+            self.policies, authenticator=authenticator, limits_store=limits_store
+        )
         self.bindings = [self._bind(route) for route in config.routes]
         settings = config.gateway
         self.resource.configure(
@@ -394,7 +429,10 @@ class Gateway:
             self._pool_service.pool = pool  # type: ignore[assignment]
         self._local_service.local = local
         self._credentials_service.sources = list(sources.values())
+        self._limits_service.shared = limits_store
         closers: list[Callable[[], object]] = []
+        if old_store is not None and old_store is not limits_store:
+            closers.append(old_store.close)
         if old_local is not None and old_local is not local:
             closers.append(lambda: Deferred.fromCoroutine(old_local.stop()))
         if old_pool is not None and old_pool is not pool:

@@ -16,10 +16,15 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .endpoint_strings import resolve_files
 from .node_runtime import BUNDLED, PACKAGE, find_client, find_node, how_to_install, node_functions
 from .patterns import HeaderTemplate, parse_glob, parse_header_template
+
+if TYPE_CHECKING:
+    from ..policies.cors.config import CorsConfig
+    from ..policies.limits.config import RouteLimits, StoreConfig
 
 TLS_VERSIONS = ("1.2", "1.3")
 FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
@@ -87,6 +92,8 @@ class GatewayConfig:
     trusted_proxies: tuple[TrustedProxy, ...] = ()
     """Peers whose X-Forwarded-For/-Proto/-Port are believed; ``unix`` is a Unix socket."""
     tls_min_version: str = "1.2"
+    limits_store: StoreConfig | None = None
+    """Where rate limits and quotas count (C{policies.limits.config}); None: memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +186,10 @@ class RouteConfig:
     use_dualstack_endpoint: bool = False
     retry_idempotent: bool = False
     log_type: str = "None"
+    cors: CorsConfig | None = None
+    """The C{cors_*} keys (C{policies.cors.config}); None: the route does no CORS."""
+    limits: RouteLimits | None = None
+    """The C{rate_*} and C{quota} keys (C{policies.limits.config})."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +306,27 @@ def resolve_path(value: str, base_dir: str | None) -> str:
     return os.path.join(base_dir, value)
 
 
+class _PolicyParsers:
+    """
+    The policy steps' own config parsers, imported when a config is read.
+
+    They live beside their steps and import this module's types; importing
+    them here at the top would make the two modules import each other.
+    """
+
+    def __init__(self) -> None:
+        from ..policies.cors.config import parse_cors
+        from ..policies.limits.config import parse_route_limits, parse_store
+
+        self.parse_cors = parse_cors
+        self.parse_route_limits = parse_route_limits
+        self.parse_store = parse_store
+
+
+def _policy_parsers() -> _PolicyParsers:
+    return _PolicyParsers()
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -387,7 +419,7 @@ class _Section:
 _GATEWAY_KEYS = {
     "listen", "max_body_size", "timeout", "access_log", "health_path", "metrics_path",
     "max_in_flight", "drain_timeout", "workers", "header_timeout", "idle_timeout",
-    "trusted_proxies", "tls_min_version",
+    "trusted_proxies", "tls_min_version", "limits_store", "limits_store_down",
 }  # fmt: skip
 _ROLE_KEYS = {"role_arn", "external_id", "role_session_name"}
 _ENDPOINT_SWITCHES = ("use_fips_endpoint", "use_dualstack_endpoint")
@@ -413,6 +445,9 @@ _ROUTE_KEYS = {
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
     "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
+    # policies.cors and policies.limits parse these.
+    "cors_allow_origins", "cors_allow_methods", "cors_allow_headers", "cors_expose_headers",
+    "cors_max_age", "cors_allow_credentials", "rate_limit", "rate_burst", "rate_key", "quota",
 }  # fmt: skip
 
 
@@ -475,6 +510,7 @@ class _Reader:
             idle_timeout=s.duration("idle_timeout", default.idle_timeout),
             trusted_proxies=self.trusted_proxies(s),
             tls_min_version=s.choice("tls_min_version", TLS_VERSIONS, default.tls_min_version),
+            limits_store=_policy_parsers().parse_store(s),
         )
 
     def listen(self, s: _Section) -> list[str]:
@@ -811,6 +847,8 @@ class _Reader:
             use_dualstack_endpoint=dualstack,
             retry_idempotent=s.boolean("retry_idempotent", False),
             log_type=log_type,
+            cors=_policy_parsers().parse_cors(s),
+            limits=_policy_parsers().parse_route_limits(s, auth_mode),
         )
 
     def globs(self, s: _Section, key: str) -> list[str]:

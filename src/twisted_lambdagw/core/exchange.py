@@ -43,6 +43,11 @@ class Exchange:
     """
     outcome: str = "served"
     """served, error, or client_gone."""
+    limited: str | None = None
+    """
+    Refused by a rate limit or quota: C{KIND:WHICH}, the key's kind (route,
+    client, user, header) and C{rate} or C{quota}.
+    """
     first_byte: float | None = None
     """Clock time the status line and headers were written, or None if never."""
     stream_outcome: str | None = None

@@ -16,8 +16,12 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .routing import HeaderTemplate, parse_glob, parse_header_template
+
+if TYPE_CHECKING:
+    from .policies.authorizers.config import AuthorizerConfig
 
 TLS_VERSIONS = ("1.2", "1.3")
 FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
@@ -173,6 +177,8 @@ class RouteConfig:
     use_dualstack_endpoint: bool = False
     retry_idempotent: bool = False
     log_type: str = "None"
+    scopes: tuple[str, ...] = ()
+    """With ``auth`` naming a jwt authorizer: the token must hold one of these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +189,8 @@ class Config:
     routes: tuple[RouteConfig, ...]
     auth: AuthConfig | None = None
     local: LocalConfig | None = None
+    authorizers: tuple[AuthorizerConfig, ...] = ()
+    """The ``[authorizer:NAME]`` sections, in file order."""
 
 
 ProfileRegion = Callable[[str | None, Mapping[str, str]], str | None]
@@ -379,7 +387,7 @@ _ROUTE_KEYS = {
     "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
-    "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
+    "retry_idempotent", "log_type", "scopes", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
 }  # fmt: skip
 
 
@@ -395,6 +403,7 @@ class _Reader:
         self.path = path
         self.environ = environ
         self.profile_region = profile_region
+        self.authorizers: tuple[AuthorizerConfig, ...] = ()
 
     def section(self, name: str, allowed: set[str]) -> _Section:
         values = dict(self.parser[name]) if self.parser.has_section(name) else {}
@@ -402,16 +411,21 @@ class _Reader:
 
     def read(self) -> Config:
         for name in self.parser.sections():
-            if name not in ("gateway", "aws", "auth", "local") and not name.startswith("route:"):
+            if name not in ("gateway", "aws", "auth", "local") and not name.startswith(
+                ("route:", "authorizer:")
+            ):
                 raise ConfigError(f"{self.path}: [{name}]: unknown section")
+        from .policies.authorizers.config import read_authorizers
+
         gateway = self.read_gateway()
         aws = self.read_aws()
         auth = self.read_auth() if self.parser.has_section("auth") else None
         local = self.read_local() if self.parser.has_section("local") else None
+        self.authorizers = read_authorizers(self, aws, local)
         routes = self.read_routes(gateway, aws, auth, local)
         if not routes:
             raise ConfigError(f"{self.path}: no [route:PREFIX] section: nothing to serve")
-        return Config(self.path, gateway, aws, routes, auth, local)
+        return Config(self.path, gateway, aws, routes, auth, local, self.authorizers)
 
     def read_gateway(self) -> GatewayConfig:
         s = self.section("gateway", _GATEWAY_KEYS)
@@ -612,7 +626,11 @@ class _Reader:
             raise s.error(None, "the prefix must be a clean path (no //, . or .. segments)")
         prefix = prefix.rstrip("/") + "/"
 
-        auth_mode = s.choice("auth", AUTH_MODES, "basic" if auth is not None else "none")
+        from .policies.authorizers.config import check_route_auth
+
+        auth_mode = s.text("auth", "basic" if auth is not None else "none")
+        assert auth_mode is not None
+        scopes = check_route_auth(s, auth_mode, self.authorizers)
         if auth_mode == "basic" and auth is None:
             raise s.error("auth", "'basic' needs an [auth] section with a users_file")
 
@@ -709,6 +727,7 @@ class _Reader:
             use_dualstack_endpoint=dualstack,
             retry_idempotent=s.boolean("retry_idempotent", False),
             log_type=log_type,
+            scopes=scopes,
         )
 
     def globs(self, s: _Section, key: str) -> list[str]:

@@ -153,3 +153,32 @@ class InvokeTimeout(GatewayError):
 
     status = 504
     message = "function timed out"
+
+
+class Forbidden(GatewayError):
+    """
+    The request is authenticated but not allowed: a 403, with its challenge if any.
+    """
+
+    status = 403
+    message = "forbidden"
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", challenge: str | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.challenge = challenge
+        """The ``WWW-Authenticate`` value, e.g. ``Bearer error="insufficient_scope"``."""
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", self.challenge)] if self.challenge else []
+
+
+class AuthorizerFailed(GatewayError):
+    """
+    An authorizer could not decide (its function failed, timed out or
+    answered nonsense, or no JWKS was ever fetched): a 500, the cause logged.
+    """
+
+    status = 500
+    message = "authorizer failed"

@@ -1,0 +1,3 @@
+"""
+The per-route policy chain: authorization, CORS, limits and admission.
+"""

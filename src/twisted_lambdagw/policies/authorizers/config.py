@@ -1,0 +1,309 @@
+"""
+The ``[authorizer:NAME]`` sections: JWT and Lambda authorizers, read and checked.
+
+L{twisted_lambdagw.config} hands each such section to L{read_authorizers};
+routes then name one in ``auth``.  As everywhere in the config, a problem is
+one line naming the file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from ...config import (
+    _DURATION_UNITS,
+    BACKENDS,
+    DURATION,
+    FUNCTION_ARN,
+    FUNCTION_NAME,
+    QUALIFIER,
+    REGION,
+    ConfigError,
+    RouteConfig,
+)
+
+if TYPE_CHECKING:
+    from ...config import AWSConfig, LocalConfig, _Reader, _Section
+
+SECTION_PREFIX = "authorizer:"
+AUTHORIZER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RESERVED_NAMES = frozenset({"none", "basic"})
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                      "ES512", "EdDSA")  # fmt: skip
+"""Asymmetric algorithms only: a gateway holds no shared secret, so HS* and none never verify."""
+DEFAULT_ALGORITHMS = ("RS256", "ES256")
+MAX_RESULT_TTL = 3600.0
+SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+"""An OAuth scope token (RFC 6749 §3.3)."""
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+QUERY_NAME = re.compile(r"[A-Za-z0-9._~-]+")
+
+_JWT_KEYS = {"type", "issuer", "audience", "jwks_uri", "identity_source", "algorithms",
+             "clock_skew"}  # fmt: skip
+_LAMBDA_KEYS = {
+    "type", "function", "backend", "payload_format", "simple_responses", "identity_source",
+    "result_ttl", "timeout", "qualifier", "aws_access", "aws_secret", "aws_region",
+    "role_arn", "external_id", "role_session_name",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySource:
+    """
+    Where a credential is read from: ``$request.header.NAME`` or ``$request.querystring.NAME``.
+    """
+
+    kind: Literal["header", "querystring"]
+    name: str
+    """The header name in lower case, or the query parameter's name as written."""
+    text: str
+    """As the config wrote it, for API Gateway's ``identitySource`` list."""
+
+
+@dataclass(frozen=True, slots=True)
+class JWTAuthorizerConfig:
+    name: str
+    issuer: str
+    audience: tuple[str, ...]
+    identity_source: IdentitySource
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    jwks_uri: str | None = None
+    """None: found by OpenID discovery from the issuer."""
+    clock_skew: float = 0.0
+    type: Literal["jwt"] = "jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaAuthorizerConfig:
+    name: str
+    function: str
+    identity_sources: tuple[IdentitySource, ...]
+    route: RouteConfig
+    """How the function is invoked, as a route with ``single = function`` would be."""
+    payload_format: Literal["1.0", "2.0"] = "2.0"
+    simple_responses: bool = True
+    result_ttl: float = 0.0
+    timeout: float = 10.0
+    type: Literal["lambda"] = "lambda"
+
+
+AuthorizerConfig = JWTAuthorizerConfig | LambdaAuthorizerConfig
+
+
+def authorizer_routes(authorizers: tuple[AuthorizerConfig, ...]) -> list[RouteConfig]:
+    """
+    The pseudo-routes Lambda authorizers invoke through (for credentials and endpoints).
+    """
+    return [a.route for a in authorizers if isinstance(a, LambdaAuthorizerConfig)]
+
+
+def read_authorizers(
+    reader: _Reader, aws: AWSConfig, local: LocalConfig | None
+) -> tuple[AuthorizerConfig, ...]:
+    """
+    Every ``[authorizer:NAME]`` section, in file order.
+    """
+    found: list[AuthorizerConfig] = []
+    for section in reader.parser.sections():
+        if not section.startswith(SECTION_PREFIX):
+            continue
+        name = section[len(SECTION_PREFIX) :].strip()
+        where = f"{reader.path}: [{section}]"
+        if not AUTHORIZER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: the name must be 1-64 letters, digits or . _ -")
+        if name in RESERVED_NAMES:
+            raise ConfigError(f"{where}: {name!r} is a reserved auth mode, not a name")
+        kind = reader.parser[section].get("type", "").strip()
+        if kind == "jwt":
+            found.append(_read_jwt(reader.section(section, _JWT_KEYS), name))
+        elif kind == "lambda":
+            s = reader.section(section, _LAMBDA_KEYS)
+            found.append(_read_lambda(reader, s, name, aws, local))
+        else:
+            raise ConfigError(f"{where} type: must be jwt or lambda, not {kind!r}")
+    return tuple(found)
+
+
+def check_route_auth(
+    s: _Section, auth: str, authorizers: tuple[AuthorizerConfig, ...]
+) -> tuple[str, ...]:
+    """
+    Check a route's ``auth`` names an authorizer and return its ``scopes``.
+    """
+    scopes = tuple(s.words("scopes"))
+    by_name = {a.name: a for a in authorizers}
+    if auth not in ("none", "basic") and auth not in by_name:
+        known = ", ".join(["none", "basic", *by_name])
+        raise s.error(
+            "auth", f"must be one of {known} (or an [authorizer:NAME] section), not {auth!r}"
+        )
+    authorizer = by_name.get(auth)
+    if scopes and not isinstance(authorizer, JWTAuthorizerConfig):
+        raise s.error("scopes", "needs auth naming a jwt authorizer")
+    for scope in scopes:
+        if not SCOPE.fullmatch(scope):
+            raise s.error("scopes", f"not an OAuth scope: {scope!r}")
+    return scopes
+
+
+def _identity_source(s: _Section, text: str) -> IdentitySource:
+    for prefix, kind, pattern in (
+        ("$request.header.", "header", HEADER_NAME),
+        ("$request.querystring.", "querystring", QUERY_NAME),
+    ):
+        if text.startswith(prefix) and pattern.fullmatch(text[len(prefix) :]):
+            name = text[len(prefix) :]
+            if kind == "header":
+                return IdentitySource("header", name.lower(), text)
+            return IdentitySource("querystring", name, text)
+    raise s.error(
+        "identity_source",
+        f"not $request.header.NAME or $request.querystring.NAME: {text!r}",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """
+    Whether ``host`` (as in a URL, IPv6 unbracketed) is a loopback address.
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fetch_url(s: _Section, key: str, url: str) -> str:
+    """
+    A URL the gateway fetches keys from: https, or http to a loopback address.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise s.error(key, f"not an https URL: {url!r}")
+    if any(c.isspace() for c in url) or parts.username or parts.password:
+        raise s.error(key, f"not an https URL (no spaces or user info): {url!r}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise s.error(key, f"plain http only for loopback addresses; use https: {url!r}")
+    return url
+
+
+def _read_jwt(s: _Section, name: str) -> JWTAuthorizerConfig:
+    issuer = s.text("issuer")
+    if issuer is None:
+        raise s.error("issuer", "required: the issuer the tokens' iss must equal")
+    jwks_uri = s.text("jwks_uri")
+    if jwks_uri is not None:
+        _fetch_url(s, "jwks_uri", jwks_uri)
+    else:
+        _fetch_url(s, "issuer", issuer)
+    audience = tuple(s.words("audience"))
+    if not audience:
+        raise s.error("audience", "required: the audiences (client ids) a token may be for")
+    algorithms = tuple(s.words("algorithms")) or DEFAULT_ALGORITHMS
+    for algorithm in algorithms:
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise s.error(
+                "algorithms",
+                f"{algorithm!r} is not allowed (none and HS* never are);"
+                f" use {', '.join(ALLOWED_ALGORITHMS)}",
+            )
+    sources = s.words("identity_source") or ["$request.header.Authorization"]
+    if len(sources) != 1:
+        raise s.error("identity_source", "a jwt authorizer reads one identity source")
+    return JWTAuthorizerConfig(
+        name=name,
+        issuer=issuer,
+        audience=audience,
+        identity_source=_identity_source(s, sources[0]),
+        algorithms=algorithms,
+        jwks_uri=jwks_uri,
+        clock_skew=_seconds(s, "clock_skew", 0.0, maximum=300.0),
+    )
+
+
+def _read_lambda(
+    reader: _Reader, s: _Section, name: str, aws: AWSConfig, local: LocalConfig | None
+) -> LambdaAuthorizerConfig:
+    function = s.text("function")
+    if function is None:
+        raise s.error("function", "required: the authorizer function's name or ARN")
+    arn = FUNCTION_ARN.fullmatch(function)
+    if arn is None and not FUNCTION_NAME.fullmatch(function):
+        raise s.error("function", f"not a function name or function ARN: {function!r}")
+    qualifier = s.text("qualifier")
+    if qualifier is not None and not QUALIFIER.fullmatch(qualifier):
+        raise s.error("qualifier", f"not a version or alias: {qualifier!r}")
+    if arn is not None and arn["qualifier"] and qualifier is not None:
+        raise s.error("qualifier", "the ARN in 'function' already names a qualifier")
+    backend = s.choice("backend", BACKENDS, "aws")
+    if backend == "local" and local is None:
+        raise s.error("backend", "'local' needs a [local] section")
+    aws_access, aws_secret = s.text("aws_access"), s.text("aws_secret")
+    if (aws_access is None) != (aws_secret is None):
+        key = "aws_secret" if aws_secret is None else "aws_access"
+        raise s.error(key, "aws_access and aws_secret go together")
+    aws_region = s.text("aws_region")
+    if aws_region is not None and not REGION.fullmatch(aws_region):
+        raise s.error("aws_region", f"not an AWS region: {aws_region!r}")
+    region = None
+    if backend == "aws":
+        region = arn["region"] if arn is not None else reader.region(s, aws, aws_region)
+    role_arn, external_id, session_name = reader.role(s, aws.role_session_name)
+    if role_arn is None:
+        role_arn, external_id, session_name = aws.role_arn, aws.external_id, aws.role_session_name
+    payload_format = s.choice("payload_format", ("2.0", "1.0"), "2.0")
+    simple = s.boolean("simple_responses", payload_format == "2.0")
+    if simple and payload_format == "1.0":
+        raise s.error("simple_responses", "payload_format 1.0 answers with an IAM policy only")
+    sources = s.words("identity_source") or ["$request.header.Authorization"]
+    timeout = _seconds(s, "timeout", 10.0, maximum=900.0)
+    if timeout <= 0:
+        raise s.error("timeout", "must be more than 0")
+    route = RouteConfig(
+        prefix=f"/{SECTION_PREFIX}{name}/",
+        backend=backend,
+        timeout=timeout,
+        aws_access=aws_access,
+        aws_secret=aws_secret,
+        aws_region=aws_region,
+        region=region,
+        qualifier=qualifier,
+        single=function,
+        role_arn=role_arn,
+        external_id=external_id,
+        role_session_name=session_name,
+        use_fips_endpoint=aws.use_fips_endpoint,
+        use_dualstack_endpoint=aws.use_dualstack_endpoint,
+    )
+    return LambdaAuthorizerConfig(
+        name=name,
+        function=function,
+        identity_sources=tuple(_identity_source(s, text) for text in sources),
+        route=route,
+        payload_format="1.0" if payload_format == "1.0" else "2.0",
+        simple_responses=simple,
+        result_ttl=_seconds(s, "result_ttl", 0.0, maximum=MAX_RESULT_TTL),
+        timeout=timeout,
+    )
+
+
+def _seconds(s: _Section, key: str, default: float, maximum: float) -> float:
+    """
+    A duration that may be 0, at most ``maximum`` seconds.
+    """
+    value = s.text(key)
+    if value is None:
+        return default
+    match = DURATION.fullmatch(value)
+    if match is None:
+        raise s.error(key, f"not a duration: {value!r} (use e.g. 0, 30s, 5m)")
+    unit = match["unit"].lower() if match["unit"] else None
+    seconds = float(match["number"]) * _DURATION_UNITS[unit]
+    if seconds > maximum:
+        raise s.error(key, f"at most {maximum:g} seconds: {value!r}")
+    return seconds

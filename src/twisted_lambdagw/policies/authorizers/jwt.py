@@ -1,0 +1,224 @@
+"""
+The JWT authorizer: a bearer token checked against an issuer's published keys.
+
+PyJWT checks the signature; this module decides everything around it, so
+that nothing about the check is left to a token's own say: the algorithm
+must be one the config allows (never ``none``, never HS*), the key is the
+issuer's, found by ``kid``, and of the algorithm's type (an HS256 token
+"signed" with a public key finds no HMAC key to check against), and the
+times are checked against the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.exceptions import InvalidKeyError, InvalidTokenError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ...errors import AuthorizerFailed, Forbidden, Unauthorized
+from ...messages import Reply
+from ..chain import Passage, Principal, Stage
+from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
+from .config import JWTAuthorizerConfig
+from .jwks import FetchError, JWKSource
+
+CHALLENGE = "Bearer"
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")
+
+
+class InvalidToken(Exception):
+    """
+    The token is not acceptable; the text is the client's error_description.
+    """
+
+
+class JWTAuthorizer:
+    """
+    One route's JWT check: a step of its chain at the ``authorize`` stage.
+
+    :param keys: the issuer's keys, shared by every route of the authorizer.
+    :param scopes: the route's ``scopes``; the token must hold one of them.
+    """
+
+    stage: ClassVar[Stage] = "authorize"
+    log = Logger()
+
+    def __init__(
+        self,
+        config: JWTAuthorizerConfig,
+        keys: JWKSource,
+        clock: IReactorTime,
+        scopes: tuple[str, ...] = (),
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.clock = clock
+        self.scopes = frozenset(scopes)
+        self._scopes_text = " ".join(scopes)
+        self._audience = frozenset(config.audience)
+        self._algorithms = frozenset(config.algorithms)
+
+    def describe(self) -> str:
+        where = self.config.jwks_uri or "discovery"
+        text = (
+            f"auth jwt {self.config.name} (issuer {self.config.issuer},"
+            f" audience {' '.join(self.config.audience)}, keys from {where}"
+        )
+        if self.scopes:
+            text += f", scopes {self._scopes_text}"
+        return text + ")"
+
+    async def __call__(self, passage: Passage) -> Reply | None:
+        try:
+            token = identity_value(passage.request, self.config.identity_source)
+        except Ambiguous as e:
+            record(passage, INVALID)
+            raise self._invalid(str(e)) from None
+        if token is None:
+            record(passage, MISSING)
+            raise Unauthorized(challenge=CHALLENGE, detail="no token")
+        scheme, _, rest = token.partition(" ")
+        if rest and scheme.lower() == "bearer":
+            token = rest.strip()
+        try:
+            claims = await self._verify(token)
+        except InvalidToken as e:
+            record(passage, INVALID)
+            raise self._invalid(str(e)) from None
+        except FetchError as e:
+            record(passage, FAILED)
+            raise AuthorizerFailed(
+                detail=f"authorizer {self.config.name}: no keys for {self.config.issuer}: {e}"
+            ) from None
+        scopes = _scopes(claims)
+        if self.scopes and self.scopes.isdisjoint(scopes):
+            record(passage, DENIED)
+            raise Forbidden(
+                "insufficient scope",
+                detail=f"the token has none of the scopes {self._scopes_text}",
+                challenge=(
+                    f'Bearer error="insufficient_scope", scope="{self._scopes_text}",'
+                    ' error_description="the token has none of the required scopes"'
+                ),
+            )
+        user = claims.get("sub")
+        if not isinstance(user, str):
+            client = claims.get("client_id")
+            user = client if isinstance(client, str) else ""
+        record(passage, ALLOWED, Principal(user, "jwt", claims=claims, scopes=scopes))
+        return None
+
+    def _invalid(self, description: str) -> Unauthorized:
+        return Unauthorized(
+            "invalid token",
+            detail=f"authorizer {self.config.name}: {description}",
+            challenge=f'Bearer error="invalid_token", error_description="{_quoted(description)}"',
+        )
+
+    async def _verify(self, token: str) -> dict[str, object]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except InvalidTokenError:
+            raise InvalidToken("the token is not a JWS compact serialization") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise InvalidToken(f"the algorithm {algorithm!s} is not allowed")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("the kid is not a string")
+        key = await self.keys.key(kid)
+        if key is None:
+            raise InvalidToken("the token's signing key is unknown")
+        if not _fits(algorithm, key.jwk.key) or key.algorithm not in (None, algorithm):
+            raise InvalidToken("the token's algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.jwk.key,
+                algorithms=[algorithm],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except (InvalidTokenError, InvalidKeyError, TypeError, ValueError) as e:
+            raise InvalidToken(f"the token does not verify ({type(e).__name__})") from None
+        self._check_claims(claims)
+        return claims
+
+    def _check_claims(self, claims: Mapping[str, object]) -> None:
+        if claims.get("iss") != self.config.issuer:
+            raise InvalidToken("the issuer is not trusted")
+        audience = claims.get("aud")
+        if audience is None:
+            audience = claims.get("client_id")
+        if isinstance(audience, str):
+            audience = [audience]
+        if not isinstance(audience, list) or self._audience.isdisjoint(
+            a for a in audience if isinstance(a, str)
+        ):
+            raise InvalidToken("the token is not for this audience")
+        now = self.clock.seconds()
+        skew = self.config.clock_skew
+        expires = _number(claims, "exp")
+        if expires is None:
+            raise InvalidToken("the token has no expiry")
+        if expires <= now - skew:
+            raise InvalidToken("the token has expired")
+        not_before = _number(claims, "nbf")
+        if not_before is not None and not_before > now + skew:
+            raise InvalidToken("the token is not valid yet")
+        issued = _number(claims, "iat")
+        if issued is not None and issued > now + skew:
+            raise InvalidToken("the token was issued in the future")
+
+
+def _fits(algorithm: str, key: object) -> bool:
+    """
+    Whether ``key`` is of the type ``algorithm`` verifies with (and its curve, for EC).
+    """
+    if algorithm[:2] in ("RS", "PS"):
+        return isinstance(key, rsa.RSAPublicKey)
+    if algorithm == "EdDSA":
+        return isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+    curve = _CURVES.get(algorithm)
+    return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == curve
+
+
+_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+
+
+def _number(claims: Mapping[str, object], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"the {name} claim is not a number")
+    return float(value)
+
+
+def _scopes(claims: Mapping[str, object]) -> tuple[str, ...]:
+    """
+    The token's scopes: ``scope`` (space-separated, RFC 8693) or ``scp`` (a list, or a string).
+    """
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        return tuple(scope.split())
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        return tuple(scp.split())
+    if isinstance(scp, list):
+        return tuple(s for s in scp if isinstance(s, str))
+    return ()

@@ -59,7 +59,7 @@ def record(passage: Passage, outcome: str, principal: Principal | None = None) -
     passage.exchange.authorizer = outcome
     if principal is not None:
         passage.principal = principal
-        passage.exchange.user = principal.user
+        passage.exchange.user = principal.user or None
 
 
 def authorizer_document(principal: Principal | None) -> Mapping[str, object] | None:

@@ -82,6 +82,7 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
         "executed_version": exchange.executed_version,
         "function_error": exchange.function_error,
         "user": exchange.user,
+        "authorizer": exchange.authorizer,
         "outcome": exchange.outcome,
         "stream_outcome": exchange.stream_outcome,
         "error": exchange.error,

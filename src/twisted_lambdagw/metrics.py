@@ -76,6 +76,15 @@ FUNCTION_ERRORS = (
     "Invocations in which the function reported an error, by function.",
 )
 IN_FLIGHT = ("lambdagw_in_flight", "Invocations under way now.")
+AUTHORIZER_DECISIONS = (
+    "lambdagw_authorizer_decisions",
+    "Requests decided by a route's authorizer, by route and outcome (allowed, missing,"
+    " invalid, denied, failed).",
+)
+AUTHORIZER_CACHE = (
+    "lambdagw_authorizer_cache",
+    "Lambda authorizer answers looked up in the result cache, by route and result (hit, miss).",
+)
 
 K = TypeVar("K")
 
@@ -182,6 +191,8 @@ class GatewayMetrics:
         self._timers: dict[str, tuple[_Timings, _Timings]] = {}
         self._invoke_errors: dict[str, _Count] = {}
         self._function_errors: dict[str, _Count] = {}
+        self._authorizer: dict[tuple[str, str], _Count] = {}
+        self._authorizer_cache: dict[tuple[str, str], _Count] = {}
         for route in ["", *routes]:
             self._route_timers(route)
             for cls in STATUS_CLASSES:
@@ -213,6 +224,10 @@ class GatewayMetrics:
             _count(self._invoke_errors, code).value += 1
         if exchange.function_error is not None:
             _count(self._function_errors, function).value += 1
+        if exchange.authorizer is not None:
+            _count(self._authorizer, (route, exchange.authorizer)).value += 1
+        if exchange.authorizer_cache is not None:
+            _count(self._authorizer_cache, (route, exchange.authorizer_cache)).value += 1
 
     def describe(self) -> Iterator[Metric]:
         """
@@ -223,6 +238,8 @@ class GatewayMetrics:
         yield HistogramMetricFamily(*INVOKE_SECONDS, labels=["route"])
         yield CounterMetricFamily(*INVOKE_ERRORS, labels=["code"])
         yield CounterMetricFamily(*FUNCTION_ERRORS, labels=["function"])
+        yield CounterMetricFamily(*AUTHORIZER_DECISIONS, labels=["route", "outcome"])
+        yield CounterMetricFamily(*AUTHORIZER_CACHE, labels=["route", "result"])
         yield GaugeMetricFamily(*IN_FLIGHT)
 
     def collect(self) -> Iterator[Metric]:
@@ -258,6 +275,14 @@ class GatewayMetrics:
             for value, count in counts.items():
                 errors.add_metric([value], count.value, created=count.created if created else None)
             yield errors
+        for (name, documentation), pairs, label in (
+            (AUTHORIZER_DECISIONS, self._authorizer, "outcome"),
+            (AUTHORIZER_CACHE, self._authorizer_cache, "result"),
+        ):
+            decided = CounterMetricFamily(name, documentation, labels=["route", label])
+            for pair, count in pairs.items():
+                decided.add_metric(pair, count.value, created=count.created if created else None)
+            yield decided
         in_flight = self._in_flight
         yield GaugeMetricFamily(*IN_FLIGHT, value=0.0 if in_flight is None else in_flight())
 

@@ -82,7 +82,7 @@ def build(request: IncomingRequest) -> bytes:
         "requestContext": {
             "accountId": ACCOUNT_ID,
             "apiId": API_ID,
-            "authorizer": None if request.user is None else {"principalId": request.user},
+            "authorizer": _authorizer(request),
             "domainName": domain,
             "domainPrefix": domain.split(".", 1)[0],
             "extendedRequestId": request.request_id,
@@ -101,6 +101,19 @@ def build(request: IncomingRequest) -> bytes:
         "isBase64Encoded": encoded,
     }
     return dump_json(event)
+
+
+def _authorizer(request: IncomingRequest) -> dict[str, object] | None:
+    """
+    ``{"claims", "scopes"}`` for a JWT, ``{"principalId", ...context}`` otherwise, as REST APIs.
+    """
+    found = request.authorizer or {}
+    jwt, context = found.get("jwt"), found.get("lambda")
+    if isinstance(jwt, dict):
+        return dict(jwt)
+    if isinstance(context, dict):
+        return {"principalId": request.user or "", **context}
+    return None if request.user is None else {"principalId": request.user}
 
 
 def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:

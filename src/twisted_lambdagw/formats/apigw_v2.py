@@ -69,7 +69,11 @@ def build(request: IncomingRequest) -> bytes:
             "apiId": API_ID,
             "authentication": None,
             "authorizer": (
-                None if request.user is None else {"lambda": {"principalId": request.user}}
+                request.authorizer
+                if request.authorizer is not None
+                else None
+                if request.user is None
+                else {"lambda": {"principalId": request.user}}
             ),
             "domainName": domain,
             "domainPrefix": domain.split(".", 1)[0],

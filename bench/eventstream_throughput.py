@@ -25,7 +25,7 @@ from collections.abc import Callable
 from botocore.eventstream import EventStreamBuffer
 from tests.eventstream_encoder import invoke_complete, payload_chunk
 
-from twisted_lambdagw.eventstream import MessageDecoder, ResponseStreamDecoder
+from twisted_lambdagw.core.eventstream import MessageDecoder, ResponseStreamDecoder
 
 MB = 1024 * 1024
 

@@ -29,9 +29,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import react
 
-from twisted_lambdagw.config import LocalConfig, RouteConfig
-from twisted_lambdagw.invoker import InvokeCall
-from twisted_lambdagw.local import LocalInvoker
+from twisted_lambdagw.core.config import LocalConfig, RouteConfig
+from twisted_lambdagw.invokers.base import InvokeCall
+from twisted_lambdagw.invokers.local import LocalInvoker
 
 FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions")
 
@@ -52,8 +52,8 @@ async def http_caller(reactor: Any, invoker: LocalInvoker, parallel: int) -> Cal
     from twisted.web.client import Agent, HTTPConnectionPool
     from twisted.web.server import Site
 
-    from twisted_lambdagw.formats import get_format
-    from twisted_lambdagw.resource import Binding, GatewayResource
+    from twisted_lambdagw.core.formats import get_format
+    from twisted_lambdagw.server.resource import Binding, GatewayResource
 
     route = RouteConfig(prefix="/lambda/", backend="local", timeout=10.0)
     resource = GatewayResource([Binding(route, invoker, get_format("httpjson"))], reactor)

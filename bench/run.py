@@ -829,7 +829,7 @@ def registered_formats() -> list[str]:
     """
     The event formats this checkout's gateway has, asked of a child Python.
     """
-    code = "from twisted_lambdagw.formats import FORMATS; print(' '.join(FORMATS))"
+    code = "from twisted_lambdagw.core.formats import FORMATS; print(' '.join(FORMATS))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), check=False
     )

@@ -48,7 +48,7 @@ def serve(port: int, lambda_url: str, no_backpressure: bool) -> None:
     from twisted_lambdagw.gateway import Gateway, default_pool
 
     if no_backpressure:
-        from twisted_lambdagw.streaming import StreamRelay
+        from twisted_lambdagw.server.streaming import StreamRelay
 
         StreamRelay.pauseProducing = lambda self: None  # type: ignore[method-assign]
     config = config_from(aws_section(lambda_url) + ROUTES)
@@ -102,7 +102,7 @@ async def run(args: argparse.Namespace) -> None:
     from twisted.web.client import Agent, HTTPConnectionPool
     from twisted.web.server import Site
 
-    from twisted_lambdagw.eventstream import PayloadChunk, ResponseStreamDecoder
+    from twisted_lambdagw.core.eventstream import PayloadChunk, ResponseStreamDecoder
 
     clock: Any = reactor
     fake = FakeStreamingLambda(clock, burst=4 * MB)

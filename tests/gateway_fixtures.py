@@ -11,7 +11,7 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
-from twisted_lambdagw.config import Config, parse_config
+from twisted_lambdagw.core.config import Config, parse_config
 from twisted_lambdagw.gateway import Gateway
 from twisted_lambdagw.testing import FakeLambda, Handler
 

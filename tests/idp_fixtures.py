@@ -16,9 +16,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.test.requesthelper import DummyChannel
 
-from twisted_lambdagw.exchange import Exchange
+from twisted_lambdagw.core.exchange import Exchange
+from twisted_lambdagw.core.proxies import Origin
 from twisted_lambdagw.policies.chain import Passage
-from twisted_lambdagw.proxies import Origin
 
 from .loopback import real_reactor
 
@@ -133,7 +133,7 @@ def passage(
     """
     A request at the authorize stage, as the chain hands it to a step.
     """
-    from twisted_lambdagw.config import RouteConfig
+    from twisted_lambdagw.core.config import RouteConfig
 
     request = Request(DummyChannel())
     request.method = method.encode()

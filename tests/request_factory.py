@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from twisted_lambdagw.messages import IncomingRequest
+from twisted_lambdagw.core.messages import IncomingRequest
 
 REQUEST_TIME = 1583348638.390
 """Wed, 04 Mar 2020 19:03:58.390 UTC: a fixed arrival time."""

@@ -14,10 +14,10 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from twisted_lambdagw.config import Config
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.resource import Authenticator, Binding, GatewayResource
-from twisted_lambdagw.site import GatewaySite
+from twisted_lambdagw.core.config import Config
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.server.resource import Authenticator, Binding, GatewayResource
+from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.testing import Handler, InProcessInvoker
 
 from .gateway_fixtures import config_from

@@ -20,10 +20,10 @@ from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Request, Site
 
-from twisted_lambdagw.endpoints import EndpointSpec
-from twisted_lambdagw.exchange import Exchange
+from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.gateway import Gateway
-from twisted_lambdagw.upstream import persistent_pool
+from twisted_lambdagw.invokers.aws.endpoints import EndpointSpec
+from twisted_lambdagw.invokers.aws.upstream import persistent_pool
 
 from .fake_streaming_lambda import FakeStreamingLambda, Scenario
 from .gateway_fixtures import ACCESS_KEY, SECRET_KEY, config_from

@@ -15,8 +15,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.accesslog import AccessLog, UTCStamps
-from twisted_lambdagw.config import ConfigError
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.observe.accesslog import AccessLog, UTCStamps
 from twisted_lambdagw.testing import FakeContext, RawResponse
 
 from .gateway_fixtures import FakeAWSGateway

@@ -18,8 +18,8 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from twisted_lambdagw.formats import FORMATS
-from twisted_lambdagw.messages import IncomingRequest, Reply
+from twisted_lambdagw.core.formats import FORMATS
+from twisted_lambdagw.core.messages import IncomingRequest, Reply
 
 from .adapter_apps import ADAPTERS, PNG, AdapterCase, FakeContext
 from .gateway_fixtures import FakeAWSGateway

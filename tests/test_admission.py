@@ -19,14 +19,14 @@ from twisted.web._newclient import Response, TransportProxyProducer
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
-from twisted_lambdagw.admission import ConnectionLimit
-from twisted_lambdagw.aws import AWSInvoker, CredentialSource
-from twisted_lambdagw.aws_stream import EventStreamResponse
-from twisted_lambdagw.errors import GatewayError, InvokeFailed
-from twisted_lambdagw.eventstream import InvokeComplete
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.invoker import InvokeCall, InvokeResult
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.core.errors import GatewayError, InvokeFailed
+from twisted_lambdagw.core.eventstream import InvokeComplete
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.aws.admission import ConnectionLimit
+from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
+from twisted_lambdagw.invokers.aws.stream import EventStreamResponse
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import FakeContext, FakeLambda
 
 from .eventstream_encoder import invoke_complete

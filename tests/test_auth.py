@@ -18,7 +18,10 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.auth import (
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.formats import httpjson
+from twisted_lambdagw.core.messages import NOT_PARSED, IncomingRequest, Reply
+from twisted_lambdagw.policies.auth import (
     UsersFileChecker,
     basic_authenticator,
     hash_password,
@@ -26,10 +29,7 @@ from twisted_lambdagw.auth import (
     parse_basic,
     parse_users,
 )
-from twisted_lambdagw.config import ConfigError
-from twisted_lambdagw.formats import httpjson
-from twisted_lambdagw.messages import NOT_PARSED, IncomingRequest, Reply
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
 
 from .auth_fixtures import ALICE_HASH, BOB_HASH, HeldThreads, InlineThreads, basic, write

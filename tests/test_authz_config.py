@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import Config, ConfigError, parse_config
-from twisted_lambdagw.credentials import specs_by_route
+from twisted_lambdagw.core.config import Config, ConfigError, parse_config
+from twisted_lambdagw.invokers.aws.credentials import specs_by_route
 from twisted_lambdagw.policies.authorizers.config import (
     JWTAuthorizerConfig,
     LambdaAuthorizerConfig,

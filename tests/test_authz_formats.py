@@ -9,7 +9,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.formats import alb, apigw_v1, apigw_v2, httpjson
+from twisted_lambdagw.core.formats import alb, apigw_v1, apigw_v2, httpjson
 from twisted_lambdagw.policies.authorizers._common import authorizer_document
 from twisted_lambdagw.policies.chain import Principal
 
@@ -67,9 +67,9 @@ class AuthorizerShapeTests(SynchronousTestCase):
 
 class ObservedTests(SynchronousTestCase):
     def test_metrics_and_access_log(self) -> None:
-        from twisted_lambdagw.accesslog import access_record
-        from twisted_lambdagw.exchange import Exchange
-        from twisted_lambdagw.metrics import GatewayMetrics
+        from twisted_lambdagw.core.exchange import Exchange
+        from twisted_lambdagw.observe.accesslog import access_record
+        from twisted_lambdagw.observe.metrics import GatewayMetrics
 
         metrics = GatewayMetrics(["/api/"])
         exchange = Exchange("r", 0.0, "127.0.0.1", "GET", "/api/x", route="/api/")

@@ -12,10 +12,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from twisted_lambdagw.config import LocalConfig, RouteConfig
-from twisted_lambdagw.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
-from twisted_lambdagw.invoker import InvokeCall, InvokeResult
-from twisted_lambdagw.local import LocalInvoker, LocalReactor
+from twisted_lambdagw.core.config import LocalConfig, RouteConfig
+from twisted_lambdagw.core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
+from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
 from twisted_lambdagw.policies.authorizers.config import IdentitySource, LambdaAuthorizerConfig
 from twisted_lambdagw.policies.authorizers.lambda_ import LambdaAuthorizer
 from twisted_lambdagw.policies.chain import Passage

@@ -20,9 +20,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent
 
-from twisted_lambdagw.aws import AWSInvoker, CredentialSource, error_code, invoke_url
-from twisted_lambdagw.errors import InvokeFailed
-from twisted_lambdagw.invoker import InvokeCall
+from twisted_lambdagw.core.errors import InvokeFailed
+from twisted_lambdagw.invokers.aws.invoker import (
+    AWSInvoker,
+    CredentialSource,
+    error_code,
+    invoke_url,
+)
+from twisted_lambdagw.invokers.base import InvokeCall
 from twisted_lambdagw.testing import FakeLambda
 
 from .loopback import real_reactor

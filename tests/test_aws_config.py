@@ -14,16 +14,16 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import Config, ConfigError
-from twisted_lambdagw.endpoints import (
+from twisted_lambdagw.core.config import Config, ConfigError
+from twisted_lambdagw.daemon.tap import Options
+from twisted_lambdagw.gateway import Gateway, check_aws_routes
+from twisted_lambdagw.invokers.aws.endpoints import (
     EndpointError,
     EndpointSpec,
     partition_of,
     resolve_endpoint,
 )
-from twisted_lambdagw.gateway import Gateway, check_aws_routes
-from twisted_lambdagw.invoker import InvokeCall
-from twisted_lambdagw.tap import Options
+from twisted_lambdagw.invokers.base import InvokeCall
 from twisted_lambdagw.testing import FakeLambda
 
 from .gateway_fixtures import config_from

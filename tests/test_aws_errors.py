@@ -17,7 +17,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from twisted_lambdagw.aws import error_code
+from twisted_lambdagw.invokers.aws.invoker import error_code
 from twisted_lambdagw.testing import FakeContext, RawResponse
 
 from .gateway_fixtures import FakeAWSGateway

@@ -25,9 +25,9 @@ from twisted.web.client import Agent
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from twisted_lambdagw.credentials import CredentialSpec
 from twisted_lambdagw.gateway import Gateway
-from twisted_lambdagw.request import request_factory
+from twisted_lambdagw.invokers.aws.credentials import CredentialSpec
+from twisted_lambdagw.server.request import request_factory
 
 from .gateway_fixtures import ACCESS_KEY, SECRET_KEY, config_from
 from .loopback import real_reactor

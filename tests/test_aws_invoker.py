@@ -23,10 +23,10 @@ from twisted.web._newclient import RequestNotSent, ResponseNeverReceived
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
-from twisted_lambdagw.aws import AWSInvoker, CredentialSource
-from twisted_lambdagw.errors import InvokeFailed, Throttled
-from twisted_lambdagw.invoker import InvokeCall, InvokeResult
-from twisted_lambdagw.messages import NOT_PARSED
+from twisted_lambdagw.core.errors import InvokeFailed, Throttled
+from twisted_lambdagw.core.messages import NOT_PARSED
+from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 from twisted_lambdagw.testing import FakeContext, FakeLambda, RawResponse
 
 from .gateway_fixtures import FakeAWSGateway

@@ -13,9 +13,9 @@ from twisted.internet.protocol import ClientFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.request import request_factory
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.server.request import request_factory
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import InProcessInvoker
 
 from .gateway_fixtures import config_from

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.config}: typed values, defaults and strictness.
+Tests for L{twisted_lambdagw.core.config}: typed values, defaults and strictness.
 
 Every config error must be one line naming the file, the section and the
 key, because that line is all an operator sees when startup stops.
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import (
+from twisted_lambdagw.core.config import (
     AuthConfig,
     AWSConfig,
     Config,
@@ -28,8 +28,8 @@ from twisted_lambdagw.config import (
     load_config,
     parse_config,
 )
-from twisted_lambdagw.routing import HeaderTemplate
-from twisted_lambdagw.tap import check_endpoints
+from twisted_lambdagw.core.patterns import HeaderTemplate
+from twisted_lambdagw.daemon.tap import check_endpoints
 
 PATH = "etc/test-gw.ini"
 REGION_ROUTE = "[aws]\nregion = us-east-1\n[route:/lambda/]\n"

@@ -30,8 +30,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from twisted_lambdagw.config import ConfigError
-from twisted_lambdagw.credentials import (
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.errors import InvokeFailed
+from twisted_lambdagw.daemon.tap import Options, makeService
+from twisted_lambdagw.gateway import Gateway
+from twisted_lambdagw.invokers.aws.credentials import (
     BotocoreCredentials,
     CredentialSource,
     CredentialSpec,
@@ -39,9 +42,6 @@ from twisted_lambdagw.credentials import (
     credential_spec,
     resolve_at_startup,
 )
-from twisted_lambdagw.errors import InvokeFailed
-from twisted_lambdagw.gateway import Gateway
-from twisted_lambdagw.tap import Options, makeService
 
 from .aws_fixtures import isolated_session
 from .gateway_fixtures import config_from

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.deadlines import Deadlines
+from twisted_lambdagw.net.deadlines import Deadlines
 
 
 class CountingClock(Clock):

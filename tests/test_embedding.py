@@ -156,7 +156,7 @@ class PublicNamesTests(SynchronousTestCase):
         """
         probe = (
             "import json, sys\n"
-            "import twisted_lambdagw, twisted_lambdagw.cli\n"
+            "import twisted_lambdagw, twisted_lambdagw.daemon.cli\n"
             "print(json.dumps(sorted(m for m in sys.modules\n"
             "    if m.split('.')[0] in ('botocore', 'treq', 'prometheus_client'))))\n"
         )

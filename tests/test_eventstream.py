@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.eventstream}.
+Tests for L{twisted_lambdagw.core.eventstream}.
 
 Messages come from L{tests.eventstream_encoder}, written apart from the
 decoder, and every decoded stream is also decoded by botocore's
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.errors import InvokeFailed
-from twisted_lambdagw.eventstream import (
+from twisted_lambdagw.core.errors import InvokeFailed
+from twisted_lambdagw.core.eventstream import (
     MAX_HEADERS_LENGTH,
     MAX_PAYLOAD_LENGTH,
     ChecksumMismatchError,

@@ -16,7 +16,7 @@ from twisted.web._newclient import ResponseFailed
 from twisted.web.server import Request, Site
 from twisted.web.test.requesthelper import DummyChannel
 
-from twisted_lambdagw.eventstream import (
+from twisted_lambdagw.core.eventstream import (
     ChecksumMismatchError,
     InvokeComplete,
     LambdaStreamError,
@@ -25,7 +25,7 @@ from twisted_lambdagw.eventstream import (
     StreamEvent,
     TruncatedStreamError,
 )
-from twisted_lambdagw.prelude import PreludeParser, ResponseHead
+from twisted_lambdagw.core.prelude import PreludeParser, ResponseHead
 
 from .fake_streaming_lambda import FakeStreamingLambda, body_lines
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from twisted_lambdagw.errors import MalformedReply
-from twisted_lambdagw.formats import FORMATS, EventFormat, alb, alb_multi
-from twisted_lambdagw.messages import IncomingRequest, Reply
+from twisted_lambdagw.core.errors import MalformedReply
+from twisted_lambdagw.core.formats import FORMATS, EventFormat, alb, alb_multi
+from twisted_lambdagw.core.messages import IncomingRequest, Reply
 
 from .request_factory import make_request
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from twisted_lambdagw.config import FORMAT_NAMES
-from twisted_lambdagw.errors import MalformedReply
-from twisted_lambdagw.formats import FORMATS, EventFormat, apigw_v1, apigw_v2
-from twisted_lambdagw.formats._common import request_time
-from twisted_lambdagw.messages import IncomingRequest, Reply
+from twisted_lambdagw.core.config import FORMAT_NAMES
+from twisted_lambdagw.core.errors import MalformedReply
+from twisted_lambdagw.core.formats import FORMATS, EventFormat, apigw_v1, apigw_v2
+from twisted_lambdagw.core.formats._common import request_time
+from twisted_lambdagw.core.messages import IncomingRequest, Reply
 
 from .request_factory import REQUEST_TIME, make_request
 

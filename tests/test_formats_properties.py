@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_lambdagw.errors import MalformedReply
-from twisted_lambdagw.formats import FORMATS, EventFormat
-from twisted_lambdagw.formats._common import NOT_FROM_FUNCTION
-from twisted_lambdagw.messages import NOT_PARSED, IncomingRequest, Reply
+from twisted_lambdagw.core.errors import MalformedReply
+from twisted_lambdagw.core.formats import FORMATS, EventFormat
+from twisted_lambdagw.core.formats._common import NOT_FROM_FUNCTION
+from twisted_lambdagw.core.messages import NOT_PARSED, IncomingRequest, Reply
 
 from .request_factory import make_request
 

@@ -17,7 +17,7 @@ from twisted.web.http import datetimeToString
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import GzipEncoderFactory, Request
 
-from twisted_lambdagw.site import GatewaySite
+from twisted_lambdagw.server.site import GatewaySite
 
 BODY = b"hello, " * 40
 

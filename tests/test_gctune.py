@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.gctune import FOLLOW_INTERVAL, THRESHOLDS, YOUNG_PER_REQUEST, GCTuning
+from twisted_lambdagw.daemon.gctune import FOLLOW_INTERVAL, THRESHOLDS, YOUNG_PER_REQUEST, GCTuning
 
 
 class _Node:

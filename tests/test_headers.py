@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.headers}: the same Headers as twisted.web's constructor makes.
+Tests for L{twisted_lambdagw.net.headers}: the same Headers as twisted.web's constructor makes.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
-from twisted_lambdagw import headers as headers_module
-from twisted_lambdagw.headers import (
+from twisted_lambdagw.net import headers as headers_module
+from twisted_lambdagw.net.headers import (
     FAST,
     TOKEN,
     BadHead,

@@ -18,10 +18,10 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_lambdagw.auth import basic_authenticator
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.resource import MAX_URI_LENGTH, Binding, GatewayResource
-from twisted_lambdagw.site import MAX_HEAD_BYTES, MAX_HEADER_FIELDS, GatewaySite
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.policies.auth import basic_authenticator
+from twisted_lambdagw.server.resource import MAX_URI_LENGTH, Binding, GatewayResource
+from twisted_lambdagw.server.site import MAX_HEAD_BYTES, MAX_HEADER_FIELDS, GatewaySite
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
 
 from .auth_fixtures import ALICE_HASH, InlineThreads, basic, write

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.formats.httpjson}: the caddy-awslambda envelope
+Tests for L{twisted_lambdagw.core.formats.httpjson}: the caddy-awslambda envelope
 both ways, with the additions DESIGN.md "The HTTPJSON envelope" lists.
 """
 
@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.errors import MalformedReply
-from twisted_lambdagw.formats import get_format, httpjson
-from twisted_lambdagw.messages import Reply
+from twisted_lambdagw.core.errors import MalformedReply
+from twisted_lambdagw.core.formats import get_format, httpjson
+from twisted_lambdagw.core.messages import Reply
 
 from .request_factory import request_from_fields as make_request
 

@@ -28,14 +28,14 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from zope.interface import provider
 
-from twisted_lambdagw.keepalive import (
+from twisted_lambdagw.invokers.aws.agent import (
     MAX_HEAD_BYTES,
     BadResponse,
     BytesProducer,
     KeepAliveAgent,
     whole_body,
 )
-from twisted_lambdagw.upstream import EndpointCache, ReplyTooLarge, read_body
+from twisted_lambdagw.invokers.aws.upstream import EndpointCache, ReplyTooLarge, read_body
 
 from .test_deadlines import CountingClock
 

@@ -20,15 +20,15 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from twisted_lambdagw.config import ConfigError
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.lifecycle import (
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.daemon.lifecycle import (
     DaemonService,
     DrainService,
     SequentialService,
     StartupFailed,
 )
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import InProcessInvoker
 
 from .gateway_fixtures import config_from

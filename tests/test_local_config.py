@@ -9,7 +9,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import ConfigError, LocalConfig, parse_config
+from twisted_lambdagw.core.config import ConfigError, LocalConfig, parse_config
 
 FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions")
 

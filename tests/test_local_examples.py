@@ -20,10 +20,10 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
-from twisted_lambdagw.config import LocalConfig, RouteConfig
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.local import LocalInvoker, LocalReactor
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.core.config import LocalConfig, RouteConfig
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples", "functions")

@@ -18,10 +18,10 @@ from twisted.logger import ILogObserver, LogEvent, LogLevel, capturedLogs, globa
 from twisted.trial.unittest import TestCase
 from zope.interface import provider
 
-from twisted_lambdagw.config import LocalConfig
-from twisted_lambdagw.errors import InvokeFailed, InvokeTimeout, NotFound, Throttled
-from twisted_lambdagw.invoker import InvocationType, InvokeCall, Invoker, InvokeResult
-from twisted_lambdagw.local import LocalInvoker, LocalReactor
+from twisted_lambdagw.core.config import LocalConfig
+from twisted_lambdagw.core.errors import InvokeFailed, InvokeTimeout, NotFound, Throttled
+from twisted_lambdagw.invokers.base import InvocationType, InvokeCall, Invoker, InvokeResult
+from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
 
 FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions")
 GATEWAY_ENVIRON = {

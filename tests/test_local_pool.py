@@ -11,9 +11,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.errors import InvokeFailed, InvokeTimeout, Throttled
-from twisted_lambdagw.local.pool import FunctionPool, PooledWorker
-from twisted_lambdagw.local.runtime_api import Invocation, Outcome, WithdrawnError
+from twisted_lambdagw.core.errors import InvokeFailed, InvokeTimeout, Throttled
+from twisted_lambdagw.invokers.local.pool import FunctionPool, PooledWorker
+from twisted_lambdagw.invokers.local.runtime_api import Invocation, Outcome, WithdrawnError
 
 
 class MemoryWorker:

@@ -11,8 +11,8 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.errors import InvokeFailed
-from twisted_lambdagw.local.runtime_api import (
+from twisted_lambdagw.core.errors import InvokeFailed
+from twisted_lambdagw.invokers.local.runtime_api import (
     MAX_RESPONSE_SIZE,
     Invocation,
     Outcome,

@@ -26,15 +26,20 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from twisted_lambdagw.config import LocalConfig, RouteConfig
-from twisted_lambdagw.errors import GatewayError, InvokeFailed, InvokeTimeout
-from twisted_lambdagw.eventstream import InvokeComplete
-from twisted_lambdagw.exchange import Exchange
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.local import LocalInvoker, LocalReactor
-from twisted_lambdagw.local.runtime_api import Invocation, Outcome, RuntimeAPI, RuntimeRequest
-from twisted_lambdagw.local.stream import LocalResponseStream
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.core.config import LocalConfig, RouteConfig
+from twisted_lambdagw.core.errors import GatewayError, InvokeFailed, InvokeTimeout
+from twisted_lambdagw.core.eventstream import InvokeComplete
+from twisted_lambdagw.core.exchange import Exchange
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
+from twisted_lambdagw.invokers.local.runtime_api import (
+    Invocation,
+    Outcome,
+    RuntimeAPI,
+    RuntimeRequest,
+)
+from twisted_lambdagw.invokers.local.stream import LocalResponseStream
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 
 from .test_streaming_wire import Reader
 

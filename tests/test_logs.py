@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from twisted_lambdagw.logs import JSONLinesObserver, flat_event, json_observer
+from twisted_lambdagw.observe.logs import JSONLinesObserver, flat_event, json_observer
 from twisted_lambdagw.testing import FakeContext, RawResponse
 
 from .auth_fixtures import ALICE_HASH, InlineThreads

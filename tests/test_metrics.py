@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.exchange import Exchange
-from twisted_lambdagw.metrics import GatewayMetrics, status_class
+from twisted_lambdagw.core.exchange import Exchange
+from twisted_lambdagw.observe.metrics import GatewayMetrics, status_class
 from twisted_lambdagw.testing import FakeContext, RawResponse
 
 from .gateway_fixtures import FakeAWSGateway

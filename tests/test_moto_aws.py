@@ -17,9 +17,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent
 from twisted.web.server import Site
 
-from twisted_lambdagw.credentials import BotocoreCredentials
 from twisted_lambdagw.gateway import Gateway
-from twisted_lambdagw.request import request_factory
+from twisted_lambdagw.invokers.aws.credentials import BotocoreCredentials
+from twisted_lambdagw.server.request import request_factory
 
 from .aws_fixtures import isolated_session
 from .gateway_fixtures import config_from

@@ -16,7 +16,7 @@ from twisted.web.client import Agent
 from twisted.web.server import Site
 
 from twisted_lambdagw.gateway import Gateway
-from twisted_lambdagw.request import request_factory
+from twisted_lambdagw.server.request import request_factory
 
 from .gateway_fixtures import config_from
 from .loopback import real_reactor

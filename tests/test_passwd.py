@@ -12,8 +12,8 @@ import os
 import bcrypt
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.auth import load_users, parse_users
-from twisted_lambdagw.cli import main
+from twisted_lambdagw.daemon.cli import main
+from twisted_lambdagw.policies.auth import load_users, parse_users
 
 from .auth_fixtures import write
 from .scratch import temp_path

@@ -10,8 +10,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import ConfigError
-from twisted_lambdagw.proxies import Origin, TrustedProxies
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.proxies import Origin, TrustedProxies
 from twisted_lambdagw.testing import FakeContext
 
 from .gateway_fixtures import FakeAWSGateway, config_from

@@ -16,8 +16,8 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.reactor import GatewayReactor
-from twisted_lambdagw.workers import _reactor_module
+from twisted_lambdagw.daemon.reactor import GatewayReactor
+from twisted_lambdagw.daemon.workers import _reactor_module
 
 TIMEOUT = 10.0
 
@@ -178,7 +178,7 @@ class GatewayReactorTests(SynchronousTestCase):
         """
         reactor = GatewayReactor()
         self.addCleanup(reactor._poller.close)
-        self.assertEqual(_reactor_module(reactor), "twisted_lambdagw.reactor")
+        self.assertEqual(_reactor_module(reactor), "twisted_lambdagw.daemon.reactor")
 
 
 def read_after(loop: Loop, client: socket.socket, count: int) -> bytes:
@@ -198,7 +198,7 @@ def read_after(loop: Loop, client: socket.socket, count: int) -> bytes:
 INSTALLED = """
 import sys
 {before}
-from twisted_lambdagw.reactor import install_default
+from twisted_lambdagw.daemon.reactor import install_default
 reactor = install_default()
 from twisted.internet import reactor as installed
 assert installed is reactor
@@ -225,7 +225,7 @@ class InstallDefaultTests(SynchronousTestCase):
         """
         With no reactor installed yet, the gateway's is.
         """
-        self.assertEqual(self.installed(), "twisted_lambdagw.reactor.GatewayReactor")
+        self.assertEqual(self.installed(), "twisted_lambdagw.daemon.reactor.GatewayReactor")
 
     def test_one_chosen_already(self) -> None:
         """

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.records}: per-request records are slotted, equal
+Tests for L{twisted_lambdagw.core.records}: per-request records are slotted, equal
 and hashed by value, and read-only to mypy.
 """
 
@@ -9,10 +9,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.invoker import InvokeCall, InvokeResult
-from twisted_lambdagw.messages import IncomingRequest, Reply
-from twisted_lambdagw.proxies import Origin
-from twisted_lambdagw.routing import Target
+from twisted_lambdagw.core.messages import IncomingRequest, Reply
+from twisted_lambdagw.core.proxies import Origin
+from twisted_lambdagw.core.routing import Target
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 
 
 def incoming(**changes: Any) -> IncomingRequest:

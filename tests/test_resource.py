@@ -381,8 +381,8 @@ class CapacityTests(SynchronousTestCase):
         """
         Past max_in_flight concurrent invocations, requests get 503 with Retry-After.
         """
-        from twisted_lambdagw.formats import get_format
-        from twisted_lambdagw.resource import Binding, GatewayResource
+        from twisted_lambdagw.core.formats import get_format
+        from twisted_lambdagw.server.resource import Binding, GatewayResource
         from twisted_lambdagw.testing import InProcessInvoker
 
         from .gateway_fixtures import config_from

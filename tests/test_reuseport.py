@@ -20,9 +20,9 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionP
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twisted_lambdagw.config import ConfigError
-from twisted_lambdagw.listen import server_endpoint
-from twisted_lambdagw.reuseport import (
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.daemon.listen import server_endpoint
+from twisted_lambdagw.daemon.reuseport import (
     AdoptedListeners,
     Listener,
     bind_shared,

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.routing}: caddy-awslambda's naming rules, with
+Tests for L{twisted_lambdagw.core.routing}: caddy-awslambda's naming rules, with
 the original's bugs (research/caddy-awslambda.md section 9) fixed.
 """
 
@@ -10,19 +10,16 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.config import RouteConfig, parse_config
-from twisted_lambdagw.errors import NotFound
-from twisted_lambdagw.routing import (
+from twisted_lambdagw.core.config import RouteConfig, parse_config
+from twisted_lambdagw.core.errors import NotFound
+from twisted_lambdagw.core.patterns import (
     HeaderTemplate,
-    RouteTable,
-    Target,
     accepts,
     glob_matches,
     parse_glob,
     parse_header_template,
-    prefix_matches,
-    resolve,
 )
+from twisted_lambdagw.core.routing import RouteTable, Target, prefix_matches, resolve
 
 ARN = "arn:aws:lambda:eu-central-1:123456789012:function:fixed"
 

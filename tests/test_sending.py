@@ -14,7 +14,7 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_lambdagw.sending import send_now
+from twisted_lambdagw.net.sending import send_now
 
 from .loopback import real_reactor
 

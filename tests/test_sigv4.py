@@ -1,6 +1,6 @@
 """
 The fast SigV4 signer signs exactly as botocore does, for every Invoke the
-gateway can send: property tests against L{twisted_lambdagw.aws.sign}.
+gateway can send: property tests against L{twisted_lambdagw.invokers.aws.invoker.sign}.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw import aws, sigv4
+from twisted_lambdagw.invokers.aws import invoker as aws
+from twisted_lambdagw.invokers.aws import sigv4
 
 derandomized = settings(derandomize=True, database=None, deadline=None, max_examples=300)
 

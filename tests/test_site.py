@@ -18,10 +18,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyChannel
 
-from twisted_lambdagw.config import GatewayConfig
+from twisted_lambdagw.core.config import GatewayConfig
 from twisted_lambdagw.gateway import Gateway
-from twisted_lambdagw.request import GatewayRequest
-from twisted_lambdagw.site import GatewayChannel, GatewaySite
+from twisted_lambdagw.server.request import GatewayRequest
+from twisted_lambdagw.server.site import GatewayChannel, GatewaySite
 
 from .gateway_fixtures import config_from
 from .site_fixtures import STATUS_LINE, SiteUnderTest

@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from twisted_lambdagw.site import GatewayChannel, GatewaySite
+from twisted_lambdagw.server.site import GatewayChannel, GatewaySite
 
 REQUEST_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """Each error answer's own id, different in each run."""

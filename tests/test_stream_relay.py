@@ -25,20 +25,20 @@ from twisted.web.http import HTTPChannel, _DataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request, Site
 
-from twisted_lambdagw.aws_stream import EventStreamResponse
-from twisted_lambdagw.errors import GatewayError, InvokeFailed
-from twisted_lambdagw.eventstream import ChecksumMismatchError, InvokeComplete
-from twisted_lambdagw.exchange import Exchange
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.invoker import (
+from twisted_lambdagw.core.errors import GatewayError, InvokeFailed
+from twisted_lambdagw.core.eventstream import ChecksumMismatchError, InvokeComplete
+from twisted_lambdagw.core.exchange import Exchange
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.aws.stream import EventStreamResponse
+from twisted_lambdagw.invokers.base import (
     InvokeCall,
     InvokeResult,
     ResponseStream,
     StreamingInvoker,
     StreamReceiver,
 )
-from twisted_lambdagw.resource import Binding, GatewayResource
-from twisted_lambdagw.streaming import cut_connection
+from twisted_lambdagw.server.resource import Binding, GatewayResource
+from twisted_lambdagw.server.streaming import cut_connection
 
 from .eventstream_encoder import flip, invoke_complete, payload_chunk
 from .gateway_fixtures import config_from

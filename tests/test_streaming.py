@@ -20,9 +20,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseFailed
 
-from twisted_lambdagw.aws import STREAM_PATH, invoke_url
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.resource import Binding, GatewayResource
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.aws.invoker import STREAM_PATH, invoke_url
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.testing import InProcessInvoker
 
 from .eventstream_encoder import flip, invoke_complete, payload_chunk

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.cli import route_table
-from twisted_lambdagw.config import ConfigError, RouteConfig
+from twisted_lambdagw.core.config import ConfigError, RouteConfig
+from twisted_lambdagw.daemon.cli import route_table
 
 from .gateway_fixtures import config_from
 

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lambdagw.prelude}: the http-integration-response prelude.
+Tests for L{twisted_lambdagw.core.prelude}: the http-integration-response prelude.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.errors import MalformedReply
-from twisted_lambdagw.prelude import (
+from twisted_lambdagw.core.errors import MalformedReply
+from twisted_lambdagw.core.prelude import (
     MAX_PRELUDE_SIZE,
     PreludeMode,
     PreludeParser,

@@ -20,16 +20,16 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from twisted_lambdagw import cli
-from twisted_lambdagw.credentials import CredentialsService
+from twisted_lambdagw.daemon import cli
+from twisted_lambdagw.daemon.gctune import GCTuning
+from twisted_lambdagw.daemon.lifecycle import DaemonService, DrainService, SequentialService
+from twisted_lambdagw.daemon.tap import Options, makeService
 from twisted_lambdagw.gateway import PoolService
-from twisted_lambdagw.gctune import GCTuning
-from twisted_lambdagw.keepalive import KeepAliveAgent
-from twisted_lambdagw.lifecycle import DaemonService, DrainService, SequentialService
-from twisted_lambdagw.request import GatewayRequest
-from twisted_lambdagw.site import GatewaySite
-from twisted_lambdagw.tap import Options, makeService
-from twisted_lambdagw.upstream import EndpointCache
+from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
+from twisted_lambdagw.invokers.aws.credentials import CredentialsService
+from twisted_lambdagw.invokers.aws.upstream import EndpointCache
+from twisted_lambdagw.server.request import GatewayRequest
+from twisted_lambdagw.server.site import GatewaySite
 
 from .process_fixtures import REPO_ROOT, python_probe, temp_dir, write_config
 

@@ -37,14 +37,14 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from twisted_lambdagw.config import ConfigError
-from twisted_lambdagw.formats import get_format
-from twisted_lambdagw.listen import http2_available, server_endpoint, split_description
-from twisted_lambdagw.resource import Binding, GatewayResource
-from twisted_lambdagw.site import GatewaySite
-from twisted_lambdagw.tap import Options, check_endpoints, makeService
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.daemon.listen import http2_available, server_endpoint, split_description
+from twisted_lambdagw.daemon.tap import Options, check_endpoints, makeService
+from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
+from twisted_lambdagw.server.resource import Binding, GatewayResource
+from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.testing import FakeContext, InProcessInvoker
-from twisted_lambdagw.upstream import lambda_client, persistent_pool
 
 from .gateway_fixtures import config_from
 from .loopback import real_reactor

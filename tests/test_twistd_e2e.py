@@ -362,8 +362,8 @@ class RoundTripTests(LoopbackLambdaTestCase):
         self.assertIn("received SIGTERM: stopping gracefully", child.text)
         self.assertIn("Server Shut Down.", child.text)
         self.assertNotIn("Traceback", child.text)
-        # No --reactor given: the gateway's own (twisted_lambdagw.reactor).
-        self.assertIn("reactor class: twisted_lambdagw.reactor.GatewayReactor.", child.text)
+        # No --reactor given: the gateway's own (twisted_lambdagw.daemon.reactor).
+        self.assertIn("reactor class: twisted_lambdagw.daemon.reactor.GatewayReactor.", child.text)
 
 
 class StartupFailureTests(TwistdTestCase):
@@ -519,7 +519,7 @@ class GracefulStopTests(LoopbackLambdaTestCase):
 
 class JSONLoggerTests(LoopbackLambdaTestCase):
     """
-    twistd --logger twisted_lambdagw.logs.json_observer: every line is one JSON object.
+    twistd --logger twisted_lambdagw.observe.logs.json_observer: every line is one JSON object.
     """
 
     async def test_json_lines(self) -> None:
@@ -533,7 +533,7 @@ class JSONLoggerTests(LoopbackLambdaTestCase):
             "-n",
             "--pidfile=",
             "--logger",
-            "twisted_lambdagw.logs.json_observer",
+            "twisted_lambdagw.observe.logs.json_observer",
             *("lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"),
         ]
         child = self.spawn(argv)
@@ -562,7 +562,7 @@ class JSONLoggerTests(LoopbackLambdaTestCase):
             self.assertEqual(list(event)[:4], ["time", "level", "namespace", "message"], event)
         [refused] = [e for e in events if e.get("request_id") == "e2e-json-1"]
         self.assertEqual(refused["level"], "info")
-        self.assertEqual(refused["namespace"], "twisted_lambdagw.resource.GatewayResource")
+        self.assertEqual(refused["namespace"], "twisted_lambdagw.server.resource.GatewayResource")
         self.assertEqual(refused["status"], 404)
         self.assertEqual(refused["path"], "/lambda/bad.name")
         self.assertEqual(

@@ -21,12 +21,10 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import GzipEncoderFactory, Request, Site
 
-from twisted_lambdagw.aws import AWSInvoker, CredentialSource
-from twisted_lambdagw.errors import InvokeFailed
-from twisted_lambdagw.invoker import InvokeCall
-from twisted_lambdagw.keepalive import BytesProducer
-from twisted_lambdagw.testing import FakeContext, FakeLambda, RawResponse
-from twisted_lambdagw.upstream import (
+from twisted_lambdagw.core.errors import InvokeFailed
+from twisted_lambdagw.invokers.aws.agent import BytesProducer
+from twisted_lambdagw.invokers.aws.invoker import AWSInvoker, CredentialSource
+from twisted_lambdagw.invokers.aws.upstream import (
     MAX_REPLY_BYTES,
     NO_COOKIES,
     EndpointCache,
@@ -36,6 +34,8 @@ from twisted_lambdagw.upstream import (
     persistent_pool,
     read_body,
 )
+from twisted_lambdagw.invokers.base import InvokeCall
+from twisted_lambdagw.testing import FakeContext, FakeLambda, RawResponse
 
 from .loopback import real_reactor
 

@@ -46,12 +46,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from twisted_lambdagw.config import Config
-from twisted_lambdagw.listen import server_endpoint
-from twisted_lambdagw.reuseport import AdoptedListeners
-from twisted_lambdagw.tap import Options, makeService
-from twisted_lambdagw.worker_main import ParentWatch, StopOnce
-from twisted_lambdagw.workers import (
+from twisted_lambdagw.core.config import Config
+from twisted_lambdagw.daemon.listen import server_endpoint
+from twisted_lambdagw.daemon.reuseport import AdoptedListeners
+from twisted_lambdagw.daemon.tap import Options, makeService
+from twisted_lambdagw.daemon.worker_main import ParentWatch, StopOnce
+from twisted_lambdagw.daemon.workers import (
     MAX_LINE,
     LogRelay,
     RestartPolicy,
@@ -589,7 +589,7 @@ def child_events(write: Any) -> None:
     """
     Log what a worker typically logs, through the observer a worker uses.
     """
-    log = Logger(observer=jsonFileLogObserver(write), namespace="twisted_lambdagw.resource")
+    log = Logger(observer=jsonFileLogObserver(write), namespace="twisted_lambdagw.server.resource")
     log.info("served {count} requests", count=3)
     try:
         1 / 0  # noqa: B018
@@ -623,10 +623,10 @@ class LogRelayTests(SynchronousTestCase):
         self.assertEqual(served["count"], 3)
         self.assertEqual(served["worker"], 2)
         self.assertIs(served["log_level"], LogLevel.info)
-        self.assertEqual(served["log_system"], "worker 2 twisted_lambdagw.resource#info")
+        self.assertEqual(served["log_system"], "worker 2 twisted_lambdagw.server.resource#info")
         text = formatEventAsClassicLogText(crashed)
         assert text is not None
-        self.assertIn("[worker 2 twisted_lambdagw.resource#critical] handler crashed", text)
+        self.assertIn("[worker 2 twisted_lambdagw.server.resource#critical] handler crashed", text)
         self.assertIn("ZeroDivisionError", text)
         self.assertEqual(legacy["log_system"], "worker 2 -")
         self.assertEqual(formatEvent(legacy), "Site starting on 8080")
@@ -810,7 +810,7 @@ class ProcessExitTests(SynchronousTestCase):
         """
         script = (
             "from twisted.internet import reactor\n"
-            "from twisted_lambdagw.workers import exit_after_stop\n"
+            "from twisted_lambdagw.daemon.workers import exit_after_stop\n"
             "reactor.callWhenRunning(exit_after_stop, reactor, 3)\n"
             "reactor.run()\n"
             "print('reactor stopped')\n"
@@ -824,7 +824,12 @@ class ProcessExitTests(SynchronousTestCase):
         A worker started by hand, with nothing on its stdin, says so and exits 2.
         """
         done = self.run_python(
-            "-P", "-m", "twisted_lambdagw.worker_main", "--worker", "1", stdin=subprocess.DEVNULL
+            "-P",
+            "-m",
+            "twisted_lambdagw.daemon.worker_main",
+            "--worker",
+            "1",
+            stdin=subprocess.DEVNULL,
         )
         self.assertEqual(done.returncode, 2)
         self.assertIn("no handoff from the parent process", done.stderr)

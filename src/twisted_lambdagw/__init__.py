@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import (
+    from .core.config import (
         AuthConfig,
         AWSConfig,
         Config,
@@ -29,22 +29,22 @@ if TYPE_CHECKING:
         parse_config,
     )
     from .gateway import Gateway
-    from .resource import GatewayResource
-    from .site import GatewaySite
+    from .server.resource import GatewayResource
+    from .server.site import GatewaySite
 
 _WHERE = {
-    "AuthConfig": "config",
-    "AWSConfig": "config",
-    "Config": "config",
-    "ConfigError": "config",
-    "GatewayConfig": "config",
-    "LocalConfig": "config",
-    "RouteConfig": "config",
-    "load_config": "config",
-    "parse_config": "config",
+    "AuthConfig": "core.config",
+    "AWSConfig": "core.config",
+    "Config": "core.config",
+    "ConfigError": "core.config",
+    "GatewayConfig": "core.config",
+    "LocalConfig": "core.config",
+    "RouteConfig": "core.config",
+    "load_config": "core.config",
+    "parse_config": "core.config",
     "Gateway": "gateway",
-    "GatewayResource": "resource",
-    "GatewaySite": "site",
+    "GatewayResource": "server.resource",
+    "GatewaySite": "server.site",
 }
 
 __all__ = [

@@ -21,12 +21,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from .accesslog import AccessLog
-from .admission import ConnectionLimit
-from .auth import BasicAuthenticator, basic_authenticator
-from .aws import AWSInvoker
-from .config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
-from .credentials import (
+from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
+from twisted_lambdagw.core.exchange import ExchangeObserver
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.daemon.lifecycle import DrainService, SequentialService
+from twisted_lambdagw.invokers.aws.admission import ConnectionLimit
+from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
+from twisted_lambdagw.invokers.aws.credentials import (
     BotocoreCredentials,
     CredentialProvider,
     CredentialSource,
@@ -38,17 +39,21 @@ from .credentials import (
     route_names,
     specs_by_route,
 )
-from .endpoints import EndpointError, EndpointSpec, partition_of, resolve_endpoint
-from .exchange import ExchangeObserver
-from .formats import get_format
-from .invoker import Invoker
-from .keepalive import KeepAliveAgent
-from .lifecycle import DrainService, SequentialService
-from .local.invoker import LocalInvoker
-from .metrics import GatewayMetrics
-from .resource import Binding, GatewayResource
-from .site import GatewaySite
-from .upstream import lambda_client, persistent_pool
+from twisted_lambdagw.invokers.aws.endpoints import (
+    EndpointError,
+    EndpointSpec,
+    partition_of,
+    resolve_endpoint,
+)
+from twisted_lambdagw.invokers.aws.invoker import AWSInvoker
+from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
+from twisted_lambdagw.invokers.base import Invoker
+from twisted_lambdagw.invokers.local.invoker import LocalInvoker
+from twisted_lambdagw.observe.accesslog import AccessLog
+from twisted_lambdagw.observe.metrics import GatewayMetrics
+from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
+from twisted_lambdagw.server.resource import Binding, GatewayResource
+from twisted_lambdagw.server.site import GatewaySite
 
 
 def _thread_runner(reactor: Any) -> RunInThread[Any]:
@@ -149,7 +154,7 @@ class Gateway:
     A configured gateway: its resource, and the service owning its resources.
 
     :param client: what sends AWS calls, with treq's C{post} (a treq
-        HTTPClient); by default L{twisted_lambdagw.upstream.lambda_client}'s
+        HTTPClient); by default L{twisted_lambdagw.invokers.aws.upstream.lambda_client}'s
         over C{pool}.
     :param pool: the kept-alive connections the default client uses
         (a L{KeepAliveAgent}); by default a new L{default_pool} on
@@ -158,7 +163,7 @@ class Gateway:
     :param credentials: turns credential specs into botocore credentials
         (blocking; run in threads); by default botocore's chain and STS.
     :param resolved: credentials already resolved for some specs, e.g. by
-        L{twisted_lambdagw.credentials.resolve_at_startup} before the
+        L{twisted_lambdagw.invokers.aws.credentials.resolve_at_startup} before the
         reactor ran; the others are resolved when C{service} starts.
     :param jitter: uniform in [0, 1), spreading retries out.
     :param worker_id: which of the gateway's processes this is, with

@@ -3,7 +3,7 @@ Test doubles for code that uses the gateway, shipped with it as treq ships
 ``treq.testing``.
 
 L{FakeLambda} is an in-memory Lambda Invoke API: a twisted.web resource that
-runs Python handlers, so the real L{twisted_lambdagw.aws.AWSInvoker} can be
+runs Python handlers, so the real L{twisted_lambdagw.invokers.aws.invoker.AWSInvoker} can be
 tested end to end through ``treq.testing.StubTreq`` or a loopback port.
 L{InProcessInvoker} skips HTTP altogether and calls handlers directly.
 """
@@ -22,8 +22,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from .errors import NotFound
-from .invoker import InvokeCall, InvokeResult
+from twisted_lambdagw.core.errors import NotFound
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 
 Handler = Callable[[Any, "FakeContext"], Any]
 """A Lambda handler: ``handler(event, context)``; may return a Deferred."""

@@ -9,7 +9,7 @@ from twisted.application.service import ServiceMaker
 
 lambdagw = ServiceMaker(
     "Lambda gateway",
-    "twisted_lambdagw.tap",
+    "twisted_lambdagw.daemon.tap",
     "An HTTP gateway that invokes AWS Lambda functions under URL prefixes.",
     "lambdagw",
 )

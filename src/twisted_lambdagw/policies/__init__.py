@@ -1,3 +1,4 @@
 """
-The per-route policy chain: authorization, CORS, limits and admission.
+The per-route policy chain: what a request must pass before its function is
+invoked (CORS, limits, authorization, admission).
 """

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from twisted.web.server import Request
 
-from ..exchange import Exchange
-from ..messages import Reply
-from ..proxies import Origin
+from ..core.exchange import Exchange
+from ..core.messages import Reply
+from ..core.proxies import Origin
 
 if TYPE_CHECKING:
-    from ..config import RouteConfig
+    from ..core.config import RouteConfig
 
 Stage = Literal["cors", "limit-before-auth", "authorize", "limit-after-auth", "admit"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from ...config import (
+from ...core.config import (
     _DURATION_UNITS,
     BACKENDS,
     DURATION,
@@ -27,7 +27,7 @@ from ...config import (
 )
 
 if TYPE_CHECKING:
-    from ...config import AWSConfig, LocalConfig, _Reader, _Section
+    from ...core.config import AWSConfig, LocalConfig, _Reader, _Section
 
 SECTION_PREFIX = "authorizer:"
 AUTHORIZER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -20,8 +20,8 @@ from jwt.exceptions import InvalidKeyError, InvalidTokenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ...errors import AuthorizerFailed, Forbidden, Unauthorized
-from ...messages import Reply
+from ...core.errors import AuthorizerFailed, Forbidden, Unauthorized
+from ...core.messages import Reply
 from ..chain import Passage, Principal, Stage
 from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
 from .config import JWTAuthorizerConfig

@@ -24,11 +24,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ...errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
-from ...formats import apigw_v1, apigw_v2
-from ...formats._common import ACCOUNT_ID, API_ID, STAGE
-from ...invoker import InvokeCall, Invoker, InvokeResult
-from ...messages import IncomingRequest, Reply
+from ...core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
+from ...core.formats import apigw_v1, apigw_v2
+from ...core.formats._common import ACCOUNT_ID, API_ID, STAGE
+from ...core.messages import IncomingRequest, Reply
+from ...invokers.base import InvokeCall, Invoker, InvokeResult
 from ..chain import Passage, Principal, Stage
 from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
 from .config import LambdaAuthorizerConfig
@@ -260,7 +260,7 @@ def request_for(passage: Passage, now: float) -> IncomingRequest:
     """
     The request as an event format sees it, without its body, for the authorizer's event.
     """
-    from ...resource import _last_text, forwarded_headers
+    from ...server.resource import _last_text, forwarded_headers
 
     request = passage.request
     origin = passage.origin

@@ -1,0 +1,3 @@
+"""
+What the gateway tells its operators: the access log, metrics and logs.
+"""

@@ -16,10 +16,12 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.client import Agent
 
 from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
 from twisted_lambdagw.core.exchange import ExchangeObserver
@@ -52,6 +54,8 @@ from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
+from twisted_lambdagw.policies.authorizers.config import authorizer_routes
+from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 
@@ -126,7 +130,7 @@ def check_aws_routes(
     dual-stack endpoint must be one botocore's data lists for the region.
     """
     endpoints: dict[EndpointSpec, str] = {}
-    for route in config.routes:
+    for route in (*config.routes, *authorizer_routes(config.authorizers)):
         if route.backend != "aws":
             continue
         section = f"{config.path}: [route:{route.prefix}]"
@@ -216,7 +220,9 @@ class Gateway:
         self.credential_sources = self._credential_sources(resolved or {})
         """One per distinct way of finding credentials, shared by its routes."""
         self.local: LocalInvoker | None = None
-        if config.local is not None and any(r.backend == "local" for r in config.routes):
+        if config.local is not None and any(
+            r.backend == "local" for r in (*config.routes, *authorizer_routes(config.authorizers))
+        ):
             self.local = LocalInvoker(reactor, config.local)
         self.authenticator: BasicAuthenticator | None = None
         """The login check for ``auth = basic`` routes, when there are any."""
@@ -224,6 +230,10 @@ class Gateway:
             self.authenticator = basic_authenticator(
                 config.auth.users_file, config.auth.realm, self._run_in_thread, reactor.seconds
             )
+        self.authorizers = Authorizers(
+            config, reactor, lambda: HTTPClient(Agent(reactor)), self._invoker
+        )
+        """Every ``[authorizer:NAME]`` a route names, and the issuers' keys they trust."""
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         settings = config.gateway
@@ -265,6 +275,7 @@ class Gateway:
             PoolService(self.pool).setServiceParent(self.service)
         if self.local is not None:
             LocalBackendService(self.local).setServiceParent(self.service)
+        self.authorizers.setServiceParent(self.service)
         if self.credential_sources:
             credentials_service = CredentialsService(self.credential_sources.values())
             credentials_service.setServiceParent(self.service)
@@ -291,19 +302,20 @@ class Gateway:
         """
         return cls(load_config(path), reactor, **kwargs)
 
-    def _bind(self, route: RouteConfig) -> Binding:
-        invoker: Invoker
+    def _invoker(self, route: RouteConfig) -> Invoker:
         if route.backend == "aws":
-            invoker = self._aws_invoker(route)
-        else:
-            assert self.local is not None, "config checks local routes have [local]"
-            invoker = self.local
+            return self._aws_invoker(route)
+        assert self.local is not None, "config checks local routes have [local]"
+        return self.local
+
+    def _bind(self, route: RouteConfig) -> Binding:
         authenticator = self.authenticator if route.auth == "basic" else None
         return Binding(
             route=route,
-            invoker=invoker,
+            invoker=self._invoker(route),
             format=get_format(route.format),
             authenticator=authenticator,
+            authorizer=self.authorizers.step_for(route),
         )
 
     def _credential_sources(

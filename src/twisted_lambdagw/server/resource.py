@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, unquote_to_bytes
@@ -58,6 +58,8 @@ from twisted_lambdagw.invokers.base import (
 from twisted_lambdagw.net.deadlines import Deadlines
 from twisted_lambdagw.net.headers import raw_values
 from twisted_lambdagw.observe.logs import stack_text
+from twisted_lambdagw.policies.authorizers._common import authorizer_document
+from twisted_lambdagw.policies.chain import Passage, Step
 
 from .request import GatewayRequest
 from .streaming import StreamSettings, serve_stream
@@ -120,6 +122,8 @@ class Binding:
     invoker: Invoker
     format: EventFormat
     authenticator: Authenticator | None = None
+    authorizer: Step | None = None
+    """The route's ``[authorizer:NAME]`` step, until the chain runs every step."""
 
 
 class RandomIds:
@@ -387,12 +391,20 @@ class GatewayResource(Resource):
         if binding.authenticator is not None:
             user = await binding.authenticator.authenticate(request)
             exchange.user = user
+        authorizer = None
+        if binding.authorizer is not None:
+            passage = Passage(request, request_id, route, origin, raw_path, path, exchange)
+            await binding.authorizer(passage)
+            user = passage.principal.user or None if passage.principal else None
+            authorizer = authorizer_document(passage.principal)
         target = resolve(route, raw_path)
         exchange.function = target.function
         exchange.qualifier = target.qualifier
         if getattr(request, "body_too_large", False):
             raise RequestTooLarge(detail=f"body over the limit for {target.function}")
         incoming = self._incoming(request, request_id, raw_path, path, route, target, user, origin)
+        if authorizer is not None:
+            incoming = replace(incoming, authorizer=authorizer)
         call = InvokeCall(
             function=target.function,
             payload=binding.format.build(incoming),

@@ -215,7 +215,7 @@ class RefuseTests(TestCase):
         head, _, signature = token.split(".")
         other = s.idp.token({"sub": "mallory"}).split(".")[1]
         await self.refused_with(
-            s, f"{head}.{other}.{signature}", "the token does not verify (InvalidSignatureError)"
+            s, f"{head}.{other}.{signature}", "the token's signature does not verify"
         )
         await self.refused_with(s, "not-a-token", "the token is not a JWS compact serialization")
 

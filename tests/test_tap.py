@@ -24,7 +24,7 @@ from twisted_lambdagw.daemon import cli
 from twisted_lambdagw.daemon.gctune import GCTuning
 from twisted_lambdagw.daemon.lifecycle import DaemonService, DrainService, SequentialService
 from twisted_lambdagw.daemon.tap import Options, makeService
-from twisted_lambdagw.gateway import PoolService
+from twisted_lambdagw.gateway import LocalBackendService, PoolService
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import CredentialsService
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache
@@ -194,7 +194,10 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The gateway's service (pool, credentials, drain), then one endpoint service per --listen.
+        The gateway's service (pool, local backend, credentials, drain), then one
+        endpoint service per --listen.
+
+        The local backend's service is there with no local route: a reload may add one.
         """
         self.assertTrue(verifyObject(IService, self.service))
         self.assertIsInstance(self.service, DaemonService)
@@ -202,7 +205,9 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
         assert isinstance(gateway_service, SequentialService)
-        pool_service, credentials_service, drain_service = gateway_service.services
+        pool_service, local_service, credentials_service, drain_service = gateway_service.services
+        assert isinstance(local_service, LocalBackendService)
+        self.assertIsNone(local_service.local)
         self.assertIsInstance(credentials_service, CredentialsService)
         assert isinstance(pool_service, PoolService)
         self.assertIs(pool_service.pool, self.pool)
@@ -279,7 +284,8 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_sigterm_handler(self) -> None:
         """
-        Once the reactor runs, the daemon takes SIGTERM through the injected installer.
+        Once the reactor runs, the daemon takes SIGTERM (stop) and SIGHUP
+        (reload) through the injected installer.
         """
         installed: list[int] = []
         service = makeService(
@@ -292,7 +298,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         self.assertEqual(installed, [])
         self.reactor.run()
-        self.assertEqual(installed, [signal.SIGTERM])
+        self.assertEqual(installed, [signal.SIGTERM, signal.SIGHUP])
 
     def test_collector_tuned_once_running(self) -> None:
         """

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, AnyStr, cast
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -53,6 +54,7 @@ from twisted_lambdagw.daemon.tap import Options, makeService
 from twisted_lambdagw.daemon.worker_main import ParentWatch, StopOnce
 from twisted_lambdagw.daemon.workers import (
     MAX_LINE,
+    ConfigFrames,
     LogRelay,
     RestartPolicy,
     WorkerHandoff,
@@ -338,16 +340,30 @@ class WorkerPoolStartTests(SynchronousTestCase):
             self.assertEqual(handoff.options, {"config": "gw.ini", "listen": ["tcp:0"]})
         self.assertIn("started worker 2 of 3 (pid 1001)", harness.messages())
 
-    def test_signal_workers(self) -> None:
+    def test_reload_reaches_every_worker(self) -> None:
         """
-        The parent's SIGHUP action runs, then every worker gets SIGHUP for its own.
+        A reloaded config, and the order to reopen the access log, are
+        written to every running worker's pipe after its handoff, in frames
+        a worker reads whole however they arrive; a worker started later is
+        handed that config, not the one of startup.
         """
         harness = PoolHarness(self, gateway_config(workers=3))
         harness.start()
-        calls: list[str] = []
-        harness.pool.also_signal(lambda: calls.append("reopened"), "HUP")()
-        self.assertEqual(calls, ["reopened"])
-        self.assertEqual([p.signals for p in harness.spawner.processes], [["HUP"], ["HUP"]])
+        handed = [len(p.written) for p in harness.spawner.processes]
+        new = gateway_config(workers=3, drain="7s")
+        harness.pool.reopen_logs()
+        harness.pool.reload(new)
+        for process, start in zip(harness.spawner.processes, handed, strict=True):
+            received: list[object] = []
+            frames = ConfigFrames(received.append, partial(received.append, "reopened"))
+            sent = process.written[start:]
+            for at in range(len(sent)):
+                frames.feed(sent[at : at + 1])
+            self.assertEqual(received, ["reopened", new])
+            self.assertEqual(process.signals, [])
+        harness.spawner.processes[0].end(1)
+        harness.reactor.advance(RestartPolicy().first_delay)
+        self.assertEqual(harness.spawner.processes[-1].handoff().config, new)
 
     def test_start_without_privileged_start(self) -> None:
         """

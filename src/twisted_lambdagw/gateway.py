@@ -18,7 +18,7 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent
@@ -35,6 +35,7 @@ from twisted_lambdagw.invokers.aws.credentials import (
     CredentialSource,
     CredentialSpec,
     CredentialsService,
+    NoCredentials,
     Resolved,
     RunInThread,
     credential_spec,
@@ -58,6 +59,7 @@ from twisted_lambdagw.policies.authorizers.config import authorizer_routes
 from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
+from twisted_lambdagw.server.state import RoutingState, retire
 
 
 def _thread_runner(reactor: Any) -> RunInThread[Any]:
@@ -69,16 +71,25 @@ def _thread_runner(reactor: Any) -> RunInThread[Any]:
     return run
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class LocalBackendService(Service):
     """
     Stops the local backend's worker processes when the gateway stops.
+
+    C{local} is the backend serving now: a reload may replace it, or set it
+    to None when no route uses it any more.
     """
 
-    def __init__(self, local: LocalInvoker) -> None:
+    def __init__(self, local: LocalInvoker | None) -> None:
         self.local = local
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        if self.local is None:
+            return succeed(None)
         return Deferred.fromCoroutine(self.local.stop())
 
 
@@ -89,6 +100,7 @@ class PoolService(Service):
 
     def __init__(self, pool: KeepAliveAgent) -> None:
         self.pool = pool
+        """The pool serving now: a reload may replace it."""
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -204,6 +216,7 @@ class Gateway:
         self.worker_id = worker_id
         self._reactor = reactor
         self.pool = pool
+        self._owns_pool = client is None
         if client is None:
             if self.pool is None:
                 self.pool = default_pool(
@@ -212,27 +225,18 @@ class Gateway:
             client = lambda_client(self.pool)
         self._client = client
         self._run_in_thread = run_in_thread or _thread_runner(reactor)
+        self._endpoint_for = endpoint_for
         self._endpoints = check_aws_routes(config, endpoint_for)
         self._provider = credentials if credentials is not None else BotocoreCredentials()
         self._jitter = jitter
         self.connection_limits: dict[str, ConnectionLimit] = {}
         """One per Lambda endpoint, shared by its routes: ``[aws] max_connections``."""
-        self.credential_sources = self._credential_sources(resolved or {})
+        self.credential_sources = self._credential_sources(config, resolved or {}, {})
         """One per distinct way of finding credentials, shared by its routes."""
-        self.local: LocalInvoker | None = None
-        if config.local is not None and any(
-            r.backend == "local" for r in (*config.routes, *authorizer_routes(config.authorizers))
-        ):
-            self.local = LocalInvoker(reactor, config.local)
-        self.authenticator: BasicAuthenticator | None = None
+        self.local: LocalInvoker | None = self._local(config, None)
+        self.authenticator: BasicAuthenticator | None = self._authenticator(config)
         """The login check for ``auth = basic`` routes, when there are any."""
-        if config.auth is not None and any(r.auth == "basic" for r in config.routes):
-            self.authenticator = basic_authenticator(
-                config.auth.users_file, config.auth.realm, self._run_in_thread, reactor.seconds
-            )
-        self.authorizers = Authorizers(
-            config, reactor, lambda: HTTPClient(Agent(reactor)), self._invoker
-        )
+        self.authorizers = self._authorizers(config)
         """Every ``[authorizer:NAME]`` a route names, and the issuers' keys they trust."""
         self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
@@ -271,14 +275,15 @@ class Gateway:
         self.service = SequentialService()
         if self.access_log is not None:
             self.access_log.setServiceParent(self.service)
+        self._pool_service: PoolService | None = None
         if self.pool is not None:
-            PoolService(self.pool).setServiceParent(self.service)
-        if self.local is not None:
-            LocalBackendService(self.local).setServiceParent(self.service)
+            self._pool_service = PoolService(self.pool)
+            self._pool_service.setServiceParent(self.service)
+        self._local_service = LocalBackendService(self.local)
+        self._local_service.setServiceParent(self.service)
+        self._credentials_service = CredentialsService(self.credential_sources.values())
+        self._credentials_service.setServiceParent(self.service)
         self.authorizers.setServiceParent(self.service)
-        if self.credential_sources:
-            credentials_service = CredentialsService(self.credential_sources.values())
-            credentials_service.setServiceParent(self.service)
         self.drain = DrainService(self.resource, clock, settings.drain_timeout)
         self.drain.setServiceParent(self.service)
 
@@ -302,6 +307,113 @@ class Gateway:
         """
         return cls(load_config(path), reactor, **kwargs)
 
+    def _local(self, config: Config, running: LocalInvoker | None) -> LocalInvoker | None:
+        """
+        The local backend for C{config}: C{running} (warm) if its settings
+        did not change, a new one if some route needs one, else None.
+        """
+        routes = (*config.routes, *authorizer_routes(config.authorizers))
+        if config.local is None or not any(r.backend == "local" for r in routes):
+            return None
+        if running is not None and self.config.local == config.local:
+            return running
+        return LocalInvoker(self._reactor, config.local)
+
+    def _authorizers(self, config: Config) -> Authorizers:
+        reactor = self._reactor
+        return Authorizers(config, reactor, lambda: HTTPClient(Agent(reactor)), self._invoker)
+
+    def _authenticator(self, config: Config) -> BasicAuthenticator | None:
+        if config.auth is None or not any(r.auth == "basic" for r in config.routes):
+            return None
+        return basic_authenticator(
+            config.auth.users_file, config.auth.realm, self._run_in_thread, self._reactor.seconds
+        )
+
+    async def reload(self, config: Config) -> None:
+        """
+        Serve C{config} from the next request on, without a restart.
+
+        The whole serving state (credentials, local backend, login check,
+        invokers, routes) is built beside the one serving now, then swapped
+        in at once: requests in flight finish with the state they started
+        with, and what only the old state used (a replaced local backend or
+        connection pool, credential sources no route needs) is closed once
+        its last request is over.  Credentials a new route needs are
+        resolved before anything is swapped.
+
+        The listeners, the access log and the metrics page are not this
+        object's to change (the daemon says which keys need a restart);
+        C{config.gateway}'s other settings apply to new requests.
+
+        Raises L{ConfigError}, with one line, when C{config} cannot be
+        served; the running state is then left as it was.
+        """
+        old_config = self.config
+        endpoints = check_aws_routes(config, self._endpoint_for)
+        authenticator = self._authenticator(config)
+        pool, client, limits = self.pool, self._client, self.connection_limits
+        new_pool = self._owns_pool and (
+            (config.aws.max_connections, config.aws.connect_timeout)
+            != (old_config.aws.max_connections, old_config.aws.connect_timeout)
+        )
+        if new_pool:
+            pool = default_pool(
+                self._reactor, config.aws.max_connections, config.aws.connect_timeout
+            )
+            client, limits = lambda_client(pool), {}
+        sources = self._credential_sources(config, {}, self.credential_sources)
+        fresh = [source for spec, source in sources.items() if spec not in self.credential_sources]
+        try:
+            for source in fresh:
+                await source.start()
+        except Exception as e:
+            for source in fresh:
+                source.stop()
+            if new_pool and pool is not None:
+                pool.closeCachedConnections()
+            reason = "none found" if isinstance(e, NoCredentials) else _one_line(e)
+            raise ConfigError(
+                f"{config.path}: {source.name}: no AWS credentials ({source.description}): {reason}"
+            ) from None
+        local = self._local(config, self.local)
+        # Nothing can fail from here on: the new state becomes the gateway's.
+        old_local, old_pool, old_sources = self.local, self.pool, self.credential_sources
+        self.config, self._endpoints, self.authenticator = config, endpoints, authenticator
+        self.pool, self._client, self.connection_limits = pool, client, limits
+        self.credential_sources, self.local = sources, local
+        old_authorizers, self.authorizers = self.authorizers, self._authorizers(config)
+        old_authorizers.disownServiceParent()
+        self.authorizers.setServiceParent(self.service)
+        self.bindings = [self._bind(route) for route in config.routes]
+        settings = config.gateway
+        self.resource.configure(
+            health_path=settings.health_path,
+            max_in_flight=settings.max_in_flight,
+            trusted_proxies=settings.trusted_proxies,
+        )
+        self.drain.timeout = settings.drain_timeout
+        old_state = self.resource.state
+        self.resource.state = RoutingState.of(self.bindings)
+        if self._pool_service is not None:
+            self._pool_service.pool = pool  # type: ignore[assignment]
+        self._local_service.local = local
+        self._credentials_service.sources = list(sources.values())
+        closers: list[Callable[[], object]] = []
+        if old_local is not None and old_local is not local:
+            closers.append(lambda: Deferred.fromCoroutine(old_local.stop()))
+        if old_pool is not None and old_pool is not pool:
+            closers.append(old_pool.closeCachedConnections)
+        for spec, source in old_sources.items():
+            if sources.get(spec) is not source:
+                closers.append(source.stop)
+        retire(old_state, closers)
+        self.log.info(
+            "reloaded {path}: {routes} route(s)",
+            path=config.path,
+            routes=len(config.routes),
+        )
+
     def _invoker(self, route: RouteConfig) -> Invoker:
         if route.backend == "aws":
             return self._aws_invoker(route)
@@ -319,13 +431,20 @@ class Gateway:
         )
 
     def _credential_sources(
-        self, resolved: Mapping[CredentialSpec, Resolved]
+        self,
+        config: Config,
+        resolved: Mapping[CredentialSpec, Resolved],
+        running: Mapping[CredentialSpec, CredentialSource],
     ) -> dict[CredentialSpec, CredentialSource]:
         """
-        One credential source per distinct spec, shared by the routes using it.
+        One credential source per distinct spec, shared by the routes using
+        it; those in C{running} (the state serving now) are kept as they are.
         """
         sources: dict[CredentialSpec, CredentialSource] = {}
-        for spec, routes in specs_by_route(self.config).items():
+        for spec, routes in specs_by_route(config).items():
+            if spec in running:
+                sources[spec] = running[spec]
+                continue
             name = route_names(routes)
             if spec.static:
                 assert spec.access_key is not None and spec.secret_key is not None

@@ -28,7 +28,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.config import Config, ConfigError
 
 
 class Drainable(Protocol):
@@ -40,6 +40,15 @@ class Drainable(Protocol):
     active: int
 
     def when_idle(self) -> Deferred[None]: ...
+
+
+class ConfigApplier(Protocol):
+    """
+    What serves a configuration read elsewhere: a worker's
+    L{twisted_lambdagw.daemon.reload.Reloader}, fed by its parent.
+    """
+
+    def apply(self, config: Config) -> Deferred[bool]: ...
 
 
 class SequentialService(MultiService):
@@ -142,8 +151,12 @@ class DaemonService(MultiService):
     stop does: the services stop (listeners first, then the drain, then the
     pool), and the process exits 0.
 
-    SIGHUP calls C{reopen}, when given: the access log is reopened after
-    rotation.
+    SIGHUP calls C{reopen}, when given: the gateway reloads its config
+    (L{twisted_lambdagw.daemon.reload}) and reopens the access log after rotation.
+
+    :ivar reloader: what applies a new configuration in this process (the
+        daemon's L{twisted_lambdagw.daemon.reload.Reloader}); a worker hands it
+        what its parent sends.
 
     :param install_signal: C{signal.signal}, or a fake in tests.
     """
@@ -154,7 +167,7 @@ class DaemonService(MultiService):
         self,
         reactor: Any,
         *,
-        reopen: Callable[[], None] | None = None,
+        reopen: Callable[[], object] | None = None,
         install_signal: SignalInstaller = signal.signal,
     ) -> None:
         super().__init__()
@@ -162,6 +175,7 @@ class DaemonService(MultiService):
         self._reopen = reopen
         self._install_signal = install_signal
         self._stopping = False
+        self.reloader: ConfigApplier | None = None
 
     def privilegedStartService(self) -> None:
         with one_line_failures():
@@ -179,6 +193,13 @@ class DaemonService(MultiService):
         if self._reopen is not None:
             self._install_signal(signal.SIGHUP, self._sighup)
         self.log.info("ready; SIGTERM stops gracefully")
+
+    def reopen(self) -> None:
+        """
+        Do what SIGHUP does here, if anything (a worker: reopen its access log).
+        """
+        if self._reopen is not None:
+            self._reopen()
 
     def _sighup(self, number: int, frame: FrameType | None) -> None:
         assert self._reopen is not None

@@ -17,14 +17,18 @@ HTTP/2 support (the ``h2`` and ``priority`` packages) is installed.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IOpenSSLContextFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters, TLSVersion
 from twisted.python.filepath import FilePath
+from zope.interface import implementer
 
 TLS_MINIMUMS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
 SSL_OPTIONS = frozenset(
@@ -80,20 +84,34 @@ def split_description(description: str) -> tuple[list[str], dict[str, str]]:
 
 
 def server_endpoint(
-    reactor: Any, description: str, *, tls_min_version: str = "1.2"
+    reactor: Any,
+    description: str,
+    *,
+    tls_min_version: str = "1.2",
+    tls_contexts: list[ReloadableTLS] | None = None,
 ) -> IStreamServerEndpoint:
     """
     The endpoint a ``listen`` line describes; raises ValueError (one line) if bad.
+
+    An ``ssl:`` line's L{ReloadableTLS} is appended to C{tls_contexts}, if
+    given, for a reload to read its files again.
     """
     args, kwargs = split_description(description)
     if args and args[0].lower() == "ssl":
-        return tls_endpoint(reactor, args[1:], kwargs, tls_min_version=tls_min_version)
+        return tls_endpoint(
+            reactor, args[1:], kwargs, tls_min_version=tls_min_version, tls_contexts=tls_contexts
+        )
     endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
     return endpoint
 
 
 def tls_endpoint(
-    reactor: Any, args: list[str], kwargs: dict[str, str], *, tls_min_version: str = "1.2"
+    reactor: Any,
+    args: list[str],
+    kwargs: dict[str, str],
+    *,
+    tls_min_version: str = "1.2",
+    tls_contexts: list[ReloadableTLS] | None = None,
 ) -> SSL4ServerEndpoint:
     """
     An ``ssl:`` endpoint from its parameters, with the key and certificate loaded.
@@ -114,16 +132,58 @@ def tls_endpoint(
     backlog = _number("backlog", kwargs.get("backlog", "50"), 1, 65535)
     key_file = kwargs.get("privateKey", "server.pem")
     cert_file = kwargs.get("certKey", key_file)
-    options = certificate_options(
-        key_file,
-        cert_file,
-        chain_file=kwargs.get("extraCertChain"),
-        dh_file=kwargs.get("dhParameters"),
-        tls_min_version=tls_min_version,
+    options = ReloadableTLS(
+        functools.partial(
+            certificate_options,
+            key_file,
+            cert_file,
+            chain_file=kwargs.get("extraCertChain"),
+            dh_file=kwargs.get("dhParameters"),
+            tls_min_version=tls_min_version,
+        )
     )
+    if tls_contexts is not None:
+        tls_contexts.append(options)
     return SSL4ServerEndpoint(
-        reactor, port, options, backlog=backlog, interface=kwargs.get("interface", "")
+        reactor,
+        port,
+        options,
+        backlog=backlog,
+        interface=kwargs.get("interface", ""),
     )
+
+
+@implementer(IOpenSSLContextFactory)
+class ReloadableTLS:
+    """
+    A listener's TLS settings, read again from their files on L{reload}.
+
+    Twisted's TLS wrapper asks its context factory for the OpenSSL context
+    once per new connection (C{getContext}); this one hands out the context
+    of the certificate loaded last.  So after a reload the next handshake
+    uses the new key and certificate, while connections already set up keep
+    the context they were made with, and nothing is dropped.
+
+    :param load: reads the key and certificate files into checked
+        L{CertificateOptions}; raises ValueError (one line) if they are bad.
+    """
+
+    def __init__(self, load: Callable[[], CertificateOptions]) -> None:
+        self._load = load
+        self.options = load()
+        """The settings new connections get."""
+
+    def getContext(self) -> SSL.Context:
+        """
+        The OpenSSL context for a new connection: the latest certificate's.
+        """
+        return self.options.getContext()
+
+    def reload(self) -> None:
+        """
+        Read the files again; raises ValueError, keeping the old ones, if bad.
+        """
+        self.options = self._load()
 
 
 def certificate_options(

@@ -37,8 +37,9 @@ from twisted_lambdagw.policies.auth import load_users
 
 from .gctune import GCTuning
 from .lifecycle import DaemonService, SignalInstaller
-from .listen import http2_available, server_endpoint
+from .listen import ReloadableTLS, http2_available, server_endpoint
 from .reactor import install_default
+from .reload import Reloader
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
 from .workers import WorkerHandoff, WorkerPool, listening_service
 
@@ -188,9 +189,39 @@ def makeService(
     reopen = None
     if access_log is not None and access_log.target != STDOUT:
         reopen = access_log.reopen
-        if isinstance(shared, WorkerPool):
-            reopen = shared.also_signal(reopen, "HUP")
-    top = DaemonService(reactor, reopen=reopen, install_signal=install_signal)
+    tls: list[tuple[str, ReloadableTLS]] = []
+    if shared is not None:
+        tls = [
+            (one.description, one.tls)
+            for one in shared.listeners
+            if isinstance(one.tls, ReloadableTLS)
+        ]
+    listening_endpoints = []
+    if shared is None:
+        for description in config.gateway.listen:
+            made: list[ReloadableTLS] = []
+            listening_endpoints.append(
+                server_endpoint(
+                    reactor, description, tls_min_version=tls_min_version, tls_contexts=made
+                )
+            )
+            tls += [(description, context) for context in made]
+    reloader = Reloader(
+        config,
+        gateway,
+        site,
+        listen=options["listen"],
+        tls=tls,
+        workers=shared if isinstance(shared, WorkerPool) else None,
+        reopen=reopen,
+    )
+    # SIGHUP: the parent reloads the file (and hands the result to its
+    # workers); a worker, which gets its configuration from the parent,
+    # only reopens its access log on a SIGHUP of its own.
+    top = DaemonService(
+        reactor, reopen=reloader if worker is None else reopen, install_signal=install_signal
+    )
+    top.reloader = reloader
     if isinstance(shared, WorkerPool):
         # Stopped with the rest, it waits for the workers to exit.
         shared.exited.setServiceParent(top)
@@ -199,14 +230,13 @@ def makeService(
     gateway.service.setServiceParent(top)
     if shared is not None:
         shared.setServiceParent(top)
+    for endpoint in listening_endpoints:
+        listening = StreamServerEndpointService(endpoint, site)
+        # As strports.service does: a port that cannot be bound fails
+        # startup instead of being logged by a daemon that serves nothing.
+        listening._raiseSynchronously = True
+        listening.setServiceParent(top)
     for description in config.gateway.listen:
-        if shared is None:
-            endpoint = server_endpoint(reactor, description, tls_min_version=tls_min_version)
-            listening = StreamServerEndpointService(endpoint, site)
-            # As strports.service does: a port that cannot be bound fails
-            # startup instead of being logged by a daemon that serves nothing.
-            listening._raiseSynchronously = True
-            listening.setServiceParent(top)
         if description.lower().startswith("ssl:") and worker is None:
             log.info(
                 "TLS on {listen}: minimum TLS {version}, HTTP/2 {http2}",

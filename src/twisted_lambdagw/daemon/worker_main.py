@@ -18,7 +18,7 @@ import pickle
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone, ReactorNotRunning
@@ -26,29 +26,39 @@ from twisted.internet.fdesc import readFromFD, setNonBlocking
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.python.failure import Failure
 
-from twisted_lambdagw.daemon.workers import WorkerHandoff
+from twisted_lambdagw.core.config import Config
+from twisted_lambdagw.daemon.workers import ConfigFrames, WorkerHandoff
 
 
 class ParentWatch(FileDescriptor):
     """
     Reads a worker's stdin and calls C{gone} when it reaches its end.
 
-    The parent holds the pipe's other end open for the worker's whole life
-    and never writes after the handoff, so the end comes when the parent
-    exits, however it exits.
+    The parent holds the pipe's other end open for the worker's whole life,
+    so the end comes when the parent exits, however it exits.  After the
+    handoff the parent writes only messages (on SIGHUP): a configuration to
+    serve, handed to C{received}, or to reopen the access log (C{reopen}).
     """
 
-    def __init__(self, reactor: Any, fd: int, gone: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        fd: int,
+        gone: Callable[[], None],
+        received: Callable[[Config], None] = lambda config: None,
+        reopen: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(reactor)
         self._fd = fd
         self._gone = gone
+        self._frames = ConfigFrames(received, reopen)
         setNonBlocking(fd)
 
     def fileno(self) -> int:
         return self._fd
 
     def doRead(self) -> object:
-        return readFromFD(self._fd, lambda data: None)
+        return readFromFD(self._fd, self._frames.feed)
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
@@ -94,6 +104,10 @@ def main() -> int:
     """
     Run a worker process until it is stopped; returns its exit status.
     """
+    # A SIGHUP sent to the whole process group while this worker starts
+    # must not end it; the daemon's own handler (reopen the access log)
+    # replaces this once the reactor runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         handoff = WorkerHandoff.read(0)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
@@ -104,6 +118,7 @@ def main() -> int:
             importlib.import_module(handoff.reactor_module).install()
     from twisted.internet import reactor as installed
 
+    from twisted_lambdagw.daemon.lifecycle import DaemonService
     from twisted_lambdagw.daemon.tap import Options, makeService
 
     reactor: Any = installed
@@ -113,7 +128,7 @@ def main() -> int:
     options.update(handoff.options)
     options.config = handoff.config
     try:
-        service = makeService(options, reactor, worker=handoff, tune_gc=True)
+        service = cast(DaemonService, makeService(options, reactor, worker=handoff, tune_gc=True))
         service.privilegedStartService()
         service.startService()
     except Exception:
@@ -129,7 +144,15 @@ def main() -> int:
         signal.signal(signal.SIGTERM, lambda n, f: reactor.callFromThread(stop, "received SIGTERM"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    ParentWatch(reactor, 0, lambda: stop("the parent process is gone")).startReading()
+    reloader = service.reloader
+    assert reloader is not None
+
+    def received(config: Config) -> None:
+        log.info("worker {worker}: reloading as the parent did", worker=handoff.worker_id)
+        reloader.apply(config)
+
+    gone = lambda: stop("the parent process is gone")  # noqa: E731
+    ParentWatch(reactor, 0, gone, received, service.reopen).startReading()
     reactor.callWhenRunning(handle_signals)
     reactor.run()
     return 0

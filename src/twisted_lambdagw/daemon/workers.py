@@ -28,8 +28,15 @@ One Python process uses one core; this is how the gateway uses more:
   re-emits them into its own log with a C{worker} field (and ``worker N`` in
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
-  parent's stdout, for ``access_log = -``; SIGHUP to the parent (reopen the
-  access log) is passed on to every worker.
+  parent's stdout, for ``access_log = -``.
+- SIGHUP to the parent has every worker reopen its access log, and the
+  parent reloads the config file (L{twisted_lambdagw.daemon.reload}) and hands the
+  configuration it then serves to every worker, which applies it.  Both go
+  as messages on the worker's stdin pipe (L{encode_message}), never as
+  signals: a worker still starting up reads them once it can, where a
+  signal could end it before it has a handler.  A worker started later
+  is handed the configuration serving then, so every process serves the
+  same one.
 - Each process knows its worker id (C{Gateway.worker_id}): its metrics get
   a ``worker`` label and its access log records a ``worker`` field.
 """
@@ -148,6 +155,48 @@ class WorkerHandoff:
         if not isinstance(handoff, cls):
             raise ValueError(f"not a worker handoff: {type(handoff).__name__}")
         return handoff
+
+
+REOPEN = "reopen the access log"
+"""The message that has a worker reopen its access log."""
+
+
+def encode_message(message: Config | str) -> bytes:
+    """
+    A message as the parent writes it to a worker's pipe after the handoff
+    (a configuration to serve, or L{REOPEN}): its length, then its pickle
+    (see L{WorkerHandoff.encode}).
+    """
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+class ConfigFrames:
+    """
+    Splits what a worker reads on its pipe into the messages sent: each
+    configuration goes to C{received}, each L{REOPEN} calls C{reopen}.
+    """
+
+    def __init__(
+        self, received: Callable[[Config], None], reopen: Callable[[], None] = lambda: None
+    ) -> None:
+        self._received = received
+        self._reopen = reopen
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + size
+            if len(self._buffer) < end:
+                return
+            data, self._buffer = self._buffer[_HEADER.size : end], self._buffer[end:]
+            message = pickle.loads(data)  # noqa: S301 (see WorkerHandoff.encode)
+            if isinstance(message, Config):
+                self._received(message)
+            elif message == REOPEN:
+                self._reopen()
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -403,25 +452,24 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             self._start(worker)
 
-    def signal_workers(self, name: str) -> None:
+    def reload(self, config: Config) -> None:
         """
-        Send signal C{name} (``"HUP"``) to every running worker.
+        Hand C{config} to every running worker, and to those started later.
         """
+        self.config = config
+        self._tell_workers(encode_message(config))
+
+    def reopen_logs(self) -> None:
+        """
+        Have every running worker reopen its access log.
+        """
+        self._tell_workers(encode_message(REOPEN))
+
+    def _tell_workers(self, frame: bytes) -> None:
         for worker in self.workers.values():
-            worker.signal(name)
-
-    def also_signal(self, action: Callable[[], None], name: str) -> Callable[[], None]:
-        """
-        C{action}, then signal C{name} to every worker so each does its own.
-
-        The parent's SIGHUP reopens its access log; its workers have theirs.
-        """
-
-        def both() -> None:
-            action()
-            self.signal_workers(name)
-
-        return both
+            if worker.process is not None:
+                with contextlib.suppress(OSError, ProcessExitedAlready):
+                    worker.process.writeToChild(0, frame)
 
     def _handoff(self, worker: _Worker) -> tuple[bytes, dict[int, int | str]]:
         assert self.groups is not None

@@ -47,7 +47,7 @@ from twisted_lambdagw.core.formats import EventFormat
 from twisted_lambdagw.core.formats._common import HOP_BY_HOP
 from twisted_lambdagw.core.messages import IncomingRequest, Reply
 from twisted_lambdagw.core.proxies import Origin, TrustedProxies
-from twisted_lambdagw.core.routing import RouteTable, Target, resolve
+from twisted_lambdagw.core.routing import Target, resolve
 from twisted_lambdagw.invokers.base import (
     InvocationType,
     InvokeCall,
@@ -62,6 +62,7 @@ from twisted_lambdagw.policies.authorizers._common import authorizer_document
 from twisted_lambdagw.policies.chain import Passage, Step
 
 from .request import GatewayRequest
+from .state import RoutingState
 from .streaming import StreamSettings, serve_stream
 
 if TYPE_CHECKING:
@@ -212,12 +213,13 @@ class GatewayResource(Resource):
         trusted_proxies: Sequence[TrustedProxy] = (),
     ) -> None:
         super().__init__()
-        self._bindings = {b.route.prefix: b for b in bindings}
-        self._table = RouteTable([b.route for b in bindings])
+        self.state: RoutingState[Binding] = RoutingState.of(bindings)
+        """
+        The routes and what serves them; each request reads it once, when it
+        arrives, and a reload replaces it whole (L{twisted_lambdagw.server.state}).
+        """
         self._clock = clock
         self._deadlines = Deadlines(clock)
-        self._dropped: dict[str, frozenset[str]] = {}
-        """Per route prefix: the request headers never passed on as sent."""
         self._health_path = health_path
         self._metrics_path = metrics_path if metrics is not None else None
         self._metrics = metrics
@@ -237,6 +239,22 @@ class GatewayResource(Resource):
         Set on shutdown: health checks fail so load balancers move away, and
         every response closes its connection.
         """
+
+    def configure(
+        self,
+        *,
+        health_path: str | None,
+        max_in_flight: int | None,
+        trusted_proxies: Sequence[TrustedProxy],
+    ) -> None:
+        """
+        Take the settings a reload may change besides the routes; each is
+        read once per request, when it arrives.
+        """
+        self._health_path = health_path
+        self._max_in_flight = max_in_flight
+        self._proxies = TrustedProxies(trusted_proxies)
+        self._proxied = bool(self._proxies)
 
     def when_idle(self) -> Deferred[None]:
         """
@@ -275,6 +293,10 @@ class GatewayResource(Resource):
         result comes in.
         """
         self.active += 1
+        state = self.state
+        # StateUse.enter and leave, inlined: this runs for every request.
+        use = state.use
+        use.active += 1
         try:
             request_id = self._request_id(request)
             origin = self.origin(request)
@@ -287,7 +309,7 @@ class GatewayResource(Resource):
             )
             streamed = False
             try:
-                reply = await self._serve(request, exchange, origin, serving)
+                reply = await self._serve(request, exchange, origin, serving, state)
                 streamed = reply is None
             except CancelledError:
                 if not serving.gone:
@@ -325,6 +347,9 @@ class GatewayResource(Resource):
             for observe in self.observers:
                 observe(exchange)
         finally:
+            use.active -= 1
+            if use.retired and use.active == 0:
+                use.unused()
             self.active -= 1
             if self.active == 0 and self._idle:
                 idle, self._idle = self._idle, []
@@ -365,7 +390,12 @@ class GatewayResource(Resource):
         )
 
     async def _serve(
-        self, request: Request, exchange: Exchange, origin: Origin, serving: _Serving
+        self,
+        request: Request,
+        exchange: Exchange,
+        origin: Origin,
+        serving: _Serving,
+        state: RoutingState[Binding],
     ) -> Reply | None:
         """
         The reply to write, or None when it was streamed (already written).
@@ -380,11 +410,11 @@ class GatewayResource(Resource):
             return Reply(
                 200, (("Content-Type", self._metrics.content_type),), self._metrics.render()
             )
-        route = self._table.match(raw_path)
+        route = state.table.match(raw_path)
         if route is None:
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
         exchange.route = route.prefix
-        binding = self._bindings[route.prefix]
+        binding = state.bindings[route.prefix]
         user = None
         # The login is checked before the name is even looked at, so a
         # client without one learns nothing about which names exist.
@@ -402,7 +432,9 @@ class GatewayResource(Resource):
         exchange.qualifier = target.qualifier
         if getattr(request, "body_too_large", False):
             raise RequestTooLarge(detail=f"body over the limit for {target.function}")
-        incoming = self._incoming(request, request_id, raw_path, path, route, target, user, origin)
+        incoming = self._incoming(
+            request, request_id, raw_path, path, route, target, user, origin, state.dropped
+        )
         if authorizer is not None:
             incoming = replace(incoming, authorizer=authorizer)
         call = InvokeCall(
@@ -479,6 +511,7 @@ class GatewayResource(Resource):
         target: Target,
         user: str | None,
         origin: Origin,
+        dropped_cache: dict[str, frozenset[str]],
     ) -> IncomingRequest:
         body = request.content.read() if request.content is not None else b""
         remote = origin.remote
@@ -507,9 +540,9 @@ class GatewayResource(Resource):
                 "request_id": request_id,
             }
             gateway_headers += [(t.name, t.expand(values)) for t in route.header_upstream]
-        dropped = self._dropped.get(route.prefix)
+        dropped = dropped_cache.get(route.prefix)
         if dropped is None:
-            dropped = self._dropped[route.prefix] = dropped_headers(gateway_headers)
+            dropped = dropped_cache[route.prefix] = dropped_headers(gateway_headers)
         headers = forwarded_headers(request, body, gateway_headers, dropped)
         _, _, query = uri.partition("?")
         return IncomingRequest(

@@ -70,6 +70,8 @@ class Authorizers(Service):
             return JWTAuthorizer(authorizer, keys, self._clock, route.scopes)
         if isinstance(authorizer, LambdaAuthorizerConfig):
             return self.lambdas[authorizer.name]
+        if route.auth not in ("none", "basic"):
+            raise LookupError(f"no authorizer {route.auth!r}: the config was not checked")
         return None
 
     def startService(self) -> None:

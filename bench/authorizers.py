@@ -32,14 +32,14 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from twisted_lambdagw.core.config import RouteConfig
-from twisted_lambdagw.core.formats import get_format
-from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
-from twisted_lambdagw.policies.authorizers.config import (
+from twisted_lambdagw.core.authorizers import (
     IdentitySource,
     JWTAuthorizerConfig,
     LambdaAuthorizerConfig,
 )
+from twisted_lambdagw.core.config import RouteConfig
+from twisted_lambdagw.core.formats import get_format
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 from twisted_lambdagw.policies.authorizers.jwks import JWKSource, KeySet
 from twisted_lambdagw.policies.authorizers.jwt import JWTAuthorizer
 from twisted_lambdagw.policies.authorizers.lambda_ import LambdaAuthorizer
@@ -81,8 +81,9 @@ def jwt_step(clock: Clock, algorithm: str) -> tuple[JWTAuthorizer, str]:
 
 
 def lambda_step(clock: Clock, ttl: float) -> LambdaAuthorizer:
-    route = RouteConfig(prefix="/authorizer:custom/", backend="local", single="authorizer")
-    config = LambdaAuthorizerConfig("custom", "authorizer", (AUTHORIZATION,), route, result_ttl=ttl)
+    config = LambdaAuthorizerConfig(
+        "custom", "authorizer", (AUTHORIZATION,), backend="local", result_ttl=ttl
+    )
     return LambdaAuthorizer(config, Answers(ALLOW), clock)
 
 

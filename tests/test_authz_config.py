@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.core.config import Config, ConfigError, parse_config
-from twisted_lambdagw.invokers.aws.credentials import specs_by_route
-from twisted_lambdagw.policies.authorizers.config import (
+from twisted_lambdagw.core.authorizers import (
     JWTAuthorizerConfig,
     LambdaAuthorizerConfig,
 )
+from twisted_lambdagw.core.config import Config, ConfigError, authorizer_route, parse_config
+from twisted_lambdagw.invokers.aws.credentials import specs_by_route
 
 PATH = "etc/gw.ini"
 JWT = """
@@ -65,11 +65,12 @@ class AuthorizerSectionTests(SynchronousTestCase):
         self.assertEqual(authorizer.payload_format, "2.0")
         self.assertTrue(authorizer.simple_responses)
         self.assertEqual([s.kind for s in authorizer.identity_sources], ["header", "querystring"])
-        self.assertEqual(authorizer.route.region, "eu-west-1")
-        self.assertEqual(authorizer.route.single, "my-authorizer")
+        route = authorizer_route(config.aws, authorizer)
+        self.assertEqual((route.region, authorizer.region), ("eu-west-1", "eu-west-1"))
+        self.assertEqual(route.single, "my-authorizer")
         # Its credentials are resolved with the routes'.
         routes = [r for rs in specs_by_route(config).values() for r in rs]
-        self.assertIn(authorizer.route, routes)
+        self.assertIn(route, routes)
 
     def test_errors(self) -> None:
         route = "[route:/api/]\nauth = users\n"

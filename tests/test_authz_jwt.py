@@ -15,8 +15,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent
 
+from twisted_lambdagw.core.authorizers import IdentitySource, JWTAuthorizerConfig
 from twisted_lambdagw.core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
-from twisted_lambdagw.policies.authorizers.config import IdentitySource, JWTAuthorizerConfig
 from twisted_lambdagw.policies.authorizers.jwks import REFETCH_INTERVAL, REFRESH_INTERVAL, JWKSource
 from twisted_lambdagw.policies.authorizers.jwt import JWTAuthorizer
 from twisted_lambdagw.policies.chain import Passage

@@ -12,11 +12,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from twisted_lambdagw.core.config import LocalConfig, RouteConfig
+from twisted_lambdagw.core.authorizers import IdentitySource, LambdaAuthorizerConfig
+from twisted_lambdagw.core.config import LocalConfig
 from twisted_lambdagw.core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
 from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
-from twisted_lambdagw.policies.authorizers.config import IdentitySource, LambdaAuthorizerConfig
 from twisted_lambdagw.policies.authorizers.lambda_ import LambdaAuthorizer
 from twisted_lambdagw.policies.chain import Passage
 
@@ -34,7 +34,7 @@ def authorizer_config(**fields: Any) -> LambdaAuthorizerConfig:
         name="custom",
         function="authorizer",
         identity_sources=fields.pop("identity_sources", (AUTHORIZATION,)),
-        route=RouteConfig(prefix="/authorizer:custom/", backend=backend, single="authorizer"),
+        backend=backend,
         **fields,
     )
 

@@ -23,7 +23,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent
 
-from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
+from twisted_lambdagw.core.config import (
+    FUNCTION_ARN,
+    Config,
+    ConfigError,
+    RouteConfig,
+    authorizer_route,
+    authorizer_routes,
+    load_config,
+)
 from twisted_lambdagw.core.exchange import ExchangeObserver
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.daemon.lifecycle import DrainService, SequentialService
@@ -55,7 +63,6 @@ from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
-from twisted_lambdagw.policies.authorizers.config import authorizer_routes
 from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
@@ -142,7 +149,7 @@ def check_aws_routes(
     dual-stack endpoint must be one botocore's data lists for the region.
     """
     endpoints: dict[EndpointSpec, str] = {}
-    for route in (*config.routes, *authorizer_routes(config.authorizers)):
+    for route in (*config.routes, *authorizer_routes(config)):
         if route.backend != "aws":
             continue
         section = f"{config.path}: [route:{route.prefix}]"
@@ -312,7 +319,7 @@ class Gateway:
         The local backend for C{config}: C{running} (warm) if its settings
         did not change, a new one if some route needs one, else None.
         """
-        routes = (*config.routes, *authorizer_routes(config.authorizers))
+        routes = (*config.routes, *authorizer_routes(config))
         if config.local is None or not any(r.backend == "local" for r in routes):
             return None
         if running is not None and self.config.local == config.local:
@@ -321,7 +328,12 @@ class Gateway:
 
     def _authorizers(self, config: Config) -> Authorizers:
         reactor = self._reactor
-        return Authorizers(config, reactor, lambda: HTTPClient(Agent(reactor)), self._invoker)
+        return Authorizers(
+            config,
+            reactor,
+            lambda: HTTPClient(Agent(reactor)),
+            lambda authorizer: self._invoker(authorizer_route(config.aws, authorizer)),
+        )
 
     def _authenticator(self, config: Config) -> BasicAuthenticator | None:
         if config.auth is None or not any(r.auth == "basic" for r in config.routes):

@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl
 
 from twisted.web.server import Request
 
+from ...core.authorizers import IdentitySource
 from ..chain import Passage, Principal
-from .config import IdentitySource
 
 ALLOWED = "allowed"
 MISSING = "missing"

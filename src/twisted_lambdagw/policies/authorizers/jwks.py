@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from .config import is_loopback
+from ...core.authorizers import is_loopback
 
 REFRESH_INTERVAL = 300.0
 """Seconds between background refreshes of the keys."""

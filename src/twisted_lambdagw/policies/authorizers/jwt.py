@@ -23,11 +23,11 @@ from jwt.exceptions import InvalidKeyError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ...core.authorizers import JWTAuthorizerConfig
 from ...core.errors import AuthorizerFailed, Forbidden, Unauthorized
 from ...core.messages import Reply
 from ..chain import Passage, Principal, Stage
 from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
-from .config import JWTAuthorizerConfig
 from .jwks import FetchError, JWKSource
 
 CHALLENGE = "Bearer"

@@ -24,6 +24,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ...core.authorizers import LambdaAuthorizerConfig
 from ...core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
 from ...core.formats import apigw_v1, apigw_v2
 from ...core.formats._common import ACCOUNT_ID, API_ID, STAGE
@@ -31,7 +32,6 @@ from ...core.messages import IncomingRequest, Reply
 from ...invokers.base import InvokeCall, Invoker, InvokeResult
 from ..chain import Passage, Principal, Stage
 from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
-from .config import LambdaAuthorizerConfig
 
 MAX_CACHED = 10_000
 """Cached answers per authorizer; the oldest goes first past this."""
@@ -136,13 +136,13 @@ class LambdaAuthorizer:
         self.invoker = invoker
         self.clock = clock
         self._cache: dict[tuple[str, ...], tuple[float, Answer]] = {}
-        self._region = config.route.region or "us-east-1"
+        self._region = config.region or "us-east-1"
 
     def describe(self) -> str:
         ttl = f"cached {self.config.result_ttl:g}s" if self.config.result_ttl else "not cached"
         kind = "simple" if self.config.simple_responses else "IAM policy"
         return (
-            f"auth lambda {self.config.name} ({self.config.function}, {self.config.route.backend},"
+            f"auth lambda {self.config.name} ({self.config.function}, {self.config.backend},"
             f" payload {self.config.payload_format}, {kind} responses, {ttl})"
         )
 
@@ -196,7 +196,7 @@ class LambdaAuthorizer:
         call = InvokeCall(
             function=self.config.function,
             payload=self.event(passage, values),
-            qualifier=self.config.route.qualifier,
+            qualifier=self.config.qualifier,
             request_id=passage.request_id,
             timeout=self.config.timeout,
         )

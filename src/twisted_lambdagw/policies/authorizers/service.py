@@ -10,9 +10,9 @@ from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 
+from ...core.authorizers import AuthorizerConfig, JWTAuthorizerConfig, LambdaAuthorizerConfig
 from ...core.config import Config, RouteConfig
 from ...invokers.base import Invoker
-from .config import AuthorizerConfig, JWTAuthorizerConfig, LambdaAuthorizerConfig
 from .jwks import JWKSource
 from .jwt import JWTAuthorizer
 from .lambda_ import LambdaAuthorizer
@@ -29,7 +29,7 @@ class Authorizers(Service):
     stops.  A Lambda authorizer (and its result cache) is shared by the
     routes naming it.
 
-    :param invoker_for: the invoker for a Lambda authorizer's pseudo-route,
+    :param invoker_for: the invoker for a Lambda authorizer's function,
         made as the gateway makes a route's.
     """
 
@@ -38,7 +38,7 @@ class Authorizers(Service):
         config: Config,
         clock: IReactorTime,
         http_client: Callable[[], HTTPClient],
-        invoker_for: Callable[[RouteConfig], Invoker],
+        invoker_for: Callable[[LambdaAuthorizerConfig], Invoker],
     ) -> None:
         self._clock = clock
         self.keys: dict[tuple[str, str | None], JWKSource] = {}
@@ -57,7 +57,7 @@ class Authorizers(Service):
                         client, clock, authorizer.issuer, authorizer.jwks_uri, name=authorizer.name
                     )
             elif isinstance(authorizer, LambdaAuthorizerConfig):
-                invoker = invoker_for(authorizer.route)
+                invoker = invoker_for(authorizer)
                 self.lambdas[authorizer.name] = LambdaAuthorizer(authorizer, invoker, clock)
 
     def step_for(self, route: RouteConfig) -> Authorizer | None:

@@ -1,33 +1,42 @@
 """
 The ``[authorizer:NAME]`` sections: JWT and Lambda authorizers, read and checked.
 
-L{twisted_lambdagw.config} hands each such section to L{read_authorizers};
-routes then name one in ``auth``.  As everywhere in the config, a problem is
-one line naming the file, the section and the key.
+L{twisted_lambdagw.core.config} hands each such section to L{read_jwt} or
+L{read_lambda} (and resolves a Lambda authorizer's region and role as for a
+route); routes then name one in ``auth``.  As everywhere in the config, a
+problem is one line naming the file, the section and the key.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from ...core.config import (
-    _DURATION_UNITS,
+from .values import (
     BACKENDS,
     DURATION,
+    DURATION_UNITS,
     FUNCTION_ARN,
     FUNCTION_NAME,
     QUALIFIER,
     REGION,
-    ConfigError,
-    RouteConfig,
 )
 
-if TYPE_CHECKING:
-    from ...core.config import AWSConfig, LocalConfig, _Reader, _Section
+
+class Section(Protocol):
+    """
+    One config section, as L{twisted_lambdagw.core.config} reads it.
+    """
+
+    def error(self, key: str | None, message: str) -> Exception: ...
+    def text(self, key: str, default: str | None = None) -> str | None: ...
+    def words(self, key: str) -> list[str]: ...
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str: ...
+    def boolean(self, key: str, default: bool) -> bool: ...
+
 
 SECTION_PREFIX = "authorizer:"
 AUTHORIZER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -42,9 +51,9 @@ SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 QUERY_NAME = re.compile(r"[A-Za-z0-9._~-]+")
 
-_JWT_KEYS = {"type", "issuer", "audience", "jwks_uri", "identity_source", "algorithms",
+JWT_KEYS = {"type", "issuer", "audience", "jwks_uri", "identity_source", "algorithms",
              "clock_skew"}  # fmt: skip
-_LAMBDA_KEYS = {
+LAMBDA_KEYS = {
     "type", "function", "backend", "payload_format", "simple_responses", "identity_source",
     "result_ttl", "timeout", "qualifier", "aws_access", "aws_secret", "aws_region",
     "role_arn", "external_id", "role_session_name",
@@ -82,8 +91,16 @@ class LambdaAuthorizerConfig:
     name: str
     function: str
     identity_sources: tuple[IdentitySource, ...]
-    route: RouteConfig
-    """How the function is invoked, as a route with ``single = function`` would be."""
+    backend: str = "aws"
+    qualifier: str | None = None
+    aws_access: str | None = None
+    aws_secret: str | None = field(default=None, repr=False)
+    aws_region: str | None = None
+    region: str | None = None
+    """Resolved as for a route (None for local functions)."""
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    role_session_name: str = "lambdagw"
     payload_format: Literal["1.0", "2.0"] = "2.0"
     simple_responses: bool = True
     result_ttl: float = 0.0
@@ -94,42 +111,8 @@ class LambdaAuthorizerConfig:
 AuthorizerConfig = JWTAuthorizerConfig | LambdaAuthorizerConfig
 
 
-def authorizer_routes(authorizers: tuple[AuthorizerConfig, ...]) -> list[RouteConfig]:
-    """
-    The pseudo-routes Lambda authorizers invoke through (for credentials and endpoints).
-    """
-    return [a.route for a in authorizers if isinstance(a, LambdaAuthorizerConfig)]
-
-
-def read_authorizers(
-    reader: _Reader, aws: AWSConfig, local: LocalConfig | None
-) -> tuple[AuthorizerConfig, ...]:
-    """
-    Every ``[authorizer:NAME]`` section, in file order.
-    """
-    found: list[AuthorizerConfig] = []
-    for section in reader.parser.sections():
-        if not section.startswith(SECTION_PREFIX):
-            continue
-        name = section[len(SECTION_PREFIX) :].strip()
-        where = f"{reader.path}: [{section}]"
-        if not AUTHORIZER_NAME.fullmatch(name):
-            raise ConfigError(f"{where}: the name must be 1-64 letters, digits or . _ -")
-        if name in RESERVED_NAMES:
-            raise ConfigError(f"{where}: {name!r} is a reserved auth mode, not a name")
-        kind = reader.parser[section].get("type", "").strip()
-        if kind == "jwt":
-            found.append(_read_jwt(reader.section(section, _JWT_KEYS), name))
-        elif kind == "lambda":
-            s = reader.section(section, _LAMBDA_KEYS)
-            found.append(_read_lambda(reader, s, name, aws, local))
-        else:
-            raise ConfigError(f"{where} type: must be jwt or lambda, not {kind!r}")
-    return tuple(found)
-
-
 def check_route_auth(
-    s: _Section, auth: str, authorizers: tuple[AuthorizerConfig, ...]
+    s: Section, auth: str, authorizers: tuple[AuthorizerConfig, ...]
 ) -> tuple[str, ...]:
     """
     Check a route's ``auth`` names an authorizer and return its ``scopes``.
@@ -150,7 +133,7 @@ def check_route_auth(
     return scopes
 
 
-def _identity_source(s: _Section, text: str) -> IdentitySource:
+def _identity_source(s: Section, text: str) -> IdentitySource:
     for prefix, kind, pattern in (
         ("$request.header.", "header", HEADER_NAME),
         ("$request.querystring.", "querystring", QUERY_NAME),
@@ -178,7 +161,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _fetch_url(s: _Section, key: str, url: str) -> str:
+def _fetch_url(s: Section, key: str, url: str) -> str:
     """
     A URL the gateway fetches keys from: https, or http to a loopback address.
     """
@@ -192,7 +175,7 @@ def _fetch_url(s: _Section, key: str, url: str) -> str:
     return url
 
 
-def _read_jwt(s: _Section, name: str) -> JWTAuthorizerConfig:
+def read_jwt(s: Section, name: str) -> JWTAuthorizerConfig:
     issuer = s.text("issuer")
     if issuer is None:
         raise s.error("issuer", "required: the issuer the tokens' iss must equal")
@@ -226,9 +209,10 @@ def _read_jwt(s: _Section, name: str) -> JWTAuthorizerConfig:
     )
 
 
-def _read_lambda(
-    reader: _Reader, s: _Section, name: str, aws: AWSConfig, local: LocalConfig | None
-) -> LambdaAuthorizerConfig:
+def read_lambda(s: Section, name: str, has_local: bool) -> LambdaAuthorizerConfig:
+    """
+    A ``type = lambda`` section; the caller resolves its region and role.
+    """
     function = s.text("function")
     if function is None:
         raise s.error("function", "required: the authorizer function's name or ARN")
@@ -241,7 +225,7 @@ def _read_lambda(
     if arn is not None and arn["qualifier"] and qualifier is not None:
         raise s.error("qualifier", "the ARN in 'function' already names a qualifier")
     backend = s.choice("backend", BACKENDS, "aws")
-    if backend == "local" and local is None:
+    if backend == "local" and not has_local:
         raise s.error("backend", "'local' needs a [local] section")
     aws_access, aws_secret = s.text("aws_access"), s.text("aws_secret")
     if (aws_access is None) != (aws_secret is None):
@@ -250,12 +234,6 @@ def _read_lambda(
     aws_region = s.text("aws_region")
     if aws_region is not None and not REGION.fullmatch(aws_region):
         raise s.error("aws_region", f"not an AWS region: {aws_region!r}")
-    region = None
-    if backend == "aws":
-        region = arn["region"] if arn is not None else reader.region(s, aws, aws_region)
-    role_arn, external_id, session_name = reader.role(s, aws.role_session_name)
-    if role_arn is None:
-        role_arn, external_id, session_name = aws.role_arn, aws.external_id, aws.role_session_name
     payload_format = s.choice("payload_format", ("2.0", "1.0"), "2.0")
     simple = s.boolean("simple_responses", payload_format == "2.0")
     if simple and payload_format == "1.0":
@@ -264,27 +242,16 @@ def _read_lambda(
     timeout = _seconds(s, "timeout", 10.0, maximum=900.0)
     if timeout <= 0:
         raise s.error("timeout", "must be more than 0")
-    route = RouteConfig(
-        prefix=f"/{SECTION_PREFIX}{name}/",
-        backend=backend,
-        timeout=timeout,
-        aws_access=aws_access,
-        aws_secret=aws_secret,
-        aws_region=aws_region,
-        region=region,
-        qualifier=qualifier,
-        single=function,
-        role_arn=role_arn,
-        external_id=external_id,
-        role_session_name=session_name,
-        use_fips_endpoint=aws.use_fips_endpoint,
-        use_dualstack_endpoint=aws.use_dualstack_endpoint,
-    )
     return LambdaAuthorizerConfig(
         name=name,
         function=function,
         identity_sources=tuple(_identity_source(s, text) for text in sources),
-        route=route,
+        backend=backend,
+        qualifier=qualifier,
+        aws_access=aws_access,
+        aws_secret=aws_secret,
+        aws_region=aws_region,
+        region=arn["region"] if arn is not None else None,
         payload_format="1.0" if payload_format == "1.0" else "2.0",
         simple_responses=simple,
         result_ttl=_seconds(s, "result_ttl", 0.0, maximum=MAX_RESULT_TTL),
@@ -292,7 +259,7 @@ def _read_lambda(
     )
 
 
-def _seconds(s: _Section, key: str, default: float, maximum: float) -> float:
+def _seconds(s: Section, key: str, default: float, maximum: float) -> float:
     """
     A duration that may be 0, at most ``maximum`` seconds.
     """
@@ -303,7 +270,7 @@ def _seconds(s: _Section, key: str, default: float, maximum: float) -> float:
     if match is None:
         raise s.error(key, f"not a duration: {value!r} (use e.g. 0, 30s, 5m)")
     unit = match["unit"].lower() if match["unit"] else None
-    seconds = float(match["number"]) * _DURATION_UNITS[unit]
+    seconds = float(match["number"]) * DURATION_UNITS[unit]
     if seconds > maximum:
         raise s.error(key, f"at most {maximum:g} seconds: {value!r}")
     return seconds

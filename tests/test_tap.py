@@ -28,6 +28,7 @@ from twisted_lambdagw.gateway import LocalBackendService, PoolService
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import CredentialsService
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache
+from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.server.request import GatewayRequest
 from twisted_lambdagw.server.site import GatewaySite
 
@@ -194,8 +195,8 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The gateway's service (pool, local backend, credentials, drain), then one
-        endpoint service per --listen.
+        The gateway's service (pool, local backend, credentials, authorizers, drain),
+        then one endpoint service per --listen.
 
         The local backend's service is there with no local route: a reload may add one.
         """
@@ -205,7 +206,10 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
         assert isinstance(gateway_service, SequentialService)
-        pool_service, local_service, credentials_service, drain_service = gateway_service.services
+        (pool_service, local_service, credentials_service, authorizers, drain_service) = (
+            gateway_service.services
+        )
+        self.assertIsInstance(authorizers, Authorizers)
         assert isinstance(local_service, LocalBackendService)
         self.assertIsNone(local_service.local)
         self.assertIsInstance(credentials_service, CredentialsService)

@@ -168,6 +168,12 @@ def flask_redirect() -> flask.Response:
     return flask.redirect("/items/1", code=302)  # type: ignore[return-value]
 
 
+@flask_app.get("/who")
+def flask_who() -> dict[str, object]:
+    headers = flask.request.headers
+    return {name: headers.get(name) for name in ("X-Authenticated-User", "X-Forwarded-For")}
+
+
 apig_wsgi_handler = make_lambda_handler(flask_app, binary_support=True)
 
 

@@ -16,7 +16,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from twisted_lambdagw.core.config import Config
 from twisted_lambdagw.core.formats import get_format
-from twisted_lambdagw.server.resource import Authenticator, Binding, GatewayResource
+from twisted_lambdagw.policies import Authenticator, InFlight, PolicyServices, build_chain
+from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.testing import Handler, InProcessInvoker
 
@@ -51,16 +52,17 @@ class SiteUnderTest:
         if config is None:
             config = config_from("[route:/lambda/]\naws_region = us-east-1\n")
         self.invoker = InProcessInvoker(functions if functions is not None else {"fn": ok})
+        services = PolicyServices(self.reactor, in_flight=InFlight(), authenticator=authenticator)
         bindings = [
             Binding(
                 route,
                 self.invoker,
                 get_format(route.format),
-                authenticator if route.auth == "basic" else None,
+                build_chain(route, config, services),
             )
             for route in config.routes
         ]
-        self.resource = GatewayResource(bindings, self.reactor)
+        self.resource = GatewayResource(bindings, self.reactor, in_flight=services.in_flight)
         self.site = GatewaySite(
             self.resource,
             reactor=self.reactor,

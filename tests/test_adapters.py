@@ -215,3 +215,22 @@ class AdapterTests:
         """A path the app does not know is the app's 404, not the gateway's."""
         reply = call(case, routed("GET", "/nowhere"))
         assert reply.status == 404
+
+
+FLASK_CASES = [c for c in ADAPTERS if c.adapter == "apig-wsgi"]
+
+
+@pytest.mark.parametrize("case", FLASK_CASES, ids=str)
+def test_underscores_do_not_spoof_gateway_headers(case: AdapterCase) -> None:
+    """
+    WSGI reads ``_`` as ``-``: ``X_Authenticated_User`` and ``X_Forwarded_For``
+    sent by a client never reach Flask as ``X-Authenticated-User`` and
+    ``X-Forwarded-For`` (the gateway drops every name with an underscore).
+    """
+    headers = [("X_Authenticated_User", "admin"), ("X_Forwarded_For", "203.0.113.66")]
+    reply = call_through_gateway(case, routed("GET", "/who", headers=headers))
+    assert reply.status == 200
+    seen = json_body(reply)
+    assert seen["X-Authenticated-User"] is None
+    assert "203.0.113.66" not in (seen["X-Forwarded-For"] or "")
+    assert seen["X-Forwarded-For"]  # the gateway's own value still arrives

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_lambdagw.core.config import ConfigError
 from twisted_lambdagw.core.formats import httpjson
 from twisted_lambdagw.core.messages import NOT_PARSED, IncomingRequest, Reply
+from twisted_lambdagw.policies import PolicyServices, build_chain
 from twisted_lambdagw.policies.auth import (
     UsersFileChecker,
     basic_authenticator,
@@ -335,11 +336,14 @@ auth = none
         """
         recording = RecordingFormat()
         [route, _] = self.gw.config.routes
+        services = PolicyServices(
+            Clock(), authenticator=basic_authenticator(self.users, "r", InlineThreads())
+        )
         binding = Binding(
             route,
             InProcessInvoker({"fn": lambda event, context: {}}),
             recording,
-            basic_authenticator(self.users, "r", InlineThreads()),
+            build_chain(route, self.gw.config, services),
         )
         client: Any = StubTreq(GatewayResource([binding], Clock()))
         d = client.get(

@@ -97,15 +97,31 @@ class SingleValueRequestTests:
         request = make_request(path="/lambda/fn/a%20b", function_path="/a%20b")
         assert event_of(alb, request)["path"] == "/a%20b"
 
-    def test_text_body(self) -> None:
-        """Textual bodies travel as they are."""
-        request = make_request("POST", headers=[("Content-Type", "text/html")], body="é".encode())
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "text/html",
+            "text/plain; charset=utf-8",
+            "application/json",
+            "Application/JavaScript",
+            "application/xml",
+        ],
+    )
+    def test_text_body(self, content_type: str) -> None:
+        """Bodies of the types ALB documents as text travel as they are."""
+        request = make_request("POST", headers=[("Content-Type", content_type)], body="é".encode())
         event = event_of(alb, request)
         assert (event["body"], event["isBase64Encoded"]) == ("é", False)
 
     @pytest.mark.parametrize(
         ("content_type", "body"),
-        [("application/octet-stream", b"abc"), ("text/plain", b"\xc3\x28"), (None, b"x")],
+        [
+            ("application/octet-stream", b"abc"),
+            ("text/plain", b"\xc3\x28"),
+            (None, b"x"),
+            ("application/x-www-form-urlencoded", b"a=1&b=2"),
+            ("application/vnd.api+json", b"{}"),
+        ],
     )
     def test_binary_body(self, content_type: str | None, body: bytes) -> None:
         """Other content types or invalid UTF-8 travel as base64."""
@@ -166,14 +182,18 @@ class ReplyTests:
                 "isBase64Encoded": False,
             },
         )
-        assert reply == Reply(200, (("content-type", "text/plain"),), b"hi")
+        assert reply == Reply(200, (("content-type", "text/plain"),), b"hi", "OK")
 
     def test_multi_value_headers(self, fmt: EventFormat) -> None:
         """A multi-value reply's headers are used, one line per value."""
         reply = reply_of(
             fmt, {"statusCode": 302, "multiValueHeaders": {"set-cookie": ["a=1", "b=2"]}}
         )
-        assert reply.headers == (("set-cookie", "a=1"), ("set-cookie", "b=2"))
+        assert reply.headers == (
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("Content-Type", "application/octet-stream"),
+        )
 
     def test_both_fields(self, fmt: EventFormat) -> None:
         """With both fields, multi-value wins for a name in both and nothing doubles."""
@@ -185,12 +205,55 @@ class ReplyTests:
                 "multiValueHeaders": {"x-a": ["1"], "x-c": ["3", "4"]},
             },
         )
-        assert sorted(reply.headers) == [("x-a", "1"), ("x-b", "2"), ("x-c", "3"), ("x-c", "4")]
+        assert sorted(reply.headers) == [
+            ("Content-Type", "application/octet-stream"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+            ("x-c", "3"),
+            ("x-c", "4"),
+        ]
 
-    def test_status_description_ignored(self, fmt: EventFormat) -> None:
-        """statusDescription does not change the status."""
+    def test_status_description_other_code(self, fmt: EventFormat) -> None:
+        """A statusDescription naming another code changes neither status nor reason."""
         reply = reply_of(fmt, {"statusCode": 404, "statusDescription": "200 OK"})
-        assert reply.status == 404
+        assert (reply.status, reply.reason) == (404, None)
+
+    @pytest.mark.parametrize(
+        ("description", "reason"),
+        [
+            ("200 Fine By Me", "Fine By Me"),
+            ("200 OK", "OK"),
+            ("Fine By Me", "Fine By Me"),
+            ("200", None),
+            ("", None),
+            (None, None),
+            ("200 caf\u00e9\tok", "caf\u00e9\tok"),
+        ],
+    )
+    def test_status_description_reason(
+        self, fmt: EventFormat, description: str | None, reason: str | None
+    ) -> None:
+        """statusDescription is the status line's reason phrase, as ALB sends it."""
+        reply = reply_of(fmt, {"statusCode": 200, "statusDescription": description})
+        assert (reply.status, reply.reason) == (200, reason)
+
+    @pytest.mark.parametrize(
+        "description", ["200 OK\r\nX-Evil: 1", "200 OK\n", "200 \x00", "200 \u2603", 200, ["OK"]]
+    )
+    def test_status_description_refused(self, fmt: EventFormat, description: object) -> None:
+        """A description that is not a string of reason-phrase characters is malformed."""
+        with pytest.raises(MalformedReply):
+            reply_of(fmt, {"statusCode": 200, "statusDescription": description})
+
+    def test_default_content_type(self, fmt: EventFormat) -> None:
+        """Without a Content-Type the reply is application/octet-stream, as from ALB."""
+        reply = reply_of(fmt, {"statusCode": 200, "body": "<b>hi</b>"})
+        assert reply.headers == (("Content-Type", "application/octet-stream"),)
+
+    @pytest.mark.parametrize("status", [204, 304])
+    def test_no_content_no_default_type(self, fmt: EventFormat, status: int) -> None:
+        """A 204 or 304 gets no default Content-Type: it has no content."""
+        assert reply_of(fmt, {"statusCode": status}).headers == ()
 
     def test_status_required(self, fmt: EventFormat) -> None:
         """A result without statusCode is malformed."""

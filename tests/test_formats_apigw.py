@@ -170,12 +170,12 @@ class V1RequestTests:
         assert context["httpMethod"] == "POST"
         assert context["resourcePath"] == "/{proxy+}"
         assert context["accountId"] == "000000000000"
-        assert context["authorizer"] is None
+        assert "authorizer" not in context
 
     def test_authorizer_user(self) -> None:
-        """An authenticated user is the authorizer's principalId."""
+        """An authenticated user is the authorizer's principalId, as a Lambda authorizer's."""
         context = event_of(apigw_v1, make_request(user="alice"))["requestContext"]
-        assert context["authorizer"] == {"principalId": "alice"}
+        assert context["authorizer"] == {"principalId": "alice", "integrationLatency": 0}
 
     @pytest.mark.parametrize(
         "content_type",
@@ -224,11 +224,9 @@ class V2RequestTests:
         assert event["routeKey"] == "$default"
         assert event["rawPath"] == "/items/42"
         assert event["rawQueryString"] == ""
-        assert event["cookies"] == []
-        assert event["queryStringParameters"] is None
-        assert event["pathParameters"] is None
-        assert event["stageVariables"] is None
-        assert event["body"] is None
+        # Left out, as AWS leaves them out, when there is nothing to say.
+        for key in ("cookies", "queryStringParameters", "pathParameters", "stageVariables", "body"):
+            assert key not in event
         assert event["isBase64Encoded"] is False
 
     def test_gateway_headers(self) -> None:
@@ -284,8 +282,8 @@ class V2RequestTests:
         assert context["time"] == "04/Mar/2020:19:03:58 +0000"
         assert context["timeEpoch"] == 1583348638390
         assert context["domainName"] == "gw.example.test"
-        assert context["authentication"] is None
-        assert context["authorizer"] is None
+        assert "authentication" not in context
+        assert "authorizer" not in context
 
     def test_no_user_agent(self) -> None:
         """Without a User-Agent the field is an empty string, never missing."""
@@ -324,11 +322,27 @@ class V1ReplyTests:
         with pytest.raises(MalformedReply):
             reply_of(apigw_v1, {"body": "hi"})
 
-    @pytest.mark.parametrize("status", [99, 600, 1000, -1, "200", True, None, 200.5])
+    @pytest.mark.parametrize(
+        "status", [99, 600, 1000, -1, "99", "600", "2000", " 200", "200.0", "", True, None, 200.5]
+    )
     def test_status_range(self, status: object) -> None:
-        """A status that is not an integer HTTP status is malformed."""
+        """A status that is not an HTTP status, as an integer or three digits, is malformed."""
         with pytest.raises(MalformedReply):
             reply_of(apigw_v1, {"statusCode": status})
+
+    def test_status_numeric_string(self) -> None:
+        """A REST API takes a statusCode of three digits in a string (AWS's own blueprints)."""
+        assert reply_of(apigw_v1, {"statusCode": "201", "body": "x"}).status == 201
+
+    def test_default_content_type(self) -> None:
+        """Without a Content-Type the reply is application/json, as from a REST API."""
+        reply = reply_of(apigw_v1, {"statusCode": 200, "body": "<b>hi</b>"})
+        assert reply.headers == (("Content-Type", "application/json"),)
+
+    @pytest.mark.parametrize("status", [204, 304])
+    def test_no_content_no_default_type(self, status: int) -> None:
+        """A 204 or 304 gets no default Content-Type: it has no content."""
+        assert reply_of(apigw_v1, {"statusCode": status}).headers == ()
 
     def test_multi_value_wins(self) -> None:
         """A name in both headers and multiValueHeaders takes only the multi values."""
@@ -340,7 +354,13 @@ class V1ReplyTests:
                 "multiValueHeaders": {"x-a": ["m1", "m2"], "X-C": ["c"]},
             },
         )
-        assert sorted(reply.headers) == [("X-B", "b"), ("X-C", "c"), ("x-a", "m1"), ("x-a", "m2")]
+        assert sorted(reply.headers) == [
+            ("Content-Type", "application/json"),
+            ("X-B", "b"),
+            ("X-C", "c"),
+            ("x-a", "m1"),
+            ("x-a", "m2"),
+        ]
 
     def test_identical_fields_not_duplicated(self) -> None:
         """Both fields holding the same header (lambda_http) give it once."""
@@ -419,7 +439,7 @@ class V1ReplyTests:
                 "multiValueHeaders": {"Transfer-Encoding": ["chunked"]},
             },
         )
-        assert reply.headers == (("X-Ok", "1"),)
+        assert reply.headers == (("X-Ok", "1"), ("Content-Type", "application/json"))
 
 
 class V2ReplyTests:
@@ -460,9 +480,14 @@ class V2ReplyTests:
         """Each cookies entry becomes its own Set-Cookie header."""
         reply = reply_of(
             apigw_v2,
-            {"statusCode": 200, "cookies": ["a=1; Path=/", "b=2; HttpOnly"], "headers": {}},
+            {"statusCode": 204, "cookies": ["a=1; Path=/", "b=2; HttpOnly"], "headers": {}},
         )
         assert reply.headers == (("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; HttpOnly"))
+
+    def test_default_content_type(self) -> None:
+        """Without a Content-Type the reply is application/json, as from a Function URL."""
+        reply = reply_of(apigw_v2, {"statusCode": 200, "body": "<b>hi</b>"})
+        assert reply.headers == (("Content-Type", "application/json"),)
 
     @pytest.mark.parametrize("cookies", ["a=1", [1, None], ["a=1\r\nX-Evil: 1"], {"a": "1"}])
     def test_bad_cookies(self, cookies: object) -> None:
@@ -484,9 +509,13 @@ class V2ReplyTests:
         """multiValueHeaders (sent by lambda_http) means nothing in payload 2.0."""
         reply = reply_of(
             apigw_v2,
-            {"statusCode": 200, "headers": {"x-a": "1"}, "multiValueHeaders": {"x-a": ["1"]}},
+            {
+                "statusCode": 200,
+                "headers": {"x-a": "1", "content-type": "text/plain"},
+                "multiValueHeaders": {"x-a": ["1"]},
+            },
         )
-        assert reply.headers == (("x-a", "1"),)
+        assert reply.headers == (("x-a", "1"), ("content-type", "text/plain"))
 
     @pytest.mark.parametrize("status", [99, 600, "201", None, False])
     def test_status_range(self, status: object) -> None:

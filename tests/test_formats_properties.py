@@ -110,6 +110,9 @@ class HeaderPropertyTests:
             expected = {key: values[-1:] for key, values in sent.items()}
         else:
             expected = sent
+        if "content-type" not in expected:
+            default = "application/octet-stream" if name.startswith("alb") else "application/json"
+            expected["content-type"] = [default]
         reply = reply_of(fmt, echo_headers(name, event_of(fmt, request)))
         assert by_name(reply.headers) == expected
 
@@ -129,7 +132,7 @@ class QueryPropertyTests:
         assert (v1["queryStringParameters"] or {}) == {k: v[-1] for k, v in expected.items()}
         v2 = event_of(FORMATS["apigw-v2"], request)
         assert v2["rawQueryString"] == raw
-        assert (v2["queryStringParameters"] or {}) == {k: ",".join(v) for k, v in expected.items()}
+        assert v2.get("queryStringParameters", {}) == {k: ",".join(v) for k, v in expected.items()}
 
     @derandomized
     @given(pairs=query_lists, plus=st.booleans())
@@ -171,7 +174,7 @@ class CookiePropertyTests:
         header = "; ".join(f"{name}={value}" for name, value in cookies)
         fmt = FORMATS["apigw-v2"]
         event = event_of(fmt, make_request(headers=[("Cookie", header)]))
-        reply = reply_of(fmt, {"statusCode": 200, "cookies": event["cookies"]})
+        reply = reply_of(fmt, {"statusCode": 204, "cookies": event["cookies"]})
         assert reply.headers == tuple(("Set-Cookie", cookie) for cookie in event["cookies"])
 
     @pytest.mark.parametrize("name", ["apigw-v1", "alb", "alb-multi"])
@@ -202,8 +205,8 @@ class BodyPropertyTests:
         if event["isBase64Encoded"]:
             assert base64.b64decode(event["body"]) == body
         else:
-            assert (event["body"] or "").encode("utf-8") == body
-        result = {"statusCode": 200, "body": event["body"]}
+            assert (event.get("body") or "").encode("utf-8") == body
+        result = {"statusCode": 200, "body": event.get("body")}
         result["isBase64Encoded"] = event["isBase64Encoded"]
         assert reply_of(fmt, result).body == body
 

@@ -213,6 +213,57 @@ class ParseEnvelopeTests(SynchronousTestCase):
         for status in (200, 204, 301, 404, 418, 500, 599):
             self.assertEqual(httpjson.parse(envelope(meta={"status": status})).status, status)
 
+    def test_zeroStatus(self) -> None:
+        """
+        A status of 0 or below is 200, as in the original: Go's zero value,
+        what a function using the plugin's own C{ReplyMeta} without setting
+        C{Status} sends.
+        """
+        for status in (0, -1, -404):
+            reply = httpjson.parse(envelope(meta={"status": status, "headers": {}}, body="x"))
+            self.assertEqual(reply, Reply(200, (JSON,), b"x"))
+
+    def test_goFieldNames(self) -> None:
+        """
+        Keys as a Go struct without JSON tags marshals them are honoured,
+        matched case-insensitively as Go's encoding/json matches them.
+        """
+        payload = json.dumps(
+            {
+                "Type": "HTTPJSON-REP",
+                "Meta": {"Status": 201, "Headers": {"X-A": ["1"]}},
+                "Body": "aGk=",
+                "BodyEncoding": "base64",
+            }
+        ).encode("utf-8")
+        self.assertEqual(httpjson.parse(payload), Reply(201, (("X-A", "1"), JSON), b"hi"))
+        shouting = json.dumps({"TYPE": "HTTPJSON-REP", "META": {"STATUS": 404}, "BODY": "no"})
+        self.assertEqual(httpjson.parse(shouting.encode()), Reply(404, (JSON,), b"no"))
+
+    def test_goFoldedLetters(self) -> None:
+        """
+        The long s (U+017F) folds to s and the Kelvin sign (U+212A) to k in
+        Go's matching; other look-alikes match nothing.
+        """
+        folded = {"type": "HTTPJSON-REP", "meta": {"\u017ftatu\u017f": 202}, "body": ""}
+        self.assertEqual(httpjson.parse(json.dumps(folded).encode()).status, 202)
+        dotless = {"type": "HTTPJSON-REP", "meta": {"\u0130": 1}, "body": "", "bod\u0131": "x"}
+        self.assertEqual(httpjson.parse(json.dumps(dotless).encode()), Reply(200, (JSON,), b""))
+
+    def test_goLastSpellingWins(self) -> None:
+        """
+        Of several spellings of one key, the last in the object counts, as Go
+        assigns each in turn.
+        """
+        raw = b'{"type": "HTTPJSON-REP", "body": "first", "Body": "last"}'
+        self.assertEqual(httpjson.parse(raw).body, b"last")
+        raw = b'{"type": "HTTPJSON-REP", "Body": "first", "body": "last"}'
+        self.assertEqual(httpjson.parse(raw).body, b"last")
+        not_ours = b'{"type": "other", "Type": "HTTPJSON-REP", "body": "x"}'
+        self.assertEqual(httpjson.parse(not_ours).body, b"x")
+        ours_then_not = b'{"Type": "HTTPJSON-REP", "type": "other", "body": "x"}'
+        self.assertEqual(httpjson.parse(ours_then_not).body, ours_then_not)
+
     def test_unknownFieldsIgnored(self) -> None:
         """
         Fields the envelope does not define are ignored.
@@ -295,9 +346,9 @@ class ParseMalformedTests(SynchronousTestCase):
 
     def test_badStatus(self) -> None:
         """
-        A status that is not an int from 200 to 599 is malformed (section 9.8).
+        A status that is not an int from 200 to 599 (or 0 and below) is malformed.
         """
-        statuses: list[object] = ["200", True, False, 99, 100, 101, 199, 600, 0, -1, 2e2, [200], {}]
+        statuses: list[object] = ["200", "0", True, False, 99, 100, 101, 199, 600, 2e2, [200], {}]
         for status in statuses:
             self.assertMalformed(envelope(meta={"status": status}))
 

@@ -31,10 +31,11 @@ TEST_FUNCTIONS = os.path.join(HERE, "functions")
 
 
 class ExampleFunctionTests(TestCase):
-    async def serve(self) -> tuple[HTTPClient, str]:
+    async def serve(self, fmt: str = "httpjson") -> tuple[HTTPClient, str]:
         """
         A gateway on a loopback port with /lambda/ on the examples and /test/
-        on the test functions; a client for it and its base URL.
+        on the test functions, both in format C{fmt}; a client for it and
+        its base URL.
         """
         from twisted.internet import reactor as global_reactor
 
@@ -48,7 +49,7 @@ class ExampleFunctionTests(TestCase):
             invoker = LocalInvoker(cast(LocalReactor, reactor), config)
             self.addCleanup(self.stop_invoker, invoker)
             route = RouteConfig(prefix=prefix, backend="local", timeout=30.0)
-            bindings.append(Binding(route, invoker, get_format("httpjson")))
+            bindings.append(Binding(route, invoker, get_format(fmt)))
         site = Site(GatewayResource(bindings, reactor), reactor=reactor)
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -60,9 +61,14 @@ class ExampleFunctionTests(TestCase):
         return Deferred.fromCoroutine(invoker.stop())
 
     async def fetch(
-        self, client: HTTPClient, method: str, url: str, body: bytes | None = None
+        self,
+        client: HTTPClient,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[bytes | str, list[bytes | str]] | None = None,
     ) -> tuple[int, Any]:
-        response = await client.request(method, url, data=body)
+        response = await client.request(method, url, data=body, headers=headers)
         content = await response.content()
         self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
         return response.code, json.loads(content) if content else None
@@ -86,6 +92,48 @@ class ExampleFunctionTests(TestCase):
         self.assertEqual(event["meta"]["method"], "POST")
         self.assertEqual(event["meta"]["query"], "x=1")
         self.assertEqual(event["body"], '{"text": "hi"}')
+
+    async def echo_in(self, fmt: str) -> dict[str, Any]:
+        """
+        The event echo answers with on a route in format C{fmt}, after
+        checking the reply is a 200 JSON one.
+        """
+        client, base = await self.serve(fmt)
+        code, event = await self.fetch(
+            client,
+            "POST",
+            base + "/lambda/echo/any?x=1&x=2",
+            b'{"text": "hi"}',
+            {"Content-Type": ["application/json"], "Cookie": ["a=1; b=2"]},
+        )
+        self.assertEqual(code, 200)
+        self.assertEqual(event["body"], '{"text": "hi"}')
+        self.assertIs(event["isBase64Encoded"], False)
+        return cast(dict[str, Any], event)
+
+    async def test_echo_apigw_v1(self) -> None:
+        """echo answers an API Gateway REST event in the REST reply shape."""
+        event = await self.echo_in("apigw-v1")
+        self.assertEqual((event["resource"], event["httpMethod"]), ("/{proxy+}", "POST"))
+        self.assertEqual(event["multiValueQueryStringParameters"], {"x": ["1", "2"]})
+
+    async def test_echo_apigw_v2(self) -> None:
+        """echo answers a payload 2.0 event in the 2.0 reply shape."""
+        event = await self.echo_in("apigw-v2")
+        self.assertEqual((event["version"], event["rawQueryString"]), ("2.0", "x=1&x=2"))
+        self.assertEqual(event["cookies"], ["a=1", "b=2"])
+
+    async def test_echo_alb(self) -> None:
+        """echo answers an ALB event with single-value headers."""
+        event = await self.echo_in("alb")
+        self.assertIn("elb", event["requestContext"])
+        self.assertEqual(event["queryStringParameters"], {"x": "2"})
+
+    async def test_echo_alb_multi(self) -> None:
+        """echo answers an ALB event with multi-value headers in multiValueHeaders."""
+        event = await self.echo_in("alb-multi")
+        self.assertIn("elb", event["requestContext"])
+        self.assertEqual(event["multiValueQueryStringParameters"], {"x": ["1", "2"]})
 
     async def test_notes(self) -> None:
         """notes stores, lists, shows and deletes notes, with JSON errors."""

@@ -123,7 +123,7 @@ class MetricsPageTests(SynchronousTestCase):
         """
         Requests for names that fail routing count without a function label.
         """
-        for path in ("/lambda/bad.name", "/lambda/%2e%2e", "/nowhere"):
+        for path in ("/lambda/bad.name", "/lambda/fn%3Aprod", "/nowhere"):
             self.get(path)
         samples = self.scrape()
         functions = {dict(labels).get("function") for (name, labels) in samples}

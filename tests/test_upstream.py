@@ -224,7 +224,8 @@ class LambdaClientTests(TestCase):
 
     async def test_headers_as_given(self) -> None:
         """
-        The headers given are sent, with Host and treq's Accept-Encoding; no cookie.
+        The headers given are sent, with Host; no cookie, and no Accept-Encoding
+        (treq's client adds one: the agent never sends it).
         """
         recorder, base, client = await self.start()
         headers: dict[str | bytes, list[str | bytes]] = {
@@ -238,7 +239,7 @@ class LambdaClientTests(TestCase):
             self.assertEqual(sent.pop(b"X-Amz-Date"), [b"20250101T000000Z"])
             self.assertEqual(sent.pop(b"X-Two"), [b"a", b"b"])
             self.assertEqual(sent.pop(b"Host"), [base.removeprefix("http://").encode("ascii")])
-            self.assertEqual(sent, {b"Content-Length": [b"2"], b"Accept-Encoding": [b"gzip"]})
+            self.assertEqual(sent, {b"Content-Length": [b"2"]})
 
     async def test_cookies_never_kept(self) -> None:
         """
@@ -263,9 +264,9 @@ class LambdaClientTests(TestCase):
         self.assertEqual(response.code, 307)
         self.assertEqual(len(recorder.requests), 1)
 
-    async def test_gzip_answer_decoded(self) -> None:
+    async def test_no_gzip_asked(self) -> None:
         """
-        A server that gzips its answer (asked to by treq) is read decoded.
+        Nothing asks for an encoding: a server that gzips when asked answers plain.
         """
         recorder = Recorder()
         _, base, client = await self.start(
@@ -273,10 +274,11 @@ class LambdaClientTests(TestCase):
         )
         body = b'{"long": "' + b"x" * 5000 + b'"}'
         response = await client.post(PreparedURL.of(base + "/x"), data=body, **INVOKE)
-        self.assertEqual(await content(response), body)
-        self.assertFalse(response.headers.hasHeader(b"Content-Encoding"))
-        response = await client.post(PreparedURL.of(base + "/x"), data=body, **INVOKE)
+        # twisted.web's decoding wrapper under treq leaves an empty value.
+        self.assertEqual(b"".join(response.headers.getRawHeaders(b"Content-Encoding", [])), b"")
         self.assertEqual(await read_body(response), body)
+        [(sent, _, _)] = recorder.requests
+        self.assertNotIn(b"Accept-Encoding", sent)
 
     def test_other_scheme(self) -> None:
         """
@@ -428,14 +430,14 @@ class InvokeOverLoopbackTests(TestCase):
         self.assertEqual(caught.exception.status, 502)
         self.assertIn("reply is over", caught.exception.detail)
 
-    async def test_gzip_answer(self) -> None:
+    async def test_no_gzip_asked(self) -> None:
         """
-        A gzip-encoded answer (treq asks for gzip) is the function's result, decoded.
+        An Invoke call asks for no encoding: a server that gzips when asked
+        answers plain, and the result is the function's.
         """
         api = FakeLambda({"fn": lambda event, context: {"echo": event, "pad": "x" * 4000}})
         invoker = await self.start(EncodingResourceWrapper(api, [GzipEncoderFactory()]))
         result = await invoker.invoke(InvokeCall(function="fn", payload=b'{"a": 1}'))
         self.assertEqual(json.loads(result.payload), {"echo": {"a": 1}, "pad": "x" * 4000})
         [call] = api.calls
-        self.assertEqual(call.headers["accept-encoding"], "gzip")
-        self.assertNotIn("accept-encoding", call.headers["authorization"])
+        self.assertNotIn("accept-encoding", call.headers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from treq.client import HTTPClient
@@ -64,6 +65,8 @@ from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
 from twisted_lambdagw.policies.authorizers.service import Authorizers
+from twisted_lambdagw.policies.build import PolicyServices, build_chain
+from twisted_lambdagw.policies.inflight import InFlight
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
@@ -243,9 +246,6 @@ class Gateway:
         self.local: LocalInvoker | None = self._local(config, None)
         self.authenticator: BasicAuthenticator | None = self._authenticator(config)
         """The login check for ``auth = basic`` routes, when there are any."""
-        self.authorizers = self._authorizers(config)
-        """Every ``[authorizer:NAME]`` a route names, and the issuers' keys they trust."""
-        self.bindings = [self._bind(route) for route in config.routes]
         clock: IReactorTime = reactor
         settings = config.gateway
         observers: list[ExchangeObserver] = []
@@ -267,13 +267,23 @@ class Gateway:
                 worker=labelled_worker,
             )
             observers.append(self.metrics)
+        self.policies = PolicyServices(
+            clock=clock,
+            run_in_thread=self._run_in_thread,
+            metrics=self.metrics,
+            in_flight=InFlight(settings.max_in_flight),
+            authenticator=self.authenticator,
+            authorizers=self._authorizers(config),
+        )
+        """What the routes' policy chains share."""
+        self.bindings = [self._bind(route) for route in config.routes]
         self.resource = GatewayResource(
             self.bindings,
             clock,
             health_path=settings.health_path,
             metrics_path=settings.metrics_path,
             metrics=self.metrics,
-            max_in_flight=settings.max_in_flight,
+            in_flight=self.policies.in_flight,
             observers=observers,
             trusted_proxies=settings.trusted_proxies,
         )
@@ -325,15 +335,6 @@ class Gateway:
         if running is not None and self.config.local == config.local:
             return running
         return LocalInvoker(self._reactor, config.local)
-
-    def _authorizers(self, config: Config) -> Authorizers:
-        reactor = self._reactor
-        return Authorizers(
-            config,
-            reactor,
-            lambda: HTTPClient(Agent(reactor)),
-            lambda authorizer: self._invoker(authorizer_route(config.aws, authorizer)),
-        )
 
     def _authenticator(self, config: Config) -> BasicAuthenticator | None:
         if config.auth is None or not any(r.auth == "basic" for r in config.routes):
@@ -394,7 +395,10 @@ class Gateway:
         self.config, self._endpoints, self.authenticator = config, endpoints, authenticator
         self.pool, self._client, self.connection_limits = pool, client, limits
         self.credential_sources, self.local = sources, local
-        old_authorizers, self.authorizers = self.authorizers, self._authorizers(config)
+        old_authorizers = self.authorizers
+        self.policies = replace(
+            self.policies, authenticator=authenticator, authorizers=self._authorizers(config)
+        )
         old_authorizers.disownServiceParent()
         self.authorizers.setServiceParent(self.service)
         self.bindings = [self._bind(route) for route in config.routes]
@@ -426,6 +430,21 @@ class Gateway:
             routes=len(config.routes),
         )
 
+    @property
+    def authorizers(self) -> Authorizers:
+        """Every ``[authorizer:NAME]`` a route names, and the issuers' keys they trust."""
+        assert self.policies.authorizers is not None
+        return self.policies.authorizers
+
+    def _authorizers(self, config: Config) -> Authorizers:
+        reactor = self._reactor
+        return Authorizers(
+            config,
+            reactor,
+            lambda: HTTPClient(Agent(reactor)),
+            lambda authorizer: self._invoker(authorizer_route(config.aws, authorizer)),
+        )
+
     def _invoker(self, route: RouteConfig) -> Invoker:
         if route.backend == "aws":
             return self._aws_invoker(route)
@@ -433,13 +452,11 @@ class Gateway:
         return self.local
 
     def _bind(self, route: RouteConfig) -> Binding:
-        authenticator = self.authenticator if route.auth == "basic" else None
         return Binding(
             route=route,
             invoker=self._invoker(route),
             format=get_format(route.format),
-            authenticator=authenticator,
-            authorizer=self.authorizers.step_for(route),
+            chain=build_chain(route, self.config, self.policies),
         )
 
     def _credential_sources(

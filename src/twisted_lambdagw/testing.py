@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -201,6 +201,8 @@ class InProcessInvoker:
         event = json.loads(call.payload) if call.payload else None
         try:
             result = await _call(handler, event, context)
+        except CancelledError:
+            raise  # the caller gave up (a timeout, a client gone): not a function error
         except Exception as e:
             payload = json.dumps(error_document(e)).encode()
             return InvokeResult(payload, function_error="Unhandled", aws_request_id=request_id)

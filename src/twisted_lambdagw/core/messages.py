@@ -101,6 +101,8 @@ class Reply:
     status: int
     headers: Headers
     body: bytes
+    reason: str | None = None
+    """The status line's reason phrase; None for the standard one."""
 
 
 def group_headers(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

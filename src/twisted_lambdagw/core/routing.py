@@ -11,6 +11,10 @@ the longest prefix alone decides (no fall-through to a shorter one), a bare
 ``*`` means every name, a decoded name must match ``[A-Za-z0-9_-]{1,64}`` so
 no client can slip in a qualifier (``:``), an ARN or a path, and
 ``header_upstream`` values keep their exact spacing.
+
+Routes are chosen on the path in normal form (L{normal_path}), never on the
+bytes as sent: ``/open/%61dmin`` is ``/open/admin`` (RFC 3986 section
+6.2.2.2) and must meet that route's login, not a shorter prefix's.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from collections.abc import Iterator, Sequence
 from urllib.parse import unquote
 
 from .config import RouteConfig
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 from .patterns import accepts
 from .records import record
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset("0123456789ABCDEFabcdef")
+_CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
 
 
 @record
@@ -42,13 +49,74 @@ class Target:
     """The percent-encoded path the function sees."""
 
 
-def prefix_matches(prefix: str, raw_path: str) -> bool:
+def normal_path(raw_path: str) -> tuple[str, str]:
     """
-    Whether a route prefix (ending in ``/``) covers the path.
+    A request path (ASCII, as sent) in normal form, and that form decoded.
+
+    Both decide alike which route and function a request reaches, whatever
+    encoding the client chose for the same characters:
+
+      - a percent-encoded unreserved character (``A-Z a-z 0-9 - . _ ~``) is
+        that character (``%61`` is ``a``); other escapes stay, upper-cased;
+      - refused with L{BadRequest}, as ambiguous: a ``%`` not followed by
+        two hex digits; an encoded slash (``%2F``), which would make a
+        segment of one reading two of another; an empty segment (``//``),
+        which some servers behind a function merge and others keep (nginx
+        merges, so ``/open//admin/`` would be ``/open/admin/`` to one and
+        under ``/open/`` to another); a ``.`` or ``..`` segment
+        (``%2e`` included), which clients resolve before sending and which
+        would otherwise climb out of a route's prefix; a decoded path that
+        is not UTF-8 or holds a control character (``%00``, ``%0a``...).
+
+    The function is shown the normal form (C{rawPath} and the like) and its
+    decoding: what it sees is what the gateway routed on.
+    """
+    if not raw_path.startswith("/"):
+        # An asterisk or absolute form: no route covers it.
+        raise NotFound("no route for this path", detail=f"no route for {raw_path[:100]!r}")
+    if "%" in raw_path:
+        raw_path = _decode_unreserved(raw_path)
+    if "//" in raw_path:
+        raise BadRequest("empty segment (//) in the request path")
+    if "/." in raw_path and any(s in (".", "..") for s in raw_path.split("/")):
+        raise BadRequest("dot segment in the request path")
+    if "%" not in raw_path:
+        path = raw_path
+    else:
+        try:
+            path = unquote(raw_path, errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("request path is not valid UTF-8") from None
+    if not _CONTROL_CHARACTERS.isdisjoint(path):
+        raise BadRequest("request path holds a control character")
+    return raw_path, path
+
+
+def _decode_unreserved(raw_path: str) -> str:
+    first, *escaped = raw_path.split("%")
+    parts = [first]
+    for piece in escaped:
+        digits = piece[:2]
+        if len(digits) != 2 or not _HEX.issuperset(digits):
+            raise BadRequest("bad percent-encoding in the request path")
+        char = chr(int(digits, 16))
+        if char in _UNRESERVED:
+            parts.append(char)
+        elif char == "/":
+            raise BadRequest("encoded slash (%2F) in the request path")
+        else:
+            parts += ("%", digits.upper())
+        parts.append(piece[2:])
+    return "".join(parts)
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """
+    Whether a route prefix (ending in ``/``) covers the (decoded, normal) path.
 
     ``/lambda`` itself belongs to the ``/lambda/`` route.
     """
-    return raw_path.startswith(prefix) or raw_path == prefix[:-1]
+    return path.startswith(prefix) or path == prefix[:-1]
 
 
 class RouteTable:
@@ -62,15 +130,17 @@ class RouteTable:
     def __iter__(self) -> Iterator[RouteConfig]:
         return iter(self._routes)
 
-    def match(self, raw_path: str) -> RouteConfig | None:
+    def match(self, path: str) -> RouteConfig | None:
         """
         The route with the longest prefix covering the path, or None.
 
-        Only the path decides, so the route is known before the body is read
-        and a name the route rejects never falls through to a shorter prefix.
+        C{path} is the decoded normal form (L{normal_path}): a prefix such as
+        ``/a:b/`` covers ``/a%3Ab/`` too.  Only the path decides, so the
+        route is known before the body is read and a name the route rejects
+        never falls through to a shorter prefix.
         """
         for route in self._routes:
-            if prefix_matches(route.prefix, raw_path):
+            if prefix_matches(route.prefix, path):
                 return route
         return None
 
@@ -78,8 +148,15 @@ class RouteTable:
 def resolve(route: RouteConfig, raw_path: str) -> Target:
     """
     Which function a path under ``route`` invokes; raise L{NotFound} if none.
+
+    C{raw_path} is the normal form (L{normal_path}) of a path whose decoding
+    C{route} matched.  Its prefix may be spelled with escapes where the
+    configured prefix is not, but it has as many segments (no ``%2F``): the
+    rest is what follows them.
     """
-    rest = raw_path[len(route.prefix) :] if raw_path.startswith(route.prefix) else ""
+    segments = route.prefix.count("/")
+    parts = raw_path.split("/", segments)
+    rest = parts[segments] if len(parts) > segments else ""
     if route.single is not None:
         function = route.single
         stripped = "/" + rest

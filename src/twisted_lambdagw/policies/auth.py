@@ -3,7 +3,7 @@ HTTP basic auth for routes, on twisted.cred, over a file of bcrypt hashes.
 
 The pieces are twisted.cred's: L{UsersFileChecker} is the credentials
 checker, L{UserRealm} the realm (its avatar is the user name), and a
-L{Portal} joins them.  L{BasicAuthenticator} is the guard the resource calls
+L{Portal} joins them.  L{BasicAuthenticator} is what the L{BasicAuth} step asks
 for routes with ``auth = basic``: it reads the ``Authorization`` header
 strictly and logs in through the portal.
 
@@ -343,7 +343,7 @@ def parse_basic(value: bytes) -> tuple[bytes, bytes]:
 
 class BasicAuthenticator:
     """
-    The guard for ``auth = basic`` routes: the resource's L{Authenticator}.
+    The login check of ``auth = basic`` routes: the L{BasicAuth} step's L{Authenticator}.
     """
 
     def __init__(self, portal: Portal, realm: str) -> None:

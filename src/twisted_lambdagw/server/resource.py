@@ -3,8 +3,12 @@ The twisted.web resource that turns HTTP requests into Lambda invocations.
 
 For each request: pick the route by the longest prefix (before the body is
 even looked at), resolve the function, build the event, invoke with the
-route's timeout, validate the whole reply, then write it once.  Every failure
-on the way is a L{GatewayError} answered with its status and a JSON body.
+route's timeout, validate the whole reply, then write it once.  Between the route
+match and the invoke, the route's policy chain runs
+(L{twisted_lambdagw.policies}: authorization, the name and body checks,
+the in-flight admission...).  Every failure on the way is a L{GatewayError}
+answered with its status and a JSON body; every answer to a routed request
+carries the headers the chain asked for.
 If the client goes away, the invocation is cancelled and nothing is written.
 Routes with ``stream = yes`` hand the response to L{streaming} instead,
 which writes it as it arrives.
@@ -38,16 +42,14 @@ from twisted_lambdagw.core.errors import (
     InvokeFailed,
     InvokeTimeout,
     NotFound,
-    RequestTooLarge,
-    Throttled,
     URITooLong,
 )
 from twisted_lambdagw.core.exchange import Exchange, ExchangeObserver
 from twisted_lambdagw.core.formats import EventFormat
-from twisted_lambdagw.core.formats._common import HOP_BY_HOP
+from twisted_lambdagw.core.formats._common import HOP_BY_HOP, NO_CONTENT_STATUSES
 from twisted_lambdagw.core.messages import IncomingRequest, Reply
 from twisted_lambdagw.core.proxies import Origin, TrustedProxies
-from twisted_lambdagw.core.routing import Target, resolve
+from twisted_lambdagw.core.routing import Target, normal_path
 from twisted_lambdagw.invokers.base import (
     InvocationType,
     InvokeCall,
@@ -59,7 +61,9 @@ from twisted_lambdagw.net.deadlines import Deadlines
 from twisted_lambdagw.net.headers import raw_values
 from twisted_lambdagw.observe.logs import stack_text
 from twisted_lambdagw.policies.authorizers._common import authorizer_document
-from twisted_lambdagw.policies.chain import Passage, Step
+from twisted_lambdagw.policies.build import open_chain
+from twisted_lambdagw.policies.chain import Chain, Passage
+from twisted_lambdagw.policies.inflight import InFlight
 
 from .request import GatewayRequest
 from .state import RoutingState
@@ -83,7 +87,6 @@ GATEWAY_SET = frozenset(
 JSON_TYPE = ("Content-Type", "application/json")
 MAX_URI_LENGTH = 8 * 1024
 """Longer request URIs (path and query) get 414, as nginx's default buffers would."""
-CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0x20), 0x7F])
 
 
 class MetricsPage(Protocol):
@@ -100,31 +103,19 @@ class MetricsPage(Protocol):
         ...
 
 
-class Authenticator(Protocol):
-    """
-    Decides who a request is from, for routes that require a login.
-    """
-
-    async def authenticate(self, request: Request) -> str:
-        """
-        The authenticated user name; raises L{twisted_lambdagw.core.errors.Unauthorized}.
-        """
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class Binding:
     """
-    A route with what serves it: its invoker, its event format and, for
-    routes with ``auth = basic``, what checks the login.
+    A route with what serves it: its invoker, its event format and its
+    policy chain (L{twisted_lambdagw.policies.build_chain}); without one,
+    the resource gives it an open route's chain (the name and body checks
+    and the in-flight admission).
     """
 
     route: RouteConfig
     invoker: Invoker
     format: EventFormat
-    authenticator: Authenticator | None = None
-    authorizer: Step | None = None
-    """The route's ``[authorizer:NAME]`` step, until the chain runs every step."""
+    chain: Chain | None = None
 
 
 class RandomIds:
@@ -165,15 +156,17 @@ new_request_id = RandomIds()
 
 class _Serving:
     """
-    One request being served: the Deferred of its coroutine, and whether the
-    client went away.
+    One request being served: the Deferred of its coroutine, whether the
+    client went away, and its passage through its route's chain once the
+    route is known.
     """
 
-    __slots__ = ("deferred", "gone")
+    __slots__ = ("deferred", "gone", "passage")
 
     def __init__(self) -> None:
         self.deferred: Deferred[None] | None = None
         self.gone = False
+        self.passage: Passage | None = None
 
     def cancel(self) -> None:
         """
@@ -207,30 +200,30 @@ class GatewayResource(Resource):
         metrics_path: str | None = None,
         metrics: MetricsPage | None = None,
         max_in_flight: int | None = None,
+        in_flight: InFlight | None = None,
         observers: Sequence[ExchangeObserver] = (),
         new_id: Callable[[], str] = new_request_id,
         now: Callable[[], float] = time.time,
         trusted_proxies: Sequence[TrustedProxy] = (),
     ) -> None:
         super().__init__()
-        self.state: RoutingState[Binding] = RoutingState.of(bindings)
+        self._in_flight = in_flight if in_flight is not None else InFlight(max_in_flight)
+        self.state: RoutingState[Binding] = RoutingState.of(self.chained(bindings))
         """
-        The routes and what serves them; each request reads it once, when it
-        arrives, and a reload replaces it whole (L{twisted_lambdagw.server.state}).
+        The routes and what serves them, each with its policy chain; each
+        request reads it once, when it arrives, and a reload replaces it
+        whole (L{twisted_lambdagw.server.state}).
         """
         self._clock = clock
         self._deadlines = Deadlines(clock)
         self._health_path = health_path
         self._metrics_path = metrics_path if metrics is not None else None
         self._metrics = metrics
-        self._max_in_flight = max_in_flight
         self.observers = list(observers)
         self._new_id = new_id
         self._now = now
         self._proxies = TrustedProxies(trusted_proxies)
         self._proxied = bool(self._proxies)
-        self.in_flight = 0
-        """Invocations under way now."""
         self.active = 0
         """Requests being served now, from arrival to the last byte written."""
         self._idle: list[Deferred[None]] = []
@@ -239,6 +232,16 @@ class GatewayResource(Resource):
         Set on shutdown: health checks fail so load balancers move away, and
         every response closes its connection.
         """
+
+    def chained(self, bindings: Sequence[Binding]) -> list[Binding]:
+        """
+        C{bindings}, each with a chain: a binding given none gets an open
+        route's chain (name and body checks, in-flight admission).
+        """
+        return [
+            b if b.chain is not None else replace(b, chain=open_chain(self._in_flight))
+            for b in bindings
+        ]
 
     def configure(
         self,
@@ -252,9 +255,16 @@ class GatewayResource(Resource):
         read once per request, when it arrives.
         """
         self._health_path = health_path
-        self._max_in_flight = max_in_flight
+        self._in_flight.limit = max_in_flight
         self._proxies = TrustedProxies(trusted_proxies)
         self._proxied = bool(self._proxies)
+
+    @property
+    def in_flight(self) -> int:
+        """
+        Invocations under way now (admitted by the routes' chains).
+        """
+        return self._in_flight.count
 
     def when_idle(self) -> Deferred[None]:
         """
@@ -335,18 +345,23 @@ class GatewayResource(Resource):
             if streamed:
                 pass  # the stream relay wrote the response, or cut it
             elif reply is not None and not serving.gone:
+                passage = serving.passage
+                if passage is not None:
+                    reply = passage.answer(reply)
                 exchange.first_byte = self._clock.seconds()
                 if self.draining:
                     close_after(request)
                 write_reply(request, reply, request_id)
                 exchange.status = reply.status
-                exchange.bytes_out = 0 if request.method == b"HEAD" else len(reply.body)
+                exchange.bytes_out = body_length(request, reply)
             elif exchange.outcome != "client_gone":
                 exchange.outcome = "client_gone"
             exchange.finished = self._clock.seconds()
             for observe in self.observers:
                 observe(exchange)
         finally:
+            if serving.passage is not None:
+                serving.passage.finish()
             use.active -= 1
             if use.retired and use.active == 0:
                 use.unused()
@@ -404,39 +419,30 @@ class GatewayResource(Resource):
         if len(request.uri) > MAX_URI_LENGTH:
             raise URITooLong(detail=f"{len(request.uri)} bytes")
         raw_path, path = checked_path(request)
-        if self._health_path is not None and raw_path == self._health_path:
+        if self._health_path is not None and path == self._health_path:
             return health_reply(self.draining)
-        if self._metrics is not None and raw_path == self._metrics_path:
+        if self._metrics is not None and path == self._metrics_path:
             return Reply(
                 200, (("Content-Type", self._metrics.content_type),), self._metrics.render()
             )
-        route = state.table.match(raw_path)
+        route = state.table.match(path)
         if route is None:
             raise NotFound("no route for this path", detail=f"no route for {raw_path!r}")
         exchange.route = route.prefix
         binding = state.bindings[route.prefix]
-        user = None
-        # The login is checked before the name is even looked at, so a
-        # client without one learns nothing about which names exist.
-        if binding.authenticator is not None:
-            user = await binding.authenticator.authenticate(request)
-            exchange.user = user
-        authorizer = None
-        if binding.authorizer is not None:
-            passage = Passage(request, request_id, route, origin, raw_path, path, exchange)
-            await binding.authorizer(passage)
-            user = passage.principal.user or None if passage.principal else None
-            authorizer = authorizer_document(passage.principal)
-        target = resolve(route, raw_path)
-        exchange.function = target.function
-        exchange.qualifier = target.qualifier
-        if getattr(request, "body_too_large", False):
-            raise RequestTooLarge(detail=f"body over the limit for {target.function}")
-        incoming = self._incoming(
-            request, request_id, raw_path, path, route, target, user, origin, state.dropped
+        chain = binding.chain
+        if chain is None:
+            raise GatewayError(detail=f"{route.prefix} has no policy chain")
+        passage = serving.passage = Passage(
+            request, request_id, route, origin, raw_path, path, exchange
         )
-        if authorizer is not None:
-            incoming = replace(incoming, authorizer=authorizer)
+        answer = await chain.run(passage) if chain.waits else chain.run_now(passage)
+        if answer is not None:
+            return answer
+        target = passage.target
+        if target is None:
+            raise GatewayError(detail=f"the chain of {route.prefix} resolved no function")
+        incoming = self._incoming(passage, target, state.dropped)
         call = InvokeCall(
             function=target.function,
             payload=binding.format.build(incoming),
@@ -452,7 +458,7 @@ class GatewayResource(Resource):
         # request's life (about 1.5 KB per request of 10,000 under way).
         del incoming
         if route.stream and isinstance(binding.invoker, StreamingInvoker):
-            await self._stream(request, binding.invoker, call, route, exchange)
+            await self._stream(passage, binding.invoker, call)
             return None
         result = await self._invoke(binding.invoker, call, exchange, serving)
         if call.invocation_type == "Event":
@@ -469,7 +475,7 @@ class GatewayResource(Resource):
         # cancels what the invoker awaits, and the CancelledError comes up
         # through it to here.  (No Deferred of its own for the invocation:
         # one more Deferred, and one more driver of coroutines, per request.)
-        with _InFlight(self, exchange):
+        with _Invocation(self._clock, exchange):
             deadline = self._deadlines.add(call.timeout, serving.cancel)
             try:
                 result = await invoker.invoke(call)
@@ -484,35 +490,36 @@ class GatewayResource(Resource):
         exchange.function_error = result.function_error
         return result
 
-    async def _stream(
-        self,
-        request: Request,
-        invoker: StreamingInvoker,
-        call: InvokeCall,
-        route: RouteConfig,
-        exchange: Exchange,
-    ) -> None:
+    async def _stream(self, passage: Passage, invoker: StreamingInvoker, call: InvokeCall) -> None:
         """
-        Relay a streamed invocation; it counts as in flight until it ends.
+        Relay a streamed invocation, its head with the chain's answer headers.
         """
-        with _InFlight(self, exchange):
-            settings = StreamSettings.for_route(route)
+        request = passage.request
+        exchange = passage.exchange
+        with _Invocation(self._clock, exchange):
+            settings = StreamSettings.for_route(passage.route)
             if self.draining:
                 close_after(request)
-            await serve_stream(request, invoker, call, exchange, self._clock, settings)
+            await serve_stream(
+                request,
+                invoker,
+                call,
+                exchange,
+                self._clock,
+                settings,
+                head_headers=passage.headers_for,
+            )
 
     def _incoming(
-        self,
-        request: Request,
-        request_id: str,
-        raw_path: str,
-        path: str,
-        route: RouteConfig,
-        target: Target,
-        user: str | None,
-        origin: Origin,
-        dropped_cache: dict[str, frozenset[str]],
+        self, passage: Passage, target: Target, dropped_cache: dict[str, frozenset[str]]
     ) -> IncomingRequest:
+        request = passage.request
+        request_id = passage.request_id
+        route = passage.route
+        origin = passage.origin
+        path = passage.path
+        principal = passage.principal
+        user = (principal.user or None) if principal is not None else None
         body = request.content.read() if request.content is not None else b""
         remote = origin.remote
         address = request.getHost()
@@ -548,7 +555,7 @@ class GatewayResource(Resource):
         return IncomingRequest(
             request_id=request_id,
             method=method,
-            raw_path=raw_path,
+            raw_path=passage.raw_path,
             path=path,
             function_raw_path=target.function_raw_path,
             function_path=unquote(target.function_raw_path),
@@ -564,6 +571,7 @@ class GatewayResource(Resource):
             route_prefix=route.prefix,
             function_name=target.function,
             user=user,
+            authorizer=authorizer_document(principal),
         )
 
     def _log_error(self, request: Request, request_id: str, error: GatewayError) -> None:
@@ -597,27 +605,22 @@ class GatewayResource(Resource):
         )
 
 
-class _InFlight:
+class _Invocation:
     """
-    One invocation, unary or streamed, for as long as it runs: refused when
-    the gateway is at C{max_in_flight}, counted in C{in_flight} until it
-    ends, its start and end times and the code of a failure recorded on the
-    exchange for the access log and the metrics.
+    One invocation, unary or streamed, for as long as it runs: its start
+    and end times and the code of a failure recorded on the exchange for
+    the access log and the metrics.  (Admission, ``max_in_flight``, is the
+    chain's L{twisted_lambdagw.policies.inflight.Admission}.)
     """
 
-    __slots__ = ("_exchange", "_resource")
+    __slots__ = ("_clock", "_exchange")
 
-    def __init__(self, resource: GatewayResource, exchange: Exchange) -> None:
-        self._resource = resource
+    def __init__(self, clock: IReactorTime, exchange: Exchange) -> None:
+        self._clock = clock
         self._exchange = exchange
 
     def __enter__(self) -> None:
-        resource = self._resource
-        limit = resource._max_in_flight
-        if limit is not None and resource.in_flight >= limit:
-            raise Throttled("gateway at capacity", detail=f"{resource.in_flight} in flight")
-        resource.in_flight += 1
-        self._exchange.invoke_started = resource._clock.seconds()
+        self._exchange.invoke_started = self._clock.seconds()
 
     def __exit__(
         self,
@@ -625,10 +628,8 @@ class _InFlight:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        resource = self._resource
-        resource.in_flight -= 1
         exchange = self._exchange
-        exchange.invoke_finished = resource._clock.seconds()
+        exchange.invoke_finished = self._clock.seconds()
         if isinstance(error, InvokeTimeout):
             exchange.error_code = "InvokeTimeout"
         elif isinstance(error, InvokeFailed):
@@ -637,30 +638,25 @@ class _InFlight:
 
 def checked_path(request: Request) -> tuple[str, str]:
     """
-    The request path as received and percent-decoded, or L{BadRequest}.
+    The request path in normal form and decoded (L{normal_path}), or L{BadRequest}.
 
-    The URI must be ASCII, the decoded path and query valid UTF-8, and the
-    decoded path free of control characters (``%00``, ``%0d``, ``%0a``...),
-    which no function name or sane path holds and some code mistakes for
-    the end of a string or a line.
+    The URI must be ASCII and its query valid UTF-8 once decoded; the path
+    is put in normal form, so that routes, the health and metrics paths and
+    the function's name are all read from one spelling of it.
     """
     try:
         uri = request.uri.decode("ascii")
         raw_path = request.path.decode("ascii")
     except UnicodeDecodeError:
         raise BadRequest("request URI is not ASCII") from None
-    try:
-        path = unquote(raw_path, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("request path is not valid UTF-8") from None
-    if not CONTROL_CHARACTERS.isdisjoint(path):
-        raise BadRequest("request path holds a control character")
+    normal = normal_path(raw_path)
     _, _, query = uri.partition("?")
-    try:
-        unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("request query is not valid UTF-8") from None
-    return raw_path, path
+    if "%" in query:
+        try:
+            unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("request query is not valid UTF-8") from None
+    return normal
 
 
 def _invocation_type(value: str) -> InvocationType:
@@ -721,6 +717,11 @@ def forwarded_headers(
     Content-Length is recomputed; the gateway's own headers and the route's
     ``header_upstream`` replace whatever the client sent under those names.
     C{dropped} is L{dropped_headers} of the same header names, if known.
+
+    A name with an underscore is dropped too, as nginx does by default
+    (``underscores_in_headers off``): WSGI and CGI read ``_`` and ``-``
+    alike, so ``X_Authenticated_User`` would reach a Flask app as the
+    gateway's own ``X-Authenticated-User``.
     """
     if dropped is None:
         dropped = dropped_headers(gateway_headers)
@@ -733,7 +734,7 @@ def forwarded_headers(
     headers: list[tuple[str, str]] = []
     for raw_name, values in raw.getAllRawHeaders():
         name = _text(raw_name)
-        if name.lower() not in dropped:
+        if name.lower() not in dropped and "_" not in name:
             for raw_value in values:
                 headers.append((name, _text(raw_value)))
     if body or request.method in (b"POST", b"PUT", b"PATCH"):
@@ -785,14 +786,36 @@ def close_after(request: Request) -> None:
 def write_reply(request: Request, reply: Reply, request_id: str) -> None:
     """
     Write a validated reply in one go, with a computed Content-Length.
+
+    A 204 or 304 goes out with neither body nor Content-Length (RFC 9110
+    sections 8.6, 15.3.5 and 15.4.5); a HEAD answer with the Content-Length
+    a GET would have had but no body.  No Content-Type is ever made up here:
+    each format has put its own default in the reply (twisted.web's would
+    be text/html).
     """
-    request.setResponseCode(reply.status)
+    request.defaultContentType = None
+    if reply.reason is None:
+        request.setResponseCode(reply.status)
+    else:
+        request.setResponseCode(reply.status, reply.reason.encode("latin-1"))
     headers = request.responseHeaders
     headers.removeHeader(b"server")
     for name, value in reply.headers:
         headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
     headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])
-    headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
-    if reply.body:
-        request.write(reply.body)
+    if reply.status in NO_CONTENT_STATUSES:
+        headers.removeHeader(b"content-length")
+    else:
+        headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
+        if reply.body and request.method != b"HEAD":
+            request.write(reply.body)
     request.finish()
+
+
+def body_length(request: Request, reply: Reply) -> int:
+    """
+    How many body bytes L{write_reply} sends for C{reply}.
+    """
+    if request.method == b"HEAD" or reply.status in NO_CONTENT_STATUSES:
+        return 0
+    return len(reply.body)

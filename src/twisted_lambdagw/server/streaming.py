@@ -26,6 +26,7 @@ Three rules shape it:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from twisted_lambdagw.core.errors import (
 )
 from twisted_lambdagw.core.eventstream import InvokeComplete
 from twisted_lambdagw.core.exchange import Exchange
+from twisted_lambdagw.core.messages import Headers
 from twisted_lambdagw.core.prelude import PreludeMode, PreludeParser, ResponseHead
 from twisted_lambdagw.invokers.base import InvokeCall, ResponseStream, StreamingInvoker
 from twisted_lambdagw.observe.logs import stack_text
@@ -79,9 +81,14 @@ async def serve_stream(
     exchange: Exchange,
     clock: IReactorTime,
     settings: StreamSettings,
+    *,
+    head_headers: Callable[[Headers], Headers] | None = None,
 ) -> None:
     """
     Invoke with response streaming and relay the response to C{request}.
+
+    C{head_headers}, if given, turns the function's response headers into
+    those sent (the route's policies add theirs).
 
     Returns once the response has ended, finished or cut.  Raises a
     L{GatewayError} only while nothing has been written, so the caller can
@@ -105,7 +112,9 @@ async def serve_stream(
     exchange.aws_request_id = stream.aws_request_id
     exchange.executed_version = stream.executed_version
 
-    relay = StreamRelay(request, stream, exchange, clock, settings, call.function)
+    relay = StreamRelay(
+        request, stream, exchange, clock, settings, call.function, head_headers=head_headers
+    )
     head = relay.start()
     head.addTimeout(max(0.0, call.timeout - (clock.seconds() - started)), clock)
     try:
@@ -139,8 +148,11 @@ class StreamRelay:
         clock: IReactorTime,
         settings: StreamSettings,
         function: str,
+        *,
+        head_headers: Callable[[Headers], Headers] | None = None,
     ) -> None:
         self._request = request
+        self._head_headers = head_headers
         self._stream = stream
         self._exchange = exchange
         self._clock = clock
@@ -248,7 +260,8 @@ class StreamRelay:
         request.setResponseCode(head.status)
         headers = request.responseHeaders
         headers.removeHeader(b"server")
-        for name, value in head.headers:
+        sent = head.headers if self._head_headers is None else self._head_headers(head.headers)
+        for name, value in sent:
             headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
         headers.setRawHeaders(b"x-request-id", [self._exchange.request_id.encode("ascii")])
         # No Content-Length: Twisted sends the body chunked, and an empty

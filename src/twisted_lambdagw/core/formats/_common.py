@@ -139,13 +139,65 @@ def header_lines(document: object, *, lists: bool = True) -> list[tuple[str, str
     return lines
 
 
-def checked_status(status: object) -> int:
+def checked_status(status: object, *, numeric_string: bool = False) -> int:
     """
     A reply status: an int from 200 to 599 (a 1xx cannot end a response).
+
+    With C{numeric_string}, three ASCII digits in a string count too, as API
+    Gateway REST APIs accept them (C{"statusCode": "200"}); ALB and HTTP APIs
+    do not.
     """
+    if numeric_string and isinstance(status, str) and _STATUS_DIGITS.fullmatch(status):
+        status = int(status)
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise MalformedReply(detail=f"invalid status {status!r}")
     return status
+
+
+_STATUS_DIGITS = re.compile(r"[0-9]{3}")
+_REASON = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_DESCRIPTION_CODE = re.compile(r"([0-9]{3})(?: (.*))?", re.DOTALL)
+
+NO_CONTENT_STATUSES = frozenset({204, 304})
+"""Statuses whose replies never carry a body (RFC 9110 sections 15.3.5, 15.4.5)."""
+
+
+def reason_phrase(description: object, status: int) -> str | None:
+    """
+    The reason phrase an ALB reply's C{statusDescription} gives, or None.
+
+    ALB writes the description (C{"200 OK"}: the code, one space, the
+    reason) into the status line.  The reason is the text after the code;
+    a description with a different code than C{statusCode} is ignored, as
+    the status is what counts; one without a code is the reason whole.  A
+    non-string, or one with CR, LF or another control character (which
+    would split the response) or a character beyond Latin-1, fails the reply.
+    """
+    if description is None:
+        return None
+    if not isinstance(description, str):
+        raise MalformedReply(detail=f"statusDescription is not a string: {description!r}")
+    if not _REASON.fullmatch(description):
+        raise MalformedReply(detail="statusDescription holds a control character")
+    coded = _DESCRIPTION_CODE.fullmatch(description)
+    if coded is None:
+        reason = description
+    elif int(coded.group(1)) != status:
+        return None
+    else:
+        reason = coded.group(2) or ""
+    return reason.strip(" \t") or None
+
+
+def with_default_type(headers: Headers, status: int, content_type: str) -> Headers:
+    """
+    C{headers} with C{Content-Type: content_type} added if they name none.
+
+    A 204 or 304 gets none: it has no content to describe.
+    """
+    if status in NO_CONTENT_STATUSES or has_header(headers, "content-type"):
+        return headers
+    return (*headers, ("Content-Type", content_type))
 
 
 def reply_headers(lines: Iterable[tuple[str, str]]) -> Headers:
@@ -171,6 +223,9 @@ API_ID = "lambdagw"
 STAGE = "$default"
 """The stage both API Gateway formats claim, so adapters strip no stage prefix from paths."""
 
+ALB_TEXT_MEDIA_TYPES = frozenset({"application/json", "application/javascript", "application/xml"})
+"""Media types, besides C{text/*}, whose bodies ALB sends as text (its documented list)."""
+
 TEXT_MEDIA_TYPES = frozenset(
     {
         "application/json",
@@ -186,32 +241,37 @@ TEXT_MEDIA_TYPES = frozenset(
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def is_text_type(content_type: str | None) -> bool:
+def is_text_type(content_type: str | None, *, alb: bool = False) -> bool:
     """
     Whether a body of this content type travels as text rather than base64.
 
-    The ALB rule (C{text/*}, JSON, JavaScript, XML) plus form bodies and the
-    C{+json}/C{+xml} suffixes; no content type at all means binary.
+    With C{alb}, exactly ALB's documented rule: C{text/*}, C{application/json},
+    C{application/javascript} and C{application/xml}.  Otherwise that rule
+    plus form bodies and the C{+json}/C{+xml} suffixes.  No content type at
+    all means binary.
     """
     if content_type is None:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return (
-        media.startswith("text/") or media in TEXT_MEDIA_TYPES or media.endswith(("+json", "+xml"))
-    )
+    if media.startswith("text/"):
+        return True
+    if alb:
+        return media in ALB_TEXT_MEDIA_TYPES
+    return media in TEXT_MEDIA_TYPES or media.endswith(("+json", "+xml"))
 
 
-def event_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
+def event_body(body: bytes, content_type: str | None, *, alb: bool = False) -> tuple[str, bool]:
     """
     The request body as an event's C{body} string, and its C{isBase64Encoded}.
 
-    Text types that are valid UTF-8 travel as they are; everything else is
-    base64, which every adapter decodes whatever the content type says.  An
-    empty body is C{""}; each format decides whether that becomes null.
+    Text types (L{is_text_type}) that are valid UTF-8 travel as they are;
+    everything else is base64, which every adapter decodes whatever the
+    content type says.  An empty body is C{""}; each format decides whether
+    that becomes null or is left out.
     """
     if not body:
         return "", False
-    if is_text_type(content_type):
+    if is_text_type(content_type, alb=alb):
         try:
             return body.decode("utf-8"), False
         except UnicodeDecodeError:
@@ -370,14 +430,23 @@ def merged_header_lines(document: dict[str, Any]) -> list[tuple[str, str]]:
     return [line for line in single if line[0].lower() not in in_multi] + multi
 
 
-def parse_proxy_reply(payload: bytes, document: object = NOT_PARSED) -> Reply:
+def parse_proxy_reply(
+    payload: bytes,
+    document: object = NOT_PARSED,
+    *,
+    default_type: str,
+    numeric_string: bool = False,
+    description: bool = False,
+) -> Reply:
     """
     A payload-1.0 style reply (API Gateway REST, ALB), fully validated.
 
-    C{statusCode} is required; C{statusDescription} is ignored, since the
-    gateway writes its own reason phrase.
+    C{statusCode} is required (a numeric string too with C{numeric_string});
+    with C{description}, C{statusDescription} gives the reason phrase.  A
+    reply naming no Content-Type gets C{default_type}.
     """
     reply = load_reply_object(payload, document)
-    status = checked_status(reply.get("statusCode"))
-    headers = reply_headers(merged_header_lines(reply))
-    return Reply(status, headers, reply_body(reply))
+    status = checked_status(reply.get("statusCode"), numeric_string=numeric_string)
+    reason = reason_phrase(reply.get("statusDescription"), status) if description else None
+    headers = with_default_type(reply_headers(merged_header_lines(reply)), status, default_type)
+    return Reply(status, headers, reply_body(reply), reason)

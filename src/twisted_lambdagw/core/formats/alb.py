@@ -10,14 +10,18 @@ the attribute ``lambda.multi_value_headers.enabled`` on.  Either way:
  - query keys and values are left exactly as sent, still URL-encoded, as ALB
    does ("you must decode them in your Lambda function");
  - ``path`` is the path the function sees, still percent-encoded;
- - ``body`` is ``""`` when empty, and base64 unless the content type is
-   textual and the body is valid UTF-8;
+ - ``body`` is ``""`` when empty, and base64 unless the content type is one
+   ALB documents as text (``text/*``, ``application/json``,
+   ``application/javascript``, ``application/xml``) and the body is valid
+   UTF-8: a form body is base64, as from ALB;
  - ``requestContext.elb.targetGroupArn`` is L{TARGET_GROUP_ARN}.
 
-Replies need ``statusCode``; ``statusDescription`` is ignored.  ALB reads
-only the header field of its mode; the gateway accepts either and merges them
-as API Gateway does, the multi-value list winning for a name in both, so a
-function that fills both (Rust ``lambda_http``) works in either mode.
+Replies need an integer ``statusCode``; ``statusDescription`` (``"200 OK"``)
+gives the reason phrase, validated.  A reply naming no Content-Type is
+``application/octet-stream``, as from ALB.  ALB reads only the header field
+of its mode; the gateway accepts either and merges them as API Gateway does,
+the multi-value list winning for a name in both, so a function that fills
+both (Rust ``lambda_http``) works in either mode.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ TARGET_GROUP_ARN = (
 )
 """The target group every event claims: region ``local``, account all zeros."""
 
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+"""What ALB answers with when the function names no Content-Type."""
+
 
 def build_event(request: IncomingRequest, *, multi: bool) -> bytes:
     """
@@ -47,7 +54,7 @@ def build_event(request: IncomingRequest, *, multi: bool) -> bytes:
     """
     headers = grouped_headers(request.headers, lower=True)
     query = grouped(query_pairs(request.raw_query, decode=False))
-    body, encoded = event_body(request.body, request.header("content-type"))
+    body, encoded = event_body(request.body, request.header("content-type"), alb=True)
     event: dict[str, object] = {
         "requestContext": {"elb": {"targetGroupArn": TARGET_GROUP_ARN}},
         "httpMethod": request.method,
@@ -75,4 +82,4 @@ def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply an ALB target's result means; L{MalformedReply} when it means none.
     """
-    return parse_proxy_reply(payload, document)
+    return parse_proxy_reply(payload, document, default_type=DEFAULT_CONTENT_TYPE, description=True)

@@ -14,10 +14,15 @@ what API Gateway sends, with these choices where it leaves room:
  - the body is base64 unless its content type is textual and it is valid
    UTF-8 (REST APIs use the API's ``binaryMediaTypes`` instead);
  - an authenticated gateway user is ``requestContext.authorizer.principalId``,
-   where a Lambda authorizer puts it.
+   where a Lambda authorizer puts it (with its ``integrationLatency``, 0);
+   without one, ``authorizer`` is left out, as when no authorizer ran;
+ - ``body`` is null without a body, as are the query fields without a query
+   and ``identity.clientCert`` (no client certificate).
 
-The reply needs ``statusCode``; ``headers`` and ``multiValueHeaders`` are
-merged, the multi-value list winning for a name in both.
+The reply needs ``statusCode``, an integer or (as REST APIs accept it) a
+string of three digits; ``headers`` and ``multiValueHeaders`` are merged,
+the multi-value list winning for a name in both.  A reply that names no
+Content-Type is ``application/json``, as from a REST API.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from ._common import (
 
 RESOURCE = "/{proxy+}"
 """The one resource every request matches."""
+
+DEFAULT_CONTENT_TYPE = "application/json"
+"""What a REST API answers with when the function names no Content-Type."""
 
 
 def build(request: IncomingRequest) -> bytes:
@@ -70,6 +78,26 @@ def build(request: IncomingRequest) -> bytes:
         "userAgent": request.header("user-agent"),
         "userArn": None,
     }
+    context: dict[str, object] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": API_ID,
+        "domainName": domain,
+        "domainPrefix": domain.split(".", 1)[0],
+        "extendedRequestId": request.request_id,
+        "httpMethod": request.method,
+        "identity": identity,
+        "path": request.function_raw_path,
+        "protocol": request.protocol,
+        "requestId": request.request_id,
+        "requestTime": request_time(request.time),
+        "requestTimeEpoch": epoch_millis(request.time),
+        "resourceId": API_ID,
+        "resourcePath": RESOURCE,
+        "stage": STAGE,
+    }
+    authorizer = _authorizer(request)
+    if authorizer is not None:
+        context["authorizer"] = authorizer
     event = {
         "resource": RESOURCE,
         "path": request.function_raw_path,
@@ -80,24 +108,7 @@ def build(request: IncomingRequest) -> bytes:
         "multiValueQueryStringParameters": query or None,
         "pathParameters": {"proxy": proxy} if proxy else None,
         "stageVariables": None,
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": API_ID,
-            "authorizer": _authorizer(request),
-            "domainName": domain,
-            "domainPrefix": domain.split(".", 1)[0],
-            "extendedRequestId": request.request_id,
-            "httpMethod": request.method,
-            "identity": identity,
-            "path": request.function_raw_path,
-            "protocol": request.protocol,
-            "requestId": request.request_id,
-            "requestTime": request_time(request.time),
-            "requestTimeEpoch": epoch_millis(request.time),
-            "resourceId": API_ID,
-            "resourcePath": RESOURCE,
-            "stage": STAGE,
-        },
+        "requestContext": context,
         "body": body or None,
         "isBase64Encoded": encoded,
     }
@@ -113,12 +124,16 @@ def _authorizer(request: IncomingRequest) -> dict[str, object] | None:
     if isinstance(jwt, dict):
         return dict(jwt)
     if isinstance(context, dict):
-        return {"principalId": request.user or "", **context}
-    return None if request.user is None else {"principalId": request.user}
+        return {"principalId": request.user or "", **context, "integrationLatency": 0}
+    if request.user is None:
+        return None
+    return {"principalId": request.user, "integrationLatency": 0}
 
 
 def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     """
     The reply a REST proxy result means; L{MalformedReply} when it means none.
     """
-    return parse_proxy_reply(payload, document)
+    return parse_proxy_reply(
+        payload, document, default_type=DEFAULT_CONTENT_TYPE, numeric_string=True
+    )

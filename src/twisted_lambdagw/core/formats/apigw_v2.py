@@ -9,10 +9,18 @@ are the path as received, still percent-encoded, and ``rawQueryString`` has
 no ``?``.  ``accountId`` and ``apiId`` are the local placeholders; an
 authenticated gateway user is ``requestContext.authorizer.lambda.principalId``.
 
+Keys AWS leaves out when they have nothing to say are left out, not null:
+``cookies`` without cookies, ``queryStringParameters`` without a query,
+``body`` without a body, ``requestContext.authorizer`` when no user
+authenticated, and ``authentication``, ``pathParameters`` and
+``stageVariables`` always (no client certificates, path templates or stages
+here).
+
 A result with ``statusCode`` is a structured reply: ``headers`` hold string
-values, each ``cookies`` entry becomes its own ``Set-Cookie``.  Any other
-valid JSON result is the body of a 200 ``application/json`` reply, verbatim:
-a string keeps its quotes.
+values, each ``cookies`` entry becomes its own ``Set-Cookie``, and a reply
+naming no Content-Type is ``application/json``, as from a Function URL.  Any
+other valid JSON result is the body of a 200 ``application/json`` reply,
+verbatim: a string keeps its quotes.
 """
 
 from __future__ import annotations
@@ -39,11 +47,14 @@ from ._common import (
     reply_headers,
     request_cookies,
     request_time,
+    with_default_type,
 )
 
 VERSION = "2.0"
 ROUTE_KEY = "$default"
 INFERRED_CONTENT_TYPE = ("content-type", "application/json")
+DEFAULT_CONTENT_TYPE = "application/json"
+"""What a Function URL answers with when a structured reply names no Content-Type."""
 
 
 def build(request: IncomingRequest) -> bytes:
@@ -55,45 +66,43 @@ def build(request: IncomingRequest) -> bytes:
     query = grouped(query_pairs(request.raw_query, decode=True))
     body, encoded = event_body(request.body, request.header("content-type"))
     domain = domain_name(request.host)
-    event = {
+    context: dict[str, object] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": API_ID,
+        "domainName": domain,
+        "domainPrefix": domain.split(".", 1)[0],
+        "http": {
+            "method": request.method,
+            "path": request.function_raw_path,
+            "protocol": request.protocol,
+            "sourceIp": request.remote_addr,
+            "userAgent": request.header("user-agent") or "",
+        },
+        "requestId": request.request_id,
+        "routeKey": ROUTE_KEY,
+        "stage": STAGE,
+        "time": request_time(request.time),
+        "timeEpoch": epoch_millis(request.time),
+    }
+    if request.authorizer is not None:
+        context["authorizer"] = request.authorizer
+    elif request.user is not None:
+        context["authorizer"] = {"lambda": {"principalId": request.user}}
+    event: dict[str, object] = {
         "version": VERSION,
         "routeKey": ROUTE_KEY,
         "rawPath": request.function_raw_path,
         "rawQueryString": request.raw_query,
-        "cookies": cookies,
-        "headers": {name: ",".join(values) for name, values in headers.items()},
-        "queryStringParameters": ({key: ",".join(values) for key, values in query.items()} or None),
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": API_ID,
-            "authentication": None,
-            "authorizer": (
-                request.authorizer
-                if request.authorizer is not None
-                else None
-                if request.user is None
-                else {"lambda": {"principalId": request.user}}
-            ),
-            "domainName": domain,
-            "domainPrefix": domain.split(".", 1)[0],
-            "http": {
-                "method": request.method,
-                "path": request.function_raw_path,
-                "protocol": request.protocol,
-                "sourceIp": request.remote_addr,
-                "userAgent": request.header("user-agent") or "",
-            },
-            "requestId": request.request_id,
-            "routeKey": ROUTE_KEY,
-            "stage": STAGE,
-            "time": request_time(request.time),
-            "timeEpoch": epoch_millis(request.time),
-        },
-        "body": body or None,
-        "isBase64Encoded": encoded,
     }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = {name: ",".join(values) for name, values in headers.items()}
+    if query:
+        event["queryStringParameters"] = {key: ",".join(values) for key, values in query.items()}
+    event["requestContext"] = context
+    if body:
+        event["body"] = body
+    event["isBase64Encoded"] = encoded
     return dump_json(event)
 
 
@@ -116,4 +125,5 @@ def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
     if not isinstance(cookies, list):
         raise MalformedReply(detail="cookies is not a list")
     lines.extend(checked_header("Set-Cookie", cookie) for cookie in cookies)
-    return Reply(status, reply_headers(lines), reply_body(document))
+    headers = with_default_type(reply_headers(lines), status, DEFAULT_CONTENT_TYPE)
+    return Reply(status, headers, reply_body(document))

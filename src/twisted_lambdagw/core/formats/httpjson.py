@@ -7,12 +7,18 @@ body that is not UTF-8 is sent base64-encoded with ``"bodyEncoding":
 gateway's ``x-forwarded-*``.
 
 A reply is an envelope when, after leading whitespace, it is a JSON object
-whose ``type`` is ``HTTPJSON-REP``.  An envelope with a malformed field is a
-502, never passed through.  Anything else is the original's raw mode: the
-bytes are the body, 200, ``application/json``.
+whose ``type`` is ``HTTPJSON-REP``.  Its keys are matched as the original's
+Go ``encoding/json`` matched them, case-insensitively (``Type``, ``Meta``,
+``Status``, ``Headers``, ``Body``, ``BodyEncoding``: what a Go struct
+without JSON tags marshals to), the last of several spellings winning.  A ``status`` of
+0, below 0 or missing is 200, as in the original.  An envelope with a
+malformed field is a 502, never passed through.  Anything else is the
+original's raw mode: the bytes are the body, 200, ``application/json``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from twisted_lambdagw.core.errors import MalformedReply
 from twisted_lambdagw.core.messages import NOT_PARSED, IncomingRequest, Reply, group_headers
@@ -31,6 +37,41 @@ from ._common import (
 REQUEST_TYPE = "HTTPJSON-REQ"
 REPLY_TYPE = "HTTPJSON-REP"
 DEFAULT_CONTENT_TYPE = ("Content-Type", "application/json")
+
+_GO_FOLDS = {"s": "sS\u017f", "k": "kK\u212a"}
+"""The letters whose Unicode simple case folding reaches beyond ASCII."""
+
+
+def _go_name_matches(key: str, name: str) -> bool:
+    """
+    Whether Go's C{encoding/json} would decode C{key} into field C{name}.
+
+    It folds case as C{bytes.EqualFold} does: ASCII letters either case,
+    and the two non-ASCII letters that fold to ASCII ones (U+017F long s,
+    U+212A Kelvin sign).  C{name} is an ASCII field name.
+    """
+    if len(key) != len(name):
+        return False
+    for got, want in zip(key, name, strict=True):
+        lowered = want.lower()
+        if got != want and got not in _GO_FOLDS.get(lowered, lowered + lowered.upper()):
+            return False
+    return True
+
+
+def _go_field(document: dict[str, Any], name: str) -> object:
+    """
+    The value Go's C{encoding/json} would put into the field tagged C{name}.
+
+    Go assigns every matching key in turn, so the last one in the object
+    stays.  (A key repeated with the very same spelling counts at its first
+    place here, where the JSON parser kept it.)
+    """
+    value: object = None
+    for key, item in document.items():
+        if _go_name_matches(key, name):
+            value = item
+    return value
 
 
 def build(request: IncomingRequest) -> bytes:
@@ -69,22 +110,25 @@ def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
                 document = load_json(stripped)
             except ValueError:
                 document = None
-    if not isinstance(document, dict) or document.get("type") != REPLY_TYPE:
+    if not isinstance(document, dict) or _go_field(document, "type") != REPLY_TYPE:
         return Reply(200, (DEFAULT_CONTENT_TYPE,), payload)
 
-    meta = document.get("meta")
+    meta = _go_field(document, "meta")
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise MalformedReply(detail="meta is not an object")
-    status = meta.get("status")
-    status = 200 if status is None else checked_status(status)
-    headers = reply_headers(header_lines(meta.get("headers")))
+    status = _go_field(meta, "status")
+    # Go's zero value: a ReplyMeta whose Status was never set.
+    if status is None or (type(status) is int and status <= 0):
+        status = 200
+    status = checked_status(status)
+    headers = reply_headers(header_lines(_go_field(meta, "headers")))
     if not has_header(headers, "content-type"):
         headers = (*headers, DEFAULT_CONTENT_TYPE)
 
-    encoding = document.get("bodyEncoding")
+    encoding = _go_field(document, "bodyEncoding")
     if encoding not in (None, "", "base64"):
         raise MalformedReply(detail=f"unknown bodyEncoding {encoding!r}")
-    data = body_bytes(document.get("body"), base64_encoded=encoding == "base64")
+    data = body_bytes(_go_field(document, "body"), base64_encoded=encoding == "base64")
     return Reply(status, headers, data)

@@ -12,13 +12,22 @@ An Invoke call is narrower: a POST of bytes already in memory to one of a
 few hosts, answered with a small body whose length is given (or, for a
 streamed call, a chunked event stream).  L{KeepAliveAgent} is an C{IAgent}
 for exactly that.  treq stays the client the invoker calls (its
-C{HTTPClient} over this agent builds the headers, asks for gzip, decodes,
-wraps the response); what changes is below it:
+C{HTTPClient} over this agent builds the headers and wraps the response);
+what changes is below it:
 
   - the whole request (head and body) leaves in one write, sent at once
     rather than on the reactor's next turn (L{send_now});
-  - the answer's head is parsed in one pass once it is all in, and a body
-    that came in the same read is handed over without pausing the socket;
+  - the answer is framed by llhttp, Node.js's parser, in strict mode
+    (httptools' response parser): Content-Length, chunked bodies and their
+    trailers, interim (1xx) answers, bodies ending with the connection;
+    anything else (a length and chunking together, two lengths, a bad
+    chunk size, a line break or NUL in a header) fails the call;
+  - a body that came in the same read as its head is handed over whole,
+    without a reader protocol (L{whole_body});
+  - an answer with a C{Content-Encoding} (other than identity) fails the
+    call before any of its body is taken: nothing asks for one (the
+    C{Accept-Encoding} treq adds is not sent), Lambda never encodes, and
+    inflating what a hostile endpoint sends is how a gzip bomb works;
   - connections are kept per (scheme, host, port) and reused last-in
     first-out, each closed after C{idle_timeout} seconds unused (one timed
     call for the whole agent, L{Deadlines});
@@ -30,7 +39,7 @@ It fails the way twisted.web's Agent fails, with the same exceptions
 C{PotentialDataLoss} for the body's end), so the invoker's retry rules read
 both alike; cancelling a call closes its connection, as there.  What it
 does not do, because no Invoke call needs it: bodies other than bytes in
-memory (L{BytesProducer}), pipelining, HTTP/1.0 keep-alive, upgrades.
+memory (L{BytesProducer}), HEAD, pipelining, HTTP/1.0 keep-alive, upgrades.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -56,19 +66,14 @@ from twisted.web.iweb import (
 from zope.interface import implementer
 
 from twisted_lambdagw.net.deadlines import Deadline, Deadlines
-from twisted_lambdagw.net.headers import BadHead, checked_headers, head_lines, read_fields
+from twisted_lambdagw.net.headers import checked_headers
 from twisted_lambdagw.net.sending import send_now
 
 MAX_HEAD_BYTES = 64 * 1024
 """The longest response head (status line and headers) read; longer is an error."""
 
-_MAX_CHUNK_LINE = 4096
-"""The longest chunk-size line or trailer line of a chunked body."""
-
 _METHOD = re.compile(rb"[A-Z]{1,20}")
 _UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f#]")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 
 
 class BadResponse(Exception):
@@ -266,12 +271,17 @@ def _request_bytes(
     """
     The whole request, as it goes on the wire.
     """
-    if not _METHOD.fullmatch(method):
+    if not _METHOD.fullmatch(method) or method == b"HEAD":
+        # HEAD: its answer's framing differs, and no Invoke call needs it.
         raise ValueError(f"not a method this client sends: {method!r}")
     parts = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host_value, b"\r\n"]
     if headers is not None:
         # Headers has already refused line breaks in names and values.
         for name, values in headers.getAllRawHeaders():
+            if name.lower() == b"accept-encoding":
+                # treq's client always asks for gzip; Lambda never encodes its
+                # answers, and an encoded answer is refused unread.
+                continue
             for value in values:
                 parts += (name, b": ", value, b"\r\n")
     if body is None:
@@ -313,21 +323,25 @@ _HEAD = 1  # request sent, reading the answer's head
 _BODY = 2  # reading the body
 _CLOSED = 3  # closing or closed: never used again
 
-# How a body's end is found.
-_LENGTH = 0  # Content-Length bytes
-_CHUNKED = 1  # chunked transfer coding
-_UNTIL_CLOSE = 2  # everything until the server closes
+MAX_INTERIM = 16
+"""The most interim (1xx) answers read before the real one; more is an error."""
 
-# Where a chunked body is.
-_SIZE_LINE = 0
-_CHUNK_DATA = 1
-_CHUNK_END = 2
-_TRAILER = 3
+
+class _Stop(Exception):
+    """
+    Raised from a parser callback to stop the parser; the reason is kept on the connection.
+    """
 
 
 class _Connection(Protocol):
     """
     One kept-alive connection: one request at a time, then back to its host's idle list.
+
+    Its answers are framed by llhttp (through httptools' response parser,
+    one per connection, in strict mode): Content-Length, chunked bodies and
+    their trailers (read and dropped), interim answers, bodies delimited by
+    the connection's end.  The callbacks only record; what a read means is
+    decided once the parser has taken all of it (L{dataReceived}).
     """
 
     def __init__(self, agent: KeepAliveAgent, host: _Host) -> None:
@@ -337,11 +351,16 @@ class _Connection(Protocol):
         self._deadline: Deadline | None = None
         self._waiting: Deferred[IResponse] | None = None
         self._request: _SentRequest | None = None
-        self._buffer = b""
+        self._parser = HttpResponseParser(self)
+        self._fields: dict[bytes, list[bytes]] = {}
+        self._head_bytes = 0
+        self._interim = 0
         self._response: _Response | None = None
-        self._framing = _LENGTH
-        self._left = 0
-        self._chunk_state = _SIZE_LINE
+        self._complete = False
+        self._extra = False
+        self._problem: BadResponse | None = None
+        self._phrase = b""
+        self._until_close = False
         self._reusable = True
         self._paused = False
         self._closed: Deferred[None] | None = None
@@ -364,6 +383,8 @@ class _Connection(Protocol):
         self._state = _HEAD
         self._request = request
         self._reusable = True
+        self._head_bytes = 0
+        self._interim = 0
         waiting: Deferred[IResponse] = Deferred(self._cancel)
         self._waiting = waiting
         assert self.transport is not None
@@ -408,195 +429,125 @@ class _Connection(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         state = self._state
-        if state == _BODY:
-            self._body_received(data)
-        elif state == _HEAD:
-            self._head_received(data)
-        elif state == _IDLE:
+        if state == _IDLE:
             # Nothing was asked: a broken server, or the answer to a cancelled call.
             self._abort()
-
-    def _head_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    self._fail_head(BadResponse(f"response head over {MAX_HEAD_BYTES} bytes"))
-                else:
-                    self._buffer = buffer
+            return
+        if state == _CLOSED:
+            return
+        if state == _HEAD:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._failed(BadResponse("the server switched protocols"))
+            return
+        except HttpParserError as e:
+            if self._state == _CLOSED:
+                return  # aborted meanwhile: connectionLost tells the reader
+            if not self._extra:
+                self._failed(self._problem or BadResponse(f"{e} in the response"))
                 return
-            if end > MAX_HEAD_BYTES:
-                self._fail_head(BadResponse(f"response head over {MAX_HEAD_BYTES} bytes"))
-                return
-            try:
-                response = self._parse_head(buffer[:end])
-            except BadResponse as e:
-                self._fail_head(e)
-                return
-            buffer = buffer[end + 4 :]
-            if response is not None:
-                break  # not an interim (1xx) answer
-        self._buffer = b""
-        self._response = response
+        response = self._response
+        if response is None:
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._failed(BadResponse(f"response head over {MAX_HEAD_BYTES} bytes"))
+            return
         waiting = self._waiting
         self._waiting = None
-        self._state = _BODY
-        if response.length == 0:
-            self._body_ended(buffer)
-        elif buffer:
-            self._body_received(buffer)
-        if self._state == _BODY:
+        if self._complete:
+            self._body_ended(response)
+        elif waiting is not None:
             # Hold the rest in the kernel until someone reads the body.
             self._pause()
         if waiting is not None:
             # Last: the response's reader may take this connection for its next call.
             waiting.callback(response)
 
-    def _parse_head(self, head: bytes) -> _Response | None:
-        try:
-            lines = head_lines(head)
-        except BadHead as e:
-            raise BadResponse(f"{e} of the response") from None
-        version, _, rest = lines[0].partition(b" ")
-        code_text = rest[:3]
-        if (
-            version not in (b"HTTP/1.1", b"HTTP/1.0")
-            or len(code_text) != 3
-            or not code_text.isdigit()
-            or rest[3:4] not in (b" ", b"")
+    # httptools' callbacks, in the order the parser makes them.
+
+    def on_message_begin(self) -> None:
+        if self._state != _HEAD or self._response is not None:
+            # A second answer in the same read: nothing asked for it.
+            self._extra = True
+            raise _Stop()
+
+    def on_status(self, phrase: bytes) -> None:
+        self._phrase = phrase
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._response is not None:
+            return  # a trailer: read and dropped
+        key = name.lower()
+        values = self._fields.get(key)
+        if values is None:
+            self._fields[key] = [value.rstrip(b" \t")]
+        else:
+            values.append(value.rstrip(b" \t"))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        code = parser.get_status_code()
+        fields, self._fields = self._fields, {}
+        if code == 101:
+            self._problem = BadResponse("the server switched protocols")
+            raise _Stop()
+        if code < 200:
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                self._problem = BadResponse(f"over {MAX_INTERIM} interim (1xx) answers")
+                raise _Stop()
+            return  # an interim answer: the real one follows
+        codings = fields.get(b"content-encoding")
+        if codings is not None and any(
+            token.strip().lower() not in (b"identity", b"")
+            for token in b",".join(codings).split(b",")
         ):
-            raise BadResponse(f"bad status line {lines[0][:100]!r}")
-        code = int(code_text)
-        try:
-            fields = read_fields(lines[1:])
-        except BadHead as e:
-            raise BadResponse(str(e)) from None
-        if 100 <= code < 200:
-            if code == 101:
-                raise BadResponse("the server switched protocols")
-            return None  # an interim answer: the real one follows
-        connection = b",".join(fields.get(b"connection", ())).lower()
-        self._reusable = version == b"HTTP/1.1" and b"close" not in connection
-        length = self._framing_for(code, fields)
+            # Never asked for, never inflated: a bomb is refused unread.
+            self._problem = BadResponse(f"a body with Content-Encoding {codings[0][:50]!r}")
+            raise _Stop()
+        version = parser.get_http_version()
+        self._reusable = parser.should_keep_alive()
         request = self._request
         assert request is not None
-        headers = checked_headers(fields)
-        return _Response(
-            (b"HTTP", 1, 1 if version == b"HTTP/1.1" else 0),
+        length: int | object
+        self._until_close = False
+        if code in (204, 304):
+            length = 0
+        elif b"transfer-encoding" in fields:
+            length = UNKNOWN_LENGTH
+            self._until_close = fields[b"transfer-encoding"][-1].lower().strip() != b"chunked"
+        elif b"content-length" in fields:
+            length = int(fields[b"content-length"][0])
+        else:
+            length = UNKNOWN_LENGTH
+            self._until_close = True
+        self._response = _Response(
+            (b"HTTP", 1, 1 if version == "1.1" else 0),
             code,
-            rest[4:],
-            headers,
+            self._phrase,
+            checked_headers(fields),
             length,
             request,
             self,
         )
+        self._state = _BODY
 
-    def _framing_for(self, code: int, fields: dict[bytes, list[bytes]]) -> int | object:
-        """
-        Set how the body ends; its length, or UNKNOWN_LENGTH.
-        """
-        request = self._request
-        assert request is not None
-        if request.method == b"HEAD" or code in (204, 304):
-            self._framing = _LENGTH
-            self._left = 0
-            return 0
-        coding = fields.get(b"transfer-encoding")
-        if coding is not None:
-            if b",".join(coding).lower().rsplit(b",", 1)[-1].strip() != b"chunked":
-                self._framing = _UNTIL_CLOSE
-                self._reusable = False
-                return UNKNOWN_LENGTH
-            self._framing = _CHUNKED
-            self._chunk_state = _SIZE_LINE
-            if b"content-length" in fields:
-                self._reusable = False  # both: a smuggling attempt or a broken proxy
-            return UNKNOWN_LENGTH
-        lengths = fields.get(b"content-length")
-        if lengths is None:
-            self._framing = _UNTIL_CLOSE
-            self._reusable = False
-            return UNKNOWN_LENGTH
-        text = lengths[0]
-        if not _CONTENT_LENGTH.fullmatch(text) or any(v != text for v in lengths):
-            raise BadResponse(f"bad Content-Length {b', '.join(lengths)[:100]!r}")
-        self._framing = _LENGTH
-        self._left = int(text)
-        return self._left
-
-    def _body_received(self, data: bytes) -> None:
+    def on_body(self, data: bytes) -> None:
         response = self._response
-        assert response is not None
-        framing = self._framing
-        if framing == _LENGTH:
-            left = self._left
-            if len(data) < left:
-                self._left = left - len(data)
-                response._data(data)
-                return
-            response._data(data[:left])
-            self._left = 0
-            self._body_ended(data[left:])
-        elif framing == _CHUNKED:
-            self._chunk_received(data)
-        else:
-            response._data(data)
+        if response is None or self._state == _CLOSED:
+            raise _Stop()  # the reader gave up on the body
+        response._data(data)
 
-    def _chunk_received(self, data: bytes) -> None:
-        response = self._response
-        assert response is not None
-        buffer = self._buffer + data if self._buffer else data
-        while buffer:
-            state = self._chunk_state
-            if state == _CHUNK_DATA:
-                piece = buffer[: self._left]
-                buffer = buffer[len(piece) :]
-                self._left -= len(piece)
-                response._data(piece)
-                if self._left == 0:
-                    self._chunk_state = _CHUNK_END
-                continue
-            if state == _CHUNK_END:
-                if len(buffer) < 2:
-                    break
-                if buffer[:2] != b"\r\n":
-                    self._fail_body(BadResponse("no CRLF after a chunk"))
-                    return
-                buffer = buffer[2:]
-                self._chunk_state = _SIZE_LINE
-                continue
-            end = buffer.find(b"\r\n")
-            if end < 0:
-                if len(buffer) > _MAX_CHUNK_LINE:
-                    self._fail_body(BadResponse("chunk line too long"))
-                    return
-                break
-            line, buffer = buffer[:end], buffer[end + 2 :]
-            if state == _TRAILER:
-                if not line:
-                    self._buffer = b""
-                    self._body_ended(buffer)
-                    return
-                continue  # trailers are read and dropped
-            match = _CHUNK_SIZE.fullmatch(line)
-            if match is None:
-                self._fail_body(BadResponse(f"bad chunk size {line[:100]!r}"))
-                return
-            size = int(match.group(1), 16)
-            if size == 0:
-                self._chunk_state = _TRAILER
-            else:
-                self._left = size
-                self._chunk_state = _CHUNK_DATA
-        self._buffer = buffer
+    def on_message_complete(self) -> None:
+        if self._response is not None:
+            self._complete = True
 
-    def _body_ended(self, extra: bytes) -> None:
-        response = self._response
-        assert response is not None
+    def _body_ended(self, response: _Response) -> None:
         self._response = None
         self._request = None
-        if self._reusable and not extra and self._state == _BODY:
+        self._complete = False
+        if self._reusable and not self._extra and self._state == _BODY:
             self._state = _IDLE
             if self._paused:
                 self._resume()
@@ -608,18 +559,16 @@ class _Connection(Protocol):
             self.close()
         response._end(_BODY_RECEIVED)
 
-    def _fail_head(self, error: Exception) -> None:
-        waiting = self._waiting
-        self._waiting = None
+    def _failed(self, error: Exception) -> None:
+        """
+        The answer cannot be read: fail whoever waits for its head or body.
+        """
+        waiting, self._waiting = self._waiting, None
+        response, self._response = self._response, None
         self._abort()
         if waiting is not None:
             waiting.errback(ResponseFailed([Failure(error)]))
-
-    def _fail_body(self, error: Exception) -> None:
-        response = self._response
-        self._response = None
-        self._abort()
-        if response is not None:
+        elif response is not None:
             response._end(Failure(ResponseFailed([Failure(error)])))
 
     def _pause(self) -> None:
@@ -648,7 +597,7 @@ class _Connection(Protocol):
         if waiting is not None:
             waiting.errback(ResponseNeverReceived([reason]))
         elif response is not None and state != _IDLE:
-            if self._framing == _UNTIL_CLOSE:
+            if self._until_close:
                 response._end(Failure(PotentialDataLoss()))
             else:
                 response._end(Failure(ResponseFailed([reason])))

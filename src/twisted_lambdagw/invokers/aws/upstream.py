@@ -30,8 +30,11 @@ what would cost on every request is set up once:
     passes C{allow_redirects=False} (a signed call must not go elsewhere)
     and C{unbuffered=True} (it reads each body once).
 
-treq still asks for gzip (C{Accept-Encoding: gzip}, added after signing:
-SigV4 covers only the headers it lists) and decodes a gzip-encoded answer.
+treq's client wraps every agent in twisted.web's C{ContentDecoderAgent},
+which adds C{Accept-Encoding: gzip} and would inflate a gzip answer before
+any size bound applies.  L{KeepAliveAgent} never sends that header and
+fails any answer with a C{Content-Encoding}, so the wrapper has nothing to
+decode: the bound of L{read_body} counts the bytes as they arrive.
 """
 
 from __future__ import annotations

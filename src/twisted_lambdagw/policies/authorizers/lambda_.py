@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from ...core.authorizers import LambdaAuthorizerConfig
 from ...core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
 from ...core.formats import apigw_v1, apigw_v2
-from ...core.formats._common import ACCOUNT_ID, API_ID, STAGE
+from ...core.formats._common import ACCOUNT_ID, API_ID, HOP_BY_HOP, STAGE
 from ...core.messages import IncomingRequest, Reply
 from ...invokers.base import InvokeCall, Invoker, InvokeResult
 from ..chain import Passage, Principal, Stage
@@ -256,12 +256,20 @@ class LambdaAuthorizer:
         return json.dumps({**head, **base}, separators=(",", ":")).encode()
 
 
+GATEWAY_SET = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id",
+     "x-authenticated-user"}
+)  # fmt: skip
+"""Request headers only the gateway sets: a client's values never reach an authorizer."""
+
+
 def request_for(passage: Passage, now: float) -> IncomingRequest:
     """
     The request as an event format sees it, without its body, for the authorizer's event.
-    """
-    from ...server.resource import _last_text, forwarded_headers
 
+    Its headers are the client's without hop-by-hop ones and those the
+    gateway sets, which are the gateway's, as a route's function gets them.
+    """
     request = passage.request
     origin = passage.origin
     gateway_headers = [
@@ -270,9 +278,20 @@ def request_for(passage: Passage, now: float) -> IncomingRequest:
         ("X-Forwarded-Port", str(origin.port)),
         ("X-Request-ID", passage.request_id),
     ]
-    headers = forwarded_headers(request, b"", gateway_headers)
+    raw = request.requestHeaders
+    dropped = {*HOP_BY_HOP, *GATEWAY_SET, "content-length"}
+    for value in raw.getRawHeaders(b"connection", []):
+        dropped.update(token.strip().lower() for token in value.decode("latin-1").split(","))
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, values in raw.getAllRawHeaders()
+        if name.decode("latin-1").lower() not in dropped
+        for value in values
+    ]
+    headers += gateway_headers
     address = request.getHost()
-    host = _last_text(request.requestHeaders, b"host") or f"{getattr(address, 'host', '')}"
+    hosts = raw.getRawHeaders(b"host")
+    host = hosts[-1].decode("latin-1") if hosts else f"{getattr(address, 'host', '')}"
     _, _, query = request.uri.decode("latin-1").partition("?")
     return IncomingRequest(
         request_id=passage.request_id,
@@ -282,7 +301,7 @@ def request_for(passage: Passage, now: float) -> IncomingRequest:
         function_raw_path=passage.raw_path,
         function_path=passage.path,
         raw_query=query,
-        headers=headers,
+        headers=tuple(headers),
         body=b"",
         protocol=request.clientproto.decode("ascii", "replace"),
         scheme=origin.scheme,

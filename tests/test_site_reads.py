@@ -1,11 +1,9 @@
 """
-The channel's short cuts give twisted.web's results: its one-pass read of a
-request head answers exactly as the line-at-a-time read does, for plain and
-broken requests alike, and its response head is the same bytes, written with the body's first bytes.
+The channel answers the same however a request's bytes arrive, and its
+response head is twisted.web's bytes, written with the body's first bytes.
 
 Each request is sent twice to a fresh L{GatewaySite}: once in a single read
-(the one-pass path, when the head is plain) and once a byte at a time (always
-the line-at-a-time path); what comes back must be the same bytes.
+and once a byte at a time; what comes back must be the same bytes.
 """
 
 from __future__ import annotations
@@ -53,18 +51,6 @@ class Echo(Resource):
         }
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(document).encode()
-
-
-class CountingChannel(GatewayChannel):
-    """
-    A channel that counts the lines it reads the slow way.
-    """
-
-    lines = 0
-
-    def lineReceived(self, line: bytes) -> None:
-        CountingChannel.lines += 1
-        super().lineReceived(line)
 
 
 def serve(data: bytes, *, byte_at_a_time: bool) -> tuple[bytes, bool]:
@@ -131,7 +117,7 @@ BAD_LINES = ([b"G(T", b""], [b"/x\x7fy", b"/caf\xe9", b"", b"/a b"], [b"HTTP/2.0
 @st.composite
 def requests(draw: st.DrawFn) -> bytes:
     """
-    A request, half the time one made only of parts twisted.web takes as they are.
+    A request, half the time one made only of parts the gateway takes as they are.
     """
     plain = draw(st.booleans())
     parts = [
@@ -178,33 +164,6 @@ class SamePathsTests(SynchronousTestCase):
             self.assertEqual(
                 serve(data, byte_at_a_time=False), serve(data, byte_at_a_time=True), head[:40]
             )
-
-    def test_plain_head_is_read_in_one_pass(self) -> None:
-        """
-        Plain requests, each in one read on a kept-alive connection, never go
-        through lineReceived, and are answered.
-        """
-        site = GatewaySite(Echo(), reactor=MemoryReactorClock())
-        site.protocol = lambda: CountingChannel(site.header_timeout, site.reactor)  # type: ignore[method-assign, assignment, return-value]
-        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4321))
-        assert protocol is not None
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        CountingChannel.lines = 0
-        body = b'{"a": 1}'
-        protocol.dataReceived(
-            b"POST /x?y=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        protocol.dataReceived(b"GET /second HTTP/1.1\r\nHost: gw\r\n\r\n")
-        self.assertEqual(CountingChannel.lines, 0)
-        answers = transport.value().split(b"HTTP/1.1 200 OK")
-        self.assertEqual(len(answers), 3, transport.value())
-        first = json.loads(answers[1].split(b"\r\n\r\n", 1)[1])
-        self.assertEqual(first["uri"], "/x?y=1")
-        self.assertEqual(first["body"], '{"a": 1}')
-        self.assertEqual(first["headers"], [["Content-Length", ["8"]], ["Host", ["gw"]]])
-        self.assertIn(b'"uri": "/second"', answers[2])
-        self.assertFalse(transport.disconnecting)
 
 
 class HeadWriteTests(SynchronousTestCase):

@@ -112,3 +112,24 @@ class AuthorizerSectionTests(SynchronousTestCase):
         (authorizer,) = config.authorizers
         assert isinstance(authorizer, JWTAuthorizerConfig)
         self.assertEqual(authorizer.issuer, "http://127.0.0.1:9000/realms/main")
+
+
+class CheckOutputTests(SynchronousTestCase):
+    def test_route_table_names_the_authorizer(self) -> None:
+        from twisted_lambdagw.daemon.cli import route_table
+
+        config = parse(
+            JWT + LAMBDA + "result_ttl = 5m\n"
+            "[route:/api/]\nauth = users\nscopes = read\n[route:/c/]\nauth = custom\n"
+        )
+        table = route_table(config).splitlines()
+        self.assertIn(
+            "auth jwt users (issuer https://login.example.com/realms/main, audience web-app"
+            " mobile-app, keys from discovery, algorithms RS256 ES256, scopes read)",
+            table[1],
+        )
+        self.assertIn(
+            "auth lambda custom (my-authorizer, aws, payload 2.0, simple responses,"
+            " cached 300s, timeout 10s)",
+            table[3],
+        )

@@ -63,7 +63,7 @@ class AuthorizerShapeTests(SynchronousTestCase):
     def test_no_authorizer_is_as_before(self) -> None:
         for build in (apigw_v1.build, apigw_v2.build):
             context = event(build, None)["requestContext"]
-            self.assertNotIn("authorizer", context)  # type: ignore[operator]
+            self.assertNotIn("authorizer", context)
 
 
 class ObservedTests(SynchronousTestCase):

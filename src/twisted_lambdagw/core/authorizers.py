@@ -274,3 +274,24 @@ def _seconds(s: Section, key: str, default: float, maximum: float) -> float:
     if seconds > maximum:
         raise s.error(key, f"at most {maximum:g} seconds: {value!r}")
     return seconds
+
+
+def describe(authorizer: AuthorizerConfig, scopes: tuple[str, ...] = ()) -> str:
+    """
+    One line for ``lambdagw check``: what the authorizer checks, and how.
+    """
+    if isinstance(authorizer, JWTAuthorizerConfig):
+        keys = authorizer.jwks_uri or "discovery"
+        text = (
+            f"auth jwt {authorizer.name} (issuer {authorizer.issuer},"
+            f" audience {' '.join(authorizer.audience)}, keys from {keys},"
+            f" algorithms {' '.join(authorizer.algorithms)}"
+        )
+        return text + (f", scopes {' '.join(scopes)})" if scopes else ")")
+    ttl = f"cached {authorizer.result_ttl:g}s" if authorizer.result_ttl else "not cached"
+    kind = "simple" if authorizer.simple_responses else "IAM policy"
+    return (
+        f"auth lambda {authorizer.name} ({authorizer.function}, {authorizer.backend},"
+        f" payload {authorizer.payload_format}, {kind} responses, {ttl},"
+        f" timeout {authorizer.timeout:g}s)"
+    )

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from twisted_lambdagw.core.authorizers import describe
 from twisted_lambdagw.core.config import Config, ConfigError, load_config
 
 
@@ -32,6 +33,9 @@ def route_table(config: Config) -> str:
             f"[{route.backend} {where}, {route.format}, auth={route.auth},"
             f" timeout={route.timeout:g}s{streamed}]"
         )
+        authorizers = {a.name: a for a in config.authorizers}
+        if route.auth in authorizers:
+            lines.append(f"{'':<24}    {describe(authorizers[route.auth], route.scopes)}")
     return "\n".join(lines)
 
 

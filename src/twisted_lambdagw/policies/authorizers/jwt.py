@@ -23,7 +23,7 @@ from jwt.exceptions import InvalidKeyError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ...core.authorizers import JWTAuthorizerConfig
+from ...core.authorizers import JWTAuthorizerConfig, describe
 from ...core.errors import AuthorizerFailed, Forbidden, Unauthorized
 from ...core.messages import Reply
 from ..chain import Passage, Principal, Stage
@@ -70,14 +70,7 @@ class JWTAuthorizer:
         self._algorithms = frozenset(config.algorithms)
 
     def describe(self) -> str:
-        where = self.config.jwks_uri or "discovery"
-        text = (
-            f"auth jwt {self.config.name} (issuer {self.config.issuer},"
-            f" audience {' '.join(self.config.audience)}, keys from {where}"
-        )
-        if self.scopes:
-            text += f", scopes {self._scopes_text}"
-        return text + ")"
+        return describe(self.config, tuple(sorted(self.scopes)))
 
     async def __call__(self, passage: Passage) -> Reply | None:
         try:

@@ -24,7 +24,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ...core.authorizers import LambdaAuthorizerConfig
+from ...core.authorizers import LambdaAuthorizerConfig, describe
 from ...core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
 from ...core.formats import apigw_v1, apigw_v2
 from ...core.formats._common import ACCOUNT_ID, API_ID, HOP_BY_HOP, STAGE
@@ -139,12 +139,7 @@ class LambdaAuthorizer:
         self._region = config.region or "us-east-1"
 
     def describe(self) -> str:
-        ttl = f"cached {self.config.result_ttl:g}s" if self.config.result_ttl else "not cached"
-        kind = "simple" if self.config.simple_responses else "IAM policy"
-        return (
-            f"auth lambda {self.config.name} ({self.config.function}, {self.config.backend},"
-            f" payload {self.config.payload_format}, {kind} responses, {ttl})"
-        )
+        return describe(self.config)
 
     def route_arn(self, passage: Passage) -> str:
         method = passage.request.method.decode("ascii", "replace")

@@ -28,6 +28,7 @@ from twisted_lambdagw.core.config import (
     load_config,
     parse_config,
 )
+from twisted_lambdagw.core.node_runtime import find_node
 from twisted_lambdagw.core.patterns import HeaderTemplate
 from twisted_lambdagw.daemon.tap import check_endpoints
 
@@ -402,7 +403,10 @@ class AuthAndLocalSectionTests(ConfigErrorMixin):
         config = parse(
             f"[local]\nfunctions_dir = {functions_dir}\n[route:/local/]\nbackend = local\n"
         )
-        self.assertEqual(config.local, LocalConfig(functions_dir=functions_dir))
+        self.assertEqual(
+            config.local,
+            LocalConfig(functions_dir=functions_dir, node=find_node("node", os.defpath)),
+        )
         self.assertEqual(config.routes[0].backend, "local")
         self.assertIsNone(config.routes[0].region)
 

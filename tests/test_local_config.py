@@ -10,6 +10,7 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_lambdagw.core.config import ConfigError, LocalConfig, parse_config
+from twisted_lambdagw.core.node_runtime import find_node
 
 FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions")
 
@@ -31,7 +32,10 @@ class LocalConfigTests(SynchronousTestCase):
         self.assertNotIn("\n", text)
 
     def test_defaults(self) -> None:
-        """Only functions_dir is required; the rest has Lambda-like defaults."""
+        """
+        Only functions_dir is required; the rest has Lambda-like defaults,
+        and node is looked up on the PATH of the environment given.
+        """
         config = local_config("")
         self.assertEqual(
             config,
@@ -44,6 +48,7 @@ class LocalConfigTests(SynchronousTestCase):
                 region="us-east-1",
                 env=(),
                 python=sys.executable,
+                node=find_node("node", os.defpath),
             ),
         )
 

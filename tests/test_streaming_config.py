@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_lambdagw.core.config import ConfigError, RouteConfig
-from twisted_lambdagw.daemon.cli import route_table
+from twisted_lambdagw.daemon.describe import route_table
 
 from .gateway_fixtures import config_from
 
@@ -67,6 +67,6 @@ class StreamKeysTests(SynchronousTestCase):
             "[route:/s/]\naws_region = us-east-1\nstream = yes\nstream_prelude = never\n"
             "[route:/b/]\naws_region = us-east-1\n"
         )
-        streamed, buffered = route_table(config).splitlines()
-        self.assertIn("timeout=30s, stream (idle 30s, prelude never)]", streamed)
-        self.assertNotIn("stream", buffered)
+        streamed, buffered = route_table(config).split("\n\n")
+        self.assertIn("\n  stream:            yes, idle timeout 30s, prelude never\n", streamed)
+        self.assertIn("\n  stream:            no\n", buffered)

@@ -349,11 +349,32 @@ class PluginTests(SynchronousTestCase):
 
     def test_discovered(self) -> None:
         """
-        "lambdagw" is among the IServiceMaker plugins, and its options are ours.
+        "lambdagw" is among the IServiceMaker plugins, and its options are
+        ours: those that print a config error themselves.
         """
+        from twisted_lambdagw.daemon.tap import CommandLineOptions
+
         makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
         self.assertIn("lambdagw", makers)
-        self.assertIs(makers["lambdagw"].options, Options)
+        self.assertIs(makers["lambdagw"].options, CommandLineOptions)
+        self.assertTrue(issubclass(CommandLineOptions, Options))
+
+    def test_config_error_exits(self) -> None:
+        """
+        The command-line options print a config error alone and exit 1.
+        """
+        import io
+
+        from twisted_lambdagw.daemon.tap import CommandLineOptions
+
+        err = io.StringIO()
+        options = CommandLineOptions(MemoryReactor(), stderr=err)
+        missing = "/nonexistent-lambdagw/gw.ini"
+        exit = self.assertRaises(SystemExit, options.parseOptions, ["--config", missing])
+        self.assertEqual(exit.code, 1)
+        self.assertEqual(
+            err.getvalue(), f"{missing}: cannot read config file: No such file or directory\n"
+        )
 
     def test_service_maker(self) -> None:
         """
@@ -397,19 +418,81 @@ class CheckCommandTests(SynchronousTestCase):
 
     def test_good_config(self) -> None:
         """
-        A good config prints OK and one line per route, longest prefix first; status 0.
+        A good config prints OK and each route's effective settings, one
+        block per route, longest prefix first; status 0.
         """
-        path = write_config(self.dir, CONFIG)
+        text = CONFIG.replace(
+            "qualifier = prod\n",
+            "qualifier = prod\ninclude = hello* api-*\nexclude = *-internal\n"
+            "name_prepend = acme-\nheader_upstream = X-Real-IP {remote}\n"
+            "    X-Scheme {scheme}\n",
+        )
+        path = write_config(self.dir, text + "stream = yes\nformat = apigw-v2\n")
         self.assertEqual(self.check(path), 0)
         self.assertEqual(self.stderr.getvalue(), "")
+        self.assertEqual(
+            self.stdout.getvalue(),
+            f"""\
+{path}: OK, 2 route(s)
+[route:/lambda/special/]
+  backend:           aws
+  region:            us-west-2
+  endpoint:          http://127.0.0.1:1
+  qualifier:         $LATEST (none set)
+  auth:              none
+  single:            special-fn (every path invokes it)
+  format:            apigw-v2
+  invocation_type:   RequestResponse
+  stream:            yes, idle timeout 30s, prelude auto
+  timeout:           30s
+  strip_path_prefix: no
+  header_upstream:   -
+
+[route:/lambda/]
+  backend:           aws
+  region:            us-west-2
+  endpoint:          http://127.0.0.1:1
+  qualifier:         prod
+  auth:              none
+  function:          acme-<name>
+  name_prepend:      'acme-'
+  name_append:       ''
+  include:           hello* api-*
+  exclude:           *-internal
+  format:            httpjson
+  invocation_type:   RequestResponse
+  stream:            no
+  timeout:           30s
+  strip_path_prefix: no
+  header_upstream:   X-Real-IP: {{remote}}
+  header_upstream:   X-Scheme: {{scheme}}
+""",
+        )
+
+    def test_local_and_basic_auth(self) -> None:
+        """
+        A local route shows its functions directory (the config's own, when
+        relative), and basic auth its realm and users file.
+        """
+        (self.dir / "fns").mkdir()
+        (self.dir / "users").write_text("")
+        path = write_config(
+            self.dir,
+            "[auth]\nusers_file = users\nrealm = ops\n[local]\nfunctions_dir = fns\n"
+            "[route:/l/]\nbackend = local\ntimeout = 2m\nstrip_path_prefix = yes\n"
+            "invocation_type = Event\n",
+        )
+        self.assertEqual(self.check(path), 0, self.stderr.getvalue())
         lines = self.stdout.getvalue().splitlines()
-        self.assertEqual(lines[0], f"{path}: OK, 2 route(s)")
-        self.assertEqual(len(lines), 3)
-        self.assertTrue(lines[1].startswith("/lambda/special/ "), lines[1])
-        self.assertIn("-> special-fn ", lines[1])
-        self.assertTrue(lines[2].startswith("/lambda/ "), lines[2])
-        self.assertIn("-> <name>:prod ", lines[2])
-        self.assertIn("[aws us-west-2, httpjson, auth=none, timeout=30s]", lines[2])
+        self.assertEqual(lines[1], "[route:/l/]")
+        self.assertEqual(lines[2], f"  backend:           local, functions in {self.dir}/fns")
+        self.assertEqual(
+            lines[3], f"  auth:              basic, realm 'ops', users in {self.dir}/users"
+        )
+        self.assertIn("  include:           * (every name)", lines)
+        self.assertIn("  invocation_type:   Event", lines)
+        self.assertIn("  timeout:           120s", lines)
+        self.assertIn("  strip_path_prefix: yes", lines)
 
     def test_bad_config(self) -> None:
         """

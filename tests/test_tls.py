@@ -38,8 +38,9 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.endpoint_strings import split_description
 from twisted_lambdagw.core.formats import get_format
-from twisted_lambdagw.daemon.listen import http2_available, server_endpoint, split_description
+from twisted_lambdagw.daemon.listen import http2_available, server_endpoint
 from twisted_lambdagw.daemon.tap import Options, check_endpoints, makeService
 from twisted_lambdagw.invokers.aws.upstream import lambda_client, persistent_pool
 from twisted_lambdagw.server.resource import Binding, GatewayResource

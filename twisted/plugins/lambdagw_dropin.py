@@ -9,7 +9,7 @@ from twisted.application.service import ServiceMaker
 
 lambdagw = ServiceMaker(
     "Lambda gateway",
-    "twisted_lambdagw.daemon.tap",
+    "twisted_lambdagw.daemon.plugin",
     "An HTTP gateway that invokes AWS Lambda functions under URL prefixes.",
     "lambdagw",
 )

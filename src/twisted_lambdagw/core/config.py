@@ -29,6 +29,8 @@ from .authorizers import (
     read_jwt,
     read_lambda,
 )
+from .endpoint_strings import resolve_files
+from .node_runtime import BUNDLED, PACKAGE, find_client, find_node, how_to_install, node_functions
 from .patterns import HeaderTemplate, parse_glob, parse_header_template
 
 # Re-exported: these names were always config's.
@@ -128,7 +130,9 @@ class LocalConfig:
 
     ``env`` holds the extra environment entries every worker gets, in file
     order; ``python`` is the interpreter that runs ``awslambdaric`` for
-    ``NAME.py`` functions.
+    ``NAME.py`` functions.  ``node`` and ``node_client`` (the entry point of
+    ``aws-lambda-ric``) run ``NAME.mjs`` and ``NAME.js`` functions; either is
+    None when it is not installed (see L{twisted_lambdagw.core.node_runtime}).
     """
 
     functions_dir: str
@@ -139,6 +143,8 @@ class LocalConfig:
     region: str = "us-east-1"
     env: tuple[tuple[str, str], ...] = ()
     python: str = field(default_factory=lambda: sys.executable)
+    node: str | None = field(default_factory=find_node)
+    node_client: str | None = field(default_factory=lambda: find_client(str(BUNDLED)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +247,11 @@ def load_config(
     """
     Read and validate the configuration file at ``path``.
 
-    Relative file names in the config (users file, functions directory) are
-    taken relative to the current directory, as the command line gives them.
+    Relative file names in the config (the functions directory, the users
+    file, a file access log, the key and certificate files of ``ssl:``
+    listeners, a Unix socket's address) are taken relative to the directory
+    holding the config file, as nginx and Caddy do: the file means the same
+    whichever directory the gateway is started from.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -251,7 +260,13 @@ def load_config(
         raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config file is not UTF-8 text") from None
-    return parse_config(text, path, os.environ if environ is None else environ, profile_region)
+    return parse_config(
+        text,
+        path,
+        os.environ if environ is None else environ,
+        profile_region,
+        base_dir=os.path.dirname(os.path.abspath(path)),
+    )
 
 
 def parse_config(
@@ -259,9 +274,15 @@ def parse_config(
     path: str = "<config>",
     environ: Mapping[str, str] | None = None,
     profile_region: ProfileRegion = botocore_profile_region,
+    *,
+    base_dir: str | None = None,
 ) -> Config:
     """
     Validate configuration text; ``path`` is only used in error messages.
+
+    Relative file names are joined to ``base_dir``; without one (text that
+    came from no file) they are left as written, relative to the current
+    directory.
     """
     parser = configparser.ConfigParser(
         interpolation=None,
@@ -274,7 +295,19 @@ def parse_config(
         parser.read_string(text, source=path)
     except configparser.Error as e:
         raise ConfigError(f"{path}: {_one_line(e.message)}") from None
-    return _Reader(parser, path, os.environ if environ is None else environ, profile_region).read()
+    environ = os.environ if environ is None else environ
+    return _Reader(parser, path, environ, profile_region, base_dir).read()
+
+
+def resolve_path(value: str, base_dir: str | None) -> str:
+    """
+    ``value`` joined to ``base_dir`` when it is relative and there is a base.
+    """
+    if base_dir is None or os.path.isabs(value):
+        return value
+    # Joined, not normalised: ``..`` after a symbolic link is the kernel's
+    # to resolve, as it would be for the operator's shell.
+    return os.path.join(base_dir, value)
 
 
 def _one_line(text: str) -> str:
@@ -380,7 +413,7 @@ _AWS_KEYS = {
 _AUTH_KEYS = {"realm", "users_file"}
 _LOCAL_KEYS = {
     "functions_dir", "concurrency", "queue_size", "idle_timeout", "memory_size", "region",
-    "env", "python",
+    "env", "python", "node", "node_runtime",
 }  # fmt: skip
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LOCAL_RESERVED_ENV = frozenset({
@@ -405,12 +438,20 @@ class _Reader:
         path: str,
         environ: Mapping[str, str],
         profile_region: ProfileRegion,
+        base_dir: str | None = None,
     ) -> None:
         self.parser = parser
         self.path = path
         self.environ = environ
         self.profile_region = profile_region
         self.authorizers: tuple[AuthorizerConfig, ...] = ()
+        self.base_dir = base_dir
+
+    def file_path(self, value: str) -> str:
+        """
+        A file name from the config, relative ones taken from the config's directory.
+        """
+        return resolve_path(value, self.base_dir)
 
     def section(self, name: str, allowed: set[str]) -> _Section:
         values = dict(self.parser[name]) if self.parser.has_section(name) else {}
@@ -483,8 +524,10 @@ class _Reader:
     def read_gateway(self) -> GatewayConfig:
         s = self.section("gateway", _GATEWAY_KEYS)
         default = GatewayConfig()
-        listen = tuple(s.lines("listen")) or default.listen
+        listen = tuple(self.listen(s)) or default.listen
         access_log = s.text("access_log")
+        if access_log is not None and access_log != "-":
+            access_log = self.file_path(access_log)
         return GatewayConfig(
             listen=listen,
             max_body_size=s.size("max_body_size", default.max_body_size),
@@ -500,6 +543,15 @@ class _Reader:
             trusted_proxies=self.trusted_proxies(s),
             tls_min_version=s.choice("tls_min_version", TLS_VERSIONS, default.tls_min_version),
         )
+
+    def listen(self, s: _Section) -> list[str]:
+        descriptions = []
+        for line in s.lines("listen"):
+            try:
+                descriptions.append(resolve_files(line, self.file_path))
+            except ValueError as e:
+                raise s.error("listen", f"bad endpoint {line!r}: {e}") from None
+        return descriptions
 
     def trusted_proxies(self, s: _Section) -> tuple[TrustedProxy, ...]:
         proxies: list[TrustedProxy] = []
@@ -589,6 +641,7 @@ class _Reader:
         users_file = s.text("users_file")
         if users_file is None:
             raise s.error("users_file", "required: the file of user:bcrypt-hash lines")
+        users_file = self.file_path(users_file)
         realm = s.text("realm", "lambdagw")
         assert realm is not None
         if '"' in realm or "\\" in realm:
@@ -601,6 +654,7 @@ class _Reader:
         functions_dir = s.text("functions_dir")
         if functions_dir is None:
             raise s.error("functions_dir", "required: the directory holding the functions")
+        functions_dir = self.file_path(functions_dir)
         if not os.path.isdir(functions_dir):
             raise s.error("functions_dir", f"not a directory: {functions_dir!r}")
         memory_size = s.integer("memory_size", default.memory_size, minimum=128)
@@ -614,10 +668,12 @@ class _Reader:
         if python is None:
             python = default.python
         else:
-            found = shutil.which(python)
+            # A bare name is looked up on PATH; a path is the config's.
+            found = shutil.which(self.file_path(python) if os.sep in python else python)
             if found is None:
                 raise s.error("python", f"no such executable: {python!r}")
             python = os.path.abspath(found)
+        node, node_client = self.node(s, functions_dir, default)
         return LocalConfig(
             functions_dir=functions_dir,
             concurrency=s.integer("concurrency", default.concurrency),
@@ -627,7 +683,53 @@ class _Reader:
             region=region,
             env=self.local_env(s),
             python=python,
+            node=node,
+            node_client=node_client,
         )
+
+    def node(
+        self, s: _Section, functions_dir: str, default: LocalConfig
+    ) -> tuple[str | None, str | None]:
+        """
+        ``node`` and the ``aws-lambda-ric`` entry point, each None if absent.
+
+        Missing is an error only where it is needed: a ``node`` or
+        ``node_runtime`` that was asked for, or Node.js functions in
+        ``functions_dir`` that could not run.
+        """
+        client = default.node_client
+        node_name = s.text("node")
+        search = self.environ.get("PATH", os.defpath)
+        if node_name is None:
+            node = find_node("node", search)
+        else:
+            node = find_node(
+                self.file_path(node_name) if os.sep in node_name else node_name, search
+            )
+            if node is None:
+                raise s.error("node", f"no such executable: {node_name!r}")
+        runtime_dir = s.text("node_runtime")
+        if runtime_dir is not None:
+            client = find_client(self.file_path(runtime_dir))
+            if client is None:
+                raise s.error(
+                    "node_runtime",
+                    f"no built {PACKAGE} in {self.file_path(runtime_dir)!r} (run npm ci there)",
+                )
+        scripts = node_functions(functions_dir)
+        if scripts and node is None:
+            raise s.error(
+                "functions_dir",
+                f"{scripts[0]} is a Node.js function, but there is no 'node' on PATH"
+                " (install Node.js, or set [local] node)",
+            )
+        if scripts and client is None:
+            raise s.error(
+                "functions_dir",
+                f"{scripts[0]} is a Node.js function, but {PACKAGE} is not installed"
+                f" ({how_to_install()})",
+            )
+        return node, client
 
     def local_env(self, s: _Section) -> tuple[tuple[str, str], ...]:
         env: dict[str, str] = {}

@@ -10,41 +10,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from twisted_lambdagw.core.authorizers import describe
-from twisted_lambdagw.core.config import Config, ConfigError, load_config
-
-
-def route_table(config: Config) -> str:
-    """
-    The routes, one line each, longest prefix first (the order they match in).
-    """
-    lines = []
-    for route in sorted(config.routes, key=lambda r: len(r.prefix), reverse=True):
-        target = route.single or f"{route.name_prepend}<name>{route.name_append}"
-        where = route.region if route.backend == "aws" else "local"
-        qualifier = f":{route.qualifier}" if route.qualifier else ""
-        streamed = (
-            f", stream (idle {route.stream_idle_timeout:g}s, prelude {route.stream_prelude})"
-            if route.stream
-            else ""
-        )
-        lines.append(
-            f"{route.prefix:<24} -> {target}{qualifier}  "
-            f"[{route.backend} {where}, {route.format}, auth={route.auth},"
-            f" timeout={route.timeout:g}s{streamed}]"
-        )
-        authorizers = {a.name: a for a in config.authorizers}
-        if route.auth in authorizers:
-            lines.append(f"{'':<24}    {describe(authorizers[route.auth], route.scopes)}")
-    return "\n".join(lines)
+from twisted_lambdagw.core.config import ConfigError, load_config
 
 
 def read_password(args: argparse.Namespace, stdin: TextIO, ask: Callable[[str], str]) -> str:
     """
-    The new password: one line from stdin, or typed twice without echo.
+    The new password: typed twice without echo at a terminal, else one line from stdin.
+
+    A stdin that is not a terminal (a pipe, a file, ``/dev/null``) is read
+    as if ``--stdin`` were given, rather than asking getpass to prompt where
+    no one can answer (it would warn, then read stdin with echo anyway).
     """
-    if args.stdin:
+    if args.stdin or not stdin.isatty():
         line = stdin.readline()
+        if not line:
+            raise ValueError(
+                "no password on stdin (it is read from there, as one line, when stdin"
+                " is not a terminal or --stdin is given)"
+            )
         return line[:-1] if line.endswith("\n") else line
     first = ask(f"Password for {args.user}: ")
     second = ask("Again: ")
@@ -69,8 +52,12 @@ def passwd(
     try:
         password = read_password(args, stdin, ask).rstrip("\r")
         line = f"{args.user}:{hash_password(password.encode('utf-8'), args.rounds)}"
-    except (ValueError, EOFError) as e:
-        print(f"lambdagw passwd: {e or 'no password given'}", file=err)
+    except ValueError as e:
+        print(f"lambdagw passwd: {e}", file=err)
+        return 1
+    except EOFError:
+        # getpass at a terminal that was closed (Ctrl-D).
+        print("lambdagw passwd: no password given (end of input)", file=err)
         return 1
     print(line, file=out)
     return 0
@@ -81,15 +68,20 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         config = load_config(args.config)
         from twisted.internet.testing import MemoryReactor
 
+        from twisted_lambdagw.gateway import check_aws_routes
+
         from .tap import check_auth, check_endpoints
 
         check_endpoints(config, MemoryReactor())
         check_auth(config)
+        endpoints = check_aws_routes(config)
     except ConfigError as e:
         print(f"lambdagw: {e}", file=err)
         return 1
+    from .describe import route_table
+
     print(f"{args.config}: OK, {len(config.routes)} route(s)", file=out)
-    print(route_table(config), file=out)
+    print(route_table(config, endpoints), file=out)
     return 0
 
 
@@ -118,7 +110,9 @@ def main(
     )
     passwd_parser.add_argument("user")
     passwd_parser.add_argument(
-        "--stdin", action="store_true", help="read the password as one line from stdin"
+        "--stdin",
+        action="store_true",
+        help="read the password as one line from stdin (done anyway when it is not a terminal)",
     )
     passwd_parser.add_argument(
         "--rounds", type=int, default=12, choices=range(10, 17), metavar="10..16",

@@ -30,6 +30,8 @@ from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters, TL
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from twisted_lambdagw.core.endpoint_strings import split_description
+
 TLS_MINIMUMS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
 SSL_OPTIONS = frozenset(
     {"port", "interface", "backlog", "privateKey", "certKey", "extraCertChain", "dhParameters"}
@@ -43,44 +45,6 @@ def http2_available() -> bool:
     from twisted.web import http
 
     return bool(http.H2_ENABLED)
-
-
-def split_description(description: str) -> tuple[list[str], dict[str, str]]:
-    """
-    An endpoint description's positional and ``key=value`` parameters.
-
-    The syntax is Twisted's: parameters are separated by ``:``, the first
-    ``=`` in a parameter separates its key from its value, and a backslash
-    makes the next character literal (``privateKey=C\\:\\\\tls\\\\key.pem``).
-    A key given twice is an error rather than silently the last one.
-    """
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    key: str | None = None
-    current: list[str] = []
-
-    def end_parameter() -> None:
-        value = "".join(current)
-        if key is None:
-            args.append(value)
-        elif key in kwargs:
-            raise ValueError(f"option {key!r} is given twice")
-        else:
-            kwargs[key] = value
-
-    chars = iter(description)
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, ""))
-        elif char == ":":
-            end_parameter()
-            key, current = None, []
-        elif char == "=" and key is None:
-            key, current = "".join(current), []
-        else:
-            current.append(char)
-    end_parameter()
-    return args, kwargs
 
 
 def server_endpoint(

@@ -11,10 +11,11 @@ see L{twisted_lambdagw.invokers.aws.credentials} for why this happens before the
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, TextIO
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
@@ -115,6 +116,13 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
+        """
+        Read and check the config file, and resolve AWS credentials.
+
+        ``--listen`` values replace the file's ``listen`` as given: their
+        relative file names are the caller's current directory's, while
+        the file's are its own directory's.
+        """
         reactor = self._reactor if self._reactor is not None else _default_reactor()
         try:
             config = load_config(self["config"])
@@ -127,18 +135,43 @@ class Options(usage.Options):
             check_aws_routes(config)
             self.resolved = resolve_at_startup(config, self.credentials, self._credentials_timeout)
         except ConfigError as e:
-            # twistd prints this object's usage text before the error line;
-            # after a config error that text would only bury the one line
-            # that matters.
             self._error = str(e)
             raise usage.UsageError(str(e)) from None
         self.config = config
 
     def getUsage(self, width: int | None = None) -> str:
+        # After a config error the usage text would only bury the one line
+        # that matters.
         if self._error is not None:
             return ""
         usage_text: str = super().getUsage(width)
         return usage_text
+
+
+class CommandLineOptions(Options):
+    """
+    The options as ``twistd lambdagw`` and ``twist lambdagw`` parse them.
+
+    A config error is printed here, as the one line it is, and ends the
+    process with status 1.  Left to them as a UsageError, twistd would print
+    its usage banner, a blank line and ``argv[0]`` (the virtualenv's path)
+    before the line, on stdout, and twist would print ``Error:`` and the
+    usage text and exit 64.  C{SystemExit} passes through both: they catch
+    only UsageError around option parsing.
+    """
+
+    def __init__(self, reactor: Any = None, *, stderr: TextIO | None = None) -> None:
+        super().__init__(reactor)
+        self._stderr = stderr
+
+    def postOptions(self) -> None:
+        try:
+            super().postOptions()
+        except usage.UsageError:
+            if self._error is None:
+                raise
+            print(self._error, file=self._stderr or sys.stderr, flush=True)
+            raise SystemExit(1) from None
 
 
 def makeService(

@@ -2,7 +2,9 @@
 Finding a local function on disk and describing how to run it.
 
 A function ``NAME`` is ``functions_dir/NAME.py`` (run by AWS's runtime
-client, ``awslambdaric``, with handler ``NAME.handler``) or
+client, ``awslambdaric``, with handler ``NAME.handler``),
+``functions_dir/NAME.mjs`` or ``NAME.js`` (run by AWS's Node.js runtime
+client, ``aws-lambda-ric``, with handler ``NAME.handler``) or
 ``functions_dir/NAME/bootstrap`` (a custom runtime, run as it is).  Only
 names that match Lambda's function-name pattern are ever turned into paths,
 so no client-chosen text can reach the filesystem.
@@ -22,6 +24,7 @@ from typing import Literal
 
 from twisted_lambdagw.core.config import FUNCTION_NAME, LocalConfig
 from twisted_lambdagw.core.errors import InvokeFailed, NotFound
+from twisted_lambdagw.core.node_runtime import PACKAGE, SUFFIXES
 
 ACCOUNT_ID = "000000000000"
 """The account in the ARNs a local function sees; no real account is involved."""
@@ -35,14 +38,14 @@ class FunctionSpec:
 
     name: str
     version: str
-    kind: Literal["python", "bootstrap"]
+    kind: Literal["python", "node", "bootstrap"]
     path: str
     task_root: str
     identity: tuple[int, int, int]
 
     @property
     def handler(self) -> str:
-        return f"{self.name}.handler" if self.kind == "python" else "bootstrap"
+        return "bootstrap" if self.kind == "bootstrap" else f"{self.name}.handler"
 
 
 def find_function(functions_dir: str, name: str, version: str) -> FunctionSpec:
@@ -54,20 +57,26 @@ def find_function(functions_dir: str, name: str, version: str) -> FunctionSpec:
     """
     if not FUNCTION_NAME.fullmatch(name):
         raise NotFound(detail=f"not a local function name: {name!r}")
-    module = os.path.join(functions_dir, name + ".py")
-    bootstrap = os.path.join(functions_dir, name, "bootstrap")
-    found = [(path, st) for path in (module, bootstrap) if (st := _file_stat(path)) is not None]
+    candidates: list[tuple[str, Literal["python", "node", "bootstrap"]]] = [
+        (os.path.join(functions_dir, name + ".py"), "python"),
+        *((os.path.join(functions_dir, name + suffix), "node") for suffix in SUFFIXES),
+        (os.path.join(functions_dir, name, "bootstrap"), "bootstrap"),
+    ]
+    found = [(path, kind, st) for path, kind in candidates if (st := _file_stat(path)) is not None]
     if not found:
-        raise NotFound(detail=f"no {name}.py or {name}/bootstrap in {functions_dir}")
+        raise NotFound(
+            detail=f"no {name}.py, {name}.mjs, {name}.js or {name}/bootstrap in {functions_dir}"
+        )
     if len(found) > 1:
-        raise InvokeFailed(detail=f"both {module} and {bootstrap} exist: which one is {name}?")
-    path, st = found[0]
-    if path == bootstrap and not os.access(path, os.X_OK):
+        paths = " and ".join(path for path, _, _ in found)
+        raise InvokeFailed(detail=f"both {paths} exist: which one is {name}?")
+    path, kind, st = found[0]
+    if kind == "bootstrap" and not os.access(path, os.X_OK):
         raise InvokeFailed(detail=f"{path} is not executable")
     return FunctionSpec(
         name=name,
         version=version,
-        kind="python" if path == module else "bootstrap",
+        kind=kind,
         path=path,
         task_root=os.path.dirname(path),
         identity=(st.st_ino, st.st_size, st.st_mtime_ns),
@@ -96,6 +105,13 @@ def command(spec: FunctionSpec, config: LocalConfig) -> tuple[str, list[str]]:
     """
     if spec.kind == "python":
         return config.python, [config.python, "-m", "awslambdaric", spec.handler]
+    if spec.kind == "node":
+        # The client takes the functions directory from its working
+        # directory, which the worker sets to the task root.
+        if config.node is None or config.node_client is None:
+            missing = "node" if config.node is None else PACKAGE
+            raise InvokeFailed(detail=f"{spec.path} needs {missing}, which is not installed")
+        return config.node, [config.node, config.node_client, spec.handler]
     return spec.path, [spec.path]
 
 

@@ -43,6 +43,9 @@ from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 from twisted_lambdagw.policies.authorizers.jwks import JWKSource, KeySet
 from twisted_lambdagw.policies.authorizers.jwt import JWTAuthorizer
 from twisted_lambdagw.policies.authorizers.lambda_ import LambdaAuthorizer
+from twisted_lambdagw.policies.build import admit_steps
+from twisted_lambdagw.policies.chain import Chain
+from twisted_lambdagw.policies.inflight import InFlight
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 
 ISSUER = "https://login.example.test"
@@ -103,16 +106,18 @@ def main() -> None:
         "lambda-hit": (lambda_step(clock, 300.0), "secret"),
         "lambda-miss": (lambda_step(clock, 0.0), "secret"),
     }
+    in_flight = InFlight()
     bindings = [
         Binding(
             RouteConfig(prefix=f"/{name}/", backend="local", format="apigw-v2", single="fn"),
             Answers(REPLY),
             get_format("apigw-v2"),
-            authorizer=step,
+            chain=Chain([*([step] if step is not None else []), *admit_steps(in_flight)]),
         )
         for name, (step, _) in cases.items()
     ]
-    client: Any = StubTreq(GatewayResource(bindings, clock))  # its methods are made at run time
+    resource = GatewayResource(bindings, clock, in_flight=in_flight)
+    client: Any = StubTreq(resource)  # its methods are made at run time
     spent = dict.fromkeys(cases, 0.0)
 
     def run(name: str, count: int) -> None:

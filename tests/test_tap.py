@@ -29,6 +29,7 @@ from twisted_lambdagw.gateway import LocalBackendService, PoolService
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import CredentialsService
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache
+from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.policies.limits.service import LimitsStoreService
 from twisted_lambdagw.server.request import GatewayRequest
 from twisted_lambdagw.server.site import GatewaySite
@@ -197,7 +198,7 @@ class MakeServiceTests(SynchronousTestCase):
     def test_service_tree(self) -> None:
         """
         The gateway's service (pool, local backend, credentials, limits store,
-        drain), then one endpoint service per --listen.
+        authorizers, drain), then one endpoint service per --listen.
 
         The local backend's and the limits store's services are there with no
         local route and no limits: a reload may add them.
@@ -208,11 +209,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
         assert isinstance(gateway_service, SequentialService)
-        (pool_service, local_service, credentials_service, limits_service, drain_service) = (
-            gateway_service.services
-        )
+        (
+            pool_service,
+            local_service,
+            credentials_service,
+            limits_service,
+            authorizers,
+            drain_service,
+        ) = gateway_service.services
         assert isinstance(limits_service, LimitsStoreService)
         self.assertIsNone(limits_service.shared)
+        self.assertIsInstance(authorizers, Authorizers)
         assert isinstance(local_service, LocalBackendService)
         self.assertIsNone(local_service.local)
         self.assertIsInstance(credentials_service, CredentialsService)

@@ -17,13 +17,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from treq.client import HTTPClient as TreqClient
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.client import Agent
 
 from twisted_lambdagw._types import HTTPClient, IGatewayReactor
-from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig, load_config
+from twisted_lambdagw.core.config import (
+    FUNCTION_ARN,
+    Config,
+    ConfigError,
+    RouteConfig,
+    authorizer_route,
+    authorizer_routes,
+    load_config,
+)
 from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.exchange import ExchangeObserver
 from twisted_lambdagw.core.formats import get_format
@@ -56,6 +66,7 @@ from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
+from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.policies.build import PolicyServices, build_chain
 from twisted_lambdagw.policies.inflight import InFlight
 from twisted_lambdagw.policies.limits.config import StoreConfig
@@ -141,7 +152,7 @@ def check_aws_routes(
     dual-stack endpoint must be one botocore's data lists for the region.
     """
     endpoints: dict[EndpointSpec, str] = {}
-    for route in config.routes:
+    for route in (*config.routes, *authorizer_routes(config)):
         if route.backend != "aws":
             continue
         section = f"{config.path}: [route:{route.prefix}]"
@@ -271,6 +282,7 @@ class Gateway:
             in_flight=InFlight(settings.max_in_flight),
             authenticator=self.authenticator,
             limits_store=self.limits_store,
+            authorizers=self._authorizers(config),
         )
         """What the routes' policy chains share."""
         self.bindings = [self._bind(route) for route in config.routes]
@@ -299,6 +311,7 @@ class Gateway:
         self._credentials_service.setServiceParent(self.service)
         self._limits_service = LimitsStoreService(self.limits_store)
         self._limits_service.setServiceParent(self.service)
+        self.authorizers.setServiceParent(self.service)
         self.drain = DrainService(self.resource, clock, settings.drain_timeout)
         self.drain.setServiceParent(self.service)
 
@@ -327,7 +340,8 @@ class Gateway:
         The local backend for C{config}: C{running} (warm) if its settings
         did not change, a new one if some route needs one, else None.
         """
-        if config.local is None or not any(r.backend == "local" for r in config.routes):
+        routes = (*config.routes, *authorizer_routes(config))
+        if config.local is None or not any(r.backend == "local" for r in routes):
             return None
         if running is not None and self.config.local == config.local:
             return running
@@ -412,9 +426,15 @@ class Gateway:
         self.pool, self._client, self.connection_limits = pool, client, limits
         self.credential_sources, self.local = sources, local
         self.limits_store = limits_store
+        old_authorizers = self.authorizers
         self.policies = replace(
-            self.policies, authenticator=authenticator, limits_store=limits_store
+            self.policies,
+            authenticator=authenticator,
+            limits_store=limits_store,
+            authorizers=self._authorizers(config),
         )
+        old_authorizers.disownServiceParent()
+        self.authorizers.setServiceParent(self.service)
         self.bindings = [self._bind(route) for route in config.routes]
         settings = config.gateway
         self.resource.configure(
@@ -447,16 +467,31 @@ class Gateway:
             routes=len(config.routes),
         )
 
-    def _bind(self, route: RouteConfig) -> Binding:
-        invoker: Invoker
+    @property
+    def authorizers(self) -> Authorizers:
+        """Every C{[authorizer:NAME]} a route names, and the issuers' keys they trust."""
+        assert self.policies.authorizers is not None
+        return self.policies.authorizers
+
+    def _authorizers(self, config: Config) -> Authorizers:
+        reactor = self._reactor
+        return Authorizers(
+            config,
+            reactor,
+            lambda: TreqClient(Agent(reactor)),
+            lambda authorizer: self._invoker(authorizer_route(config.aws, authorizer)),
+        )
+
+    def _invoker(self, route: RouteConfig) -> Invoker:
         if route.backend == "aws":
-            invoker = self._aws_invoker(route)
-        else:
-            assert self.local is not None, "config checks local routes have [local]"
-            invoker = self.local
+            return self._aws_invoker(route)
+        assert self.local is not None, "config checks local routes have [local]"
+        return self.local
+
+    def _bind(self, route: RouteConfig) -> Binding:
         return Binding(
             route=route,
-            invoker=invoker,
+            invoker=self._invoker(route),
             format=get_format(route.format),
             chain=build_chain(route, self.config, self.policies),
         )

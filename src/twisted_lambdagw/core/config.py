@@ -15,9 +15,21 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .authorizers import (
+    AUTHORIZER_NAME,
+    JWT_KEYS,
+    LAMBDA_KEYS,
+    RESERVED_NAMES,
+    SECTION_PREFIX,
+    AuthorizerConfig,
+    LambdaAuthorizerConfig,
+    check_route_auth,
+    read_jwt,
+    read_lambda,
+)
 from .endpoint_strings import resolve_files
 from .node_runtime import BUNDLED, PACKAGE, find_client, find_node, how_to_install, node_functions
 from .patterns import HeaderTemplate, parse_glob, parse_header_template
@@ -25,28 +37,27 @@ from .patterns import HeaderTemplate, parse_glob, parse_header_template
 if TYPE_CHECKING:
     from ..policies.cors.config import CorsConfig
     from ..policies.limits.config import RouteLimits, StoreConfig
+# Re-exported: these names were always config's.
+from .values import BACKENDS as BACKENDS
+from .values import DURATION as DURATION
+from .values import DURATION_UNITS as _DURATION_UNITS
+from .values import FUNCTION_ARN as FUNCTION_ARN
+from .values import FUNCTION_NAME as FUNCTION_NAME
+from .values import QUALIFIER as QUALIFIER
+from .values import REGION as REGION
 
 TLS_VERSIONS = ("1.2", "1.3")
 FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
-BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
 INVOCATION_TYPES = ("RequestResponse", "Event")
 LOG_TYPES = ("None", "Tail")
 PRELUDE_MODES = ("auto", "always", "never")
 
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_AFFIX = re.compile(r"[A-Za-z0-9_-]{0,63}")
-QUALIFIER = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
-FUNCTION_ARN = re.compile(
-    r"arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12})"
-    r":function:(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
-)
-REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+-\d+")
 ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>b|kb|mb|gb|kib|mib|gib)?", re.IGNORECASE)
-DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?", re.IGNORECASE)
 TRUE = frozenset({"1", "yes", "true", "on"})
 FALSE = frozenset({"0", "no", "false", "off"})
 
@@ -54,7 +65,6 @@ _SIZE_UNITS = {
     None: 1, "b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2,
     "gb": 1024**3, "gib": 1024**3,
 }  # fmt: skip
-_DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 
 
 # A host name, an IPv4 address or a bracketed IPv6 one, an optional port, no
@@ -190,6 +200,8 @@ class RouteConfig:
     """The C{cors_*} keys (C{policies.cors.config}); None: the route does no CORS."""
     limits: RouteLimits | None = None
     """The C{rate_*} and C{quota} keys (C{policies.limits.config})."""
+    scopes: tuple[str, ...] = ()
+    """With ``auth`` naming a jwt authorizer: the token must hold one of these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +212,8 @@ class Config:
     routes: tuple[RouteConfig, ...]
     auth: AuthConfig | None = None
     local: LocalConfig | None = None
+    authorizers: tuple[AuthorizerConfig, ...] = ()
+    """The ``[authorizer:NAME]`` sections, in file order."""
 
 
 ProfileRegion = Callable[[str | None, Mapping[str, str]], str | None]
@@ -444,7 +458,7 @@ _ROUTE_KEYS = {
     "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
-    "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
+    "retry_idempotent", "log_type", "scopes", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
     # policies.cors and policies.limits parse these.
     "cors_allow_origins", "cors_allow_methods", "cors_allow_headers", "cors_expose_headers",
     "cors_max_age", "cors_allow_credentials", "rate_limit", "rate_burst", "rate_key", "quota",
@@ -464,6 +478,7 @@ class _Reader:
         self.path = path
         self.environ = environ
         self.profile_region = profile_region
+        self.authorizers: tuple[AuthorizerConfig, ...] = ()
         self.base_dir = base_dir
 
     def file_path(self, value: str) -> str:
@@ -478,16 +493,67 @@ class _Reader:
 
     def read(self) -> Config:
         for name in self.parser.sections():
-            if name not in ("gateway", "aws", "auth", "local") and not name.startswith("route:"):
+            if name not in ("gateway", "aws", "auth", "local") and not name.startswith(
+                ("route:", "authorizer:")
+            ):
                 raise ConfigError(f"{self.path}: [{name}]: unknown section")
         gateway = self.read_gateway()
         aws = self.read_aws()
         auth = self.read_auth() if self.parser.has_section("auth") else None
         local = self.read_local() if self.parser.has_section("local") else None
+        self.authorizers = self.read_authorizers(aws, local)
         routes = self.read_routes(gateway, aws, auth, local)
         if not routes:
             raise ConfigError(f"{self.path}: no [route:PREFIX] section: nothing to serve")
-        return Config(self.path, gateway, aws, routes, auth, local)
+        return Config(self.path, gateway, aws, routes, auth, local, self.authorizers)
+
+    def read_authorizers(
+        self, aws: AWSConfig, local: LocalConfig | None
+    ) -> tuple[AuthorizerConfig, ...]:
+        """
+        Every ``[authorizer:NAME]`` section, in file order.
+        """
+        found: list[AuthorizerConfig] = []
+        for section in self.parser.sections():
+            if not section.startswith(SECTION_PREFIX):
+                continue
+            name = section[len(SECTION_PREFIX) :].strip()
+            where = f"{self.path}: [{section}]"
+            if not AUTHORIZER_NAME.fullmatch(name):
+                raise ConfigError(f"{where}: the name must be 1-64 letters, digits or . _ -")
+            if name in RESERVED_NAMES:
+                raise ConfigError(f"{where}: {name!r} is a reserved auth mode, not a name")
+            kind = self.parser[section].get("type", "").strip()
+            if kind == "jwt":
+                found.append(read_jwt(self.section(section, JWT_KEYS), name))
+            elif kind == "lambda":
+                s = self.section(section, LAMBDA_KEYS)
+                found.append(self.lambda_authorizer(s, name, aws, local is not None))
+            else:
+                raise ConfigError(f"{where} type: must be jwt or lambda, not {kind!r}")
+        return tuple(found)
+
+    def lambda_authorizer(
+        self, s: _Section, name: str, aws: AWSConfig, has_local: bool
+    ) -> LambdaAuthorizerConfig:
+        """
+        A Lambda authorizer, its region and role found as a route's are.
+        """
+        found = read_lambda(s, name, has_local)
+        region = found.region
+        if found.backend == "aws" and region is None:
+            region = self.region(s, aws, found.aws_region)
+        role_arn, external_id, session_name = self.role(s, aws.role_session_name)
+        if role_arn is None:
+            role_arn, external_id = aws.role_arn, aws.external_id
+            session_name = aws.role_session_name
+        return replace(
+            found,
+            region=region if found.backend == "aws" else None,
+            role_arn=role_arn,
+            external_id=external_id,
+            role_session_name=session_name,
+        )
 
     def read_gateway(self) -> GatewayConfig:
         s = self.section("gateway", _GATEWAY_KEYS)
@@ -750,7 +816,9 @@ class _Reader:
             raise s.error(None, "the prefix must be a clean path (no //, . or .. segments)")
         prefix = prefix.rstrip("/") + "/"
 
-        auth_mode = s.choice("auth", AUTH_MODES, "basic" if auth is not None else "none")
+        auth_mode = s.text("auth", "basic" if auth is not None else "none")
+        assert auth_mode is not None
+        scopes = check_route_auth(s, auth_mode, self.authorizers)
         if auth_mode == "basic" and auth is None:
             raise s.error("auth", "'basic' needs an [auth] section with a users_file")
 
@@ -849,6 +917,7 @@ class _Reader:
             log_type=log_type,
             cors=_policy_parsers().parse_cors(s),
             limits=_policy_parsers().parse_route_limits(s, auth_mode),
+            scopes=scopes,
         )
 
     def globs(self, s: _Section, key: str) -> list[str]:
@@ -888,3 +957,36 @@ class _Reader:
             "no region for this route: set aws_region here or region in [aws],"
             " or AWS_REGION in the environment",
         )
+
+
+def authorizer_route(aws: AWSConfig, authorizer: LambdaAuthorizerConfig) -> RouteConfig:
+    """
+    How a Lambda authorizer's function is invoked: as a route with ``single`` set to it.
+    """
+    return RouteConfig(
+        prefix=f"/{SECTION_PREFIX}{authorizer.name}/",
+        backend=authorizer.backend,
+        timeout=authorizer.timeout,
+        aws_access=authorizer.aws_access,
+        aws_secret=authorizer.aws_secret,
+        aws_region=authorizer.aws_region,
+        region=authorizer.region,
+        qualifier=authorizer.qualifier,
+        single=authorizer.function,
+        role_arn=authorizer.role_arn,
+        external_id=authorizer.external_id,
+        role_session_name=authorizer.role_session_name,
+        use_fips_endpoint=aws.use_fips_endpoint,
+        use_dualstack_endpoint=aws.use_dualstack_endpoint,
+    )
+
+
+def authorizer_routes(config: Config) -> list[RouteConfig]:
+    """
+    The pseudo-routes Lambda authorizers invoke through (for credentials and endpoints).
+    """
+    return [
+        authorizer_route(config.aws, a)
+        for a in config.authorizers
+        if isinstance(a, LambdaAuthorizerConfig)
+    ]

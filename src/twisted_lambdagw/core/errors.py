@@ -158,11 +158,32 @@ class InvokeTimeout(GatewayError):
 class Forbidden(GatewayError):
     """
     The request is understood and refused: a 403 (a CORS preflight from an
-    origin or for a method the route does not allow, among others).
+    origin or for a method the route does not allow, an authorizer that says
+    no, a token without the scope), with its challenge if any.
     """
 
     status = 403
     message = "forbidden"
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", challenge: str | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.challenge = challenge
+        """The C{WWW-Authenticate} value, e.g. C{Bearer error="insufficient_scope"}."""
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", self.challenge)] if self.challenge else []
+
+
+class AuthorizerFailed(GatewayError):
+    """
+    An authorizer could not decide (its function failed, timed out or
+    answered nonsense, or no JWKS was ever fetched): a 500, the cause logged.
+    """
+
+    status = 500
+    message = "authorizer failed"
 
 
 class TooManyRequests(GatewayError):

@@ -24,6 +24,10 @@ class Exchange:
     function: str | None = None
     qualifier: str | None = None
     user: str | None = None
+    authorizer: str | None = None
+    """The route's authorizer's outcome: allowed, missing, invalid, denied or failed."""
+    authorizer_cache: str | None = None
+    """A Lambda authorizer's result cache: hit or miss (None without a cache)."""
     status: int = 0
     """The status written, or 0 when the client went away first."""
     bytes_out: int = 0

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from twisted_lambdagw.core.authorizers import describe
 from twisted_lambdagw.core.config import FUNCTION_ARN, Config, RouteConfig
+from twisted_lambdagw.core.errors import GatewayError
 from twisted_lambdagw.invokers.aws.endpoints import EndpointSpec
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 
 INDENT = "  "
 WIDTH = 18
@@ -93,7 +96,9 @@ def front_door_lines(config: Config, route: RouteConfig, chain: Sequence[str] = 
         assert config.auth is not None
         auth = f"basic, realm {config.auth.realm!r}, users in {config.auth.users_file}"
     else:
-        auth = route.auth
+        authorizers = {a.name: a for a in config.authorizers}
+        found = authorizers.get(route.auth)
+        auth = route.auth if found is None else describe(found, route.scopes)
     return [_line("auth", auth), *(_line("chain", step) for step in chain)]
 
 
@@ -102,15 +107,20 @@ def describe_chains(config: Config) -> dict[str, list[str]]:
     Each route's policy chain as C{Chain.describe()} gives it, built as the
     gateway builds it but connecting nowhere (no limits store is reached).
     """
+    from treq.client import HTTPClient
     from twisted.internet.defer import succeed
-    from twisted.internet.task import Clock
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.web.client import Agent
 
     from twisted_lambdagw.policies.auth import basic_authenticator
+    from twisted_lambdagw.policies.authorizers.service import Authorizers
     from twisted_lambdagw.policies.build import PolicyServices, build_chain
     from twisted_lambdagw.policies.inflight import InFlight
     from twisted_lambdagw.policies.limits.service import named_store
 
-    clock = Clock()
+    # A reactor that connects nowhere: the chains are built to be described,
+    # never to serve, so no issuer or limits store is reached.
+    clock = MemoryReactorClock()
     authenticator = None
     if config.auth is not None and any(r.auth == "basic" for r in config.routes):
         authenticator = basic_authenticator(
@@ -121,6 +131,9 @@ def describe_chains(config: Config) -> dict[str, list[str]]:
         in_flight=InFlight(config.gateway.max_in_flight),
         authenticator=authenticator,
         limits_store=named_store(config.gateway.limits_store, clock),
+        authorizers=Authorizers(
+            config, clock, lambda: HTTPClient(Agent(clock)), lambda _: _NOT_SERVING
+        ),
     )
     return {r.prefix: build_chain(r, config, services).describe() for r in config.routes}
 
@@ -169,3 +182,15 @@ def _qualifier(route: RouteConfig) -> str:
 
 def _line(key: str, value: str) -> str:
     return f"{key + ':':<{WIDTH}} {value}"
+
+
+class _NotServing:
+    """
+    The invoker of a Lambda authorizer in a chain built only to be described.
+    """
+
+    async def invoke(self, call: InvokeCall) -> InvokeResult:
+        raise GatewayError(detail=f"{call.function}: lambdagw check invokes nothing")
+
+
+_NOT_SERVING = _NotServing()

@@ -84,6 +84,7 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
         "executed_version": exchange.executed_version,
         "function_error": exchange.function_error,
         "user": exchange.user,
+        "authorizer": exchange.authorizer,
         "outcome": "limited" if exchange.limited else exchange.outcome,
         "limited": exchange.limited,
         "stream_outcome": exchange.stream_outcome,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from twisted_lambdagw.invokers.aws.credentials import RunInThread
     from twisted_lambdagw.observe.metrics import GatewayMetrics
 
+    from .authorizers.service import Authorizers
+
 
 @dataclass
 class PolicyServices:
@@ -48,6 +50,8 @@ class PolicyServices:
     in_flight: InFlight = field(default_factory=InFlight)
     authenticator: Authenticator | None = None
     limits_store: SharedStore | None = None
+    authorizers: Authorizers | None = None
+    """The ``[authorizer:NAME]`` steps (JWT, Lambda) for routes naming one."""
 
 
 def build_chain(route: RouteConfig, config: Config, services: PolicyServices) -> Chain:
@@ -79,6 +83,13 @@ def build_chain(route: RouteConfig, config: Config, services: PolicyServices) ->
                 " section with a users_file"
             )
         steps.append(BasicAuth(services.authenticator))
+    elif route.auth != "none":
+        authorizer = services.authorizers.step_for(route) if services.authorizers else None
+        if authorizer is None:
+            raise ConfigError(
+                f"{config.path}: [route:{route.prefix}] auth: no [authorizer:{route.auth}]"
+            )
+        steps.append(authorizer)
     steps += admit_steps(services.in_flight)
     return Chain(steps)
 

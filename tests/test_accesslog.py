@@ -25,8 +25,8 @@ from .process_fixtures import temp_dir
 FIELDS = [
     "time", "request_id", "remote", "method", "path", "route", "function", "qualifier",
     "status", "bytes_out", "duration_ms", "invoke_ms", "ttfb_ms", "aws_request_id",
-    "executed_version", "function_error", "user", "outcome", "stream_outcome", "error",
-    "error_code",
+    "executed_version", "function_error", "user", "authorizer", "outcome", "limited",
+    "stream_outcome", "error", "error_code",
 ]  # fmt: skip
 
 
@@ -106,7 +106,9 @@ class AccessLogTests(SynchronousTestCase):
                 "executed_version": "$LATEST",
                 "function_error": None,
                 "user": None,
+                "authorizer": None,
                 "outcome": "served",
+                "limited": None,
                 "stream_outcome": None,
                 "error": None,
                 "error_code": None,

@@ -29,6 +29,8 @@ from twisted_lambdagw.gateway import LocalBackendService, PoolService
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import CredentialsService
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache
+from twisted_lambdagw.policies.authorizers.service import Authorizers
+from twisted_lambdagw.policies.limits.service import LimitsStoreService
 from twisted_lambdagw.server.request import GatewayRequest
 from twisted_lambdagw.server.site import GatewaySite
 
@@ -195,10 +197,11 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """
-        The gateway's service (pool, local backend, credentials, drain), then one
-        endpoint service per --listen.
+        The gateway's service (pool, local backend, credentials, limits store,
+        authorizers, drain), then one endpoint service per --listen.
 
-        The local backend's service is there with no local route: a reload may add one.
+        The local backend's and the limits store's services are there with no
+        local route and no limits: a reload may add them.
         """
         self.assertTrue(verifyObject(IService, self.service))
         self.assertIsInstance(self.service, DaemonService)
@@ -206,7 +209,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(len(children), 3)
         gateway_service = children[0]
         assert isinstance(gateway_service, SequentialService)
-        pool_service, local_service, credentials_service, drain_service = gateway_service.services
+        (
+            pool_service,
+            local_service,
+            credentials_service,
+            limits_service,
+            authorizers,
+            drain_service,
+        ) = gateway_service.services
+        assert isinstance(limits_service, LimitsStoreService)
+        self.assertIsNone(limits_service.shared)
+        self.assertIsInstance(authorizers, Authorizers)
         assert isinstance(local_service, LocalBackendService)
         self.assertIsNone(local_service.local)
         self.assertIsInstance(credentials_service, CredentialsService)
@@ -437,6 +450,8 @@ class CheckCommandTests(SynchronousTestCase):
   endpoint:          http://127.0.0.1:1
   qualifier:         $LATEST (none set)
   auth:              none
+  chain:             admit: function name and body size
+  chain:             admit: admission (max_in_flight 10000)
   single:            special-fn (every path invokes it)
   format:            apigw-v2
   invocation_type:   RequestResponse
@@ -451,6 +466,8 @@ class CheckCommandTests(SynchronousTestCase):
   endpoint:          http://127.0.0.1:1
   qualifier:         prod
   auth:              none
+  chain:             admit: function name and body size
+  chain:             admit: admission (max_in_flight 10000)
   function:          acme-<name>
   name_prepend:      'acme-'
   name_append:       ''
@@ -490,6 +507,26 @@ class CheckCommandTests(SynchronousTestCase):
         self.assertIn("  invocation_type:   Event", lines)
         self.assertIn("  timeout:           120s", lines)
         self.assertIn("  strip_path_prefix: yes", lines)
+
+    def test_chains(self) -> None:
+        """
+        Each route's CORS and limits are shown in its chain, in the order
+        they run, with the limits store (nothing is connected to).
+        """
+        path = write_config(
+            self.dir,
+            CONFIG.replace("[gateway]", "[gateway]\nlimits_store = redis://127.0.0.1:1/0\n")
+            + "cors_allow_origins = https://app.example.com\nrate_limit = 5/s\nquota = 9/h\n",
+        )
+        self.assertEqual(self.check(path), 0, self.stderr.getvalue())
+        self.assertIn(
+            "  chain:             cors: cors origins https://app.example.com, methods *,"
+            " headers *\n"
+            "  chain:             limit-before-auth: limit rate 5/s burst 5, quota 9/h per route"
+            " (redis redis://127.0.0.1:1/0, store down: allow)\n"
+            "  chain:             admit: function name and body size\n",
+            self.stdout.getvalue(),
+        )
 
     def test_bad_config(self) -> None:
         """

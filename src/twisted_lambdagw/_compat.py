@@ -13,7 +13,7 @@ import operator
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client.metrics
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
@@ -242,6 +242,40 @@ def prometheus_uses_created() -> bool:
     return bool(getattr(prometheus_client.metrics, "_use_created", True))
 
 
+# --- The limits store's Redis pool (twisted_lambdagw.policies.limits.redis) ---------
+
+
+def redis_pool_retry_delays(handler: Any, *, initial: float, maximum: float) -> None:
+    """
+    Make a txredisapi pool reconnect within C{maximum} seconds of a lost server.
+
+    txredisapi waits up to 10 s between attempts (C{RedisFactory.maxDelay}),
+    and offers no argument for it; a limits store must be counted on again
+    as soon as it is back.  The pool's factory is C{handler._factory}; its
+    C{retryDelay} reads C{initialDelay} and C{maxDelay} at every attempt.
+    """
+    factory = handler._factory
+    assert hasattr(factory, "initialDelay") and hasattr(factory, "maxDelay")
+    factory.initialDelay = initial
+    factory.maxDelay = maximum
+
+
+def redis_pool_connections(handler: Any) -> Sequence[Any]:
+    """
+    The live list of a txredisapi pool's connections (its protocols).
+
+    The store sends each check straight to a connected one, skipping the
+    handler's per-call wait for a free connection (an inlineCallbacks
+    generator and two Deferreds per call).  C{handler._factory.pool} is
+    the list the factory appends a connection to once it is ready and
+    removes it from once it is lost; each has C{connected} (0 once lost)
+    and the public C{execute_command}.
+    """
+    pool = handler._factory.pool
+    assert isinstance(pool, list)
+    return pool
+
+
 __all__ = [
     "EPOLL_REACTOR_STATE",
     "HTTP_CHANNEL_STATE",
@@ -257,6 +291,8 @@ __all__ = [
     "raise_synchronously",
     "raw_mapping",
     "raw_mapping_usable",
+    "redis_pool_connections",
+    "redis_pool_retry_delays",
     "set_raw_mapping",
     "trailer_lines",
     "transfer_decoder",

@@ -17,13 +17,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from treq.client import HTTPClient as TreqClient
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.client import Agent
 
 from twisted_lambdagw._types import HTTPClient, IGatewayReactor
-from twisted_lambdagw.core.config import FUNCTION_ARN, Config, ConfigError, RouteConfig
+from twisted_lambdagw.core.config import (
+    FUNCTION_ARN,
+    Config,
+    ConfigError,
+    RouteConfig,
+    authorizer_route,
+    authorizer_routes,
+)
 from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.exchange import ExchangeObserver
@@ -57,8 +66,11 @@ from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
+from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.policies.build import PolicyServices, build_chain
 from twisted_lambdagw.policies.inflight import InFlight
+from twisted_lambdagw.policies.limits.config import StoreConfig
+from twisted_lambdagw.policies.limits.service import LimitsStoreService, SharedStore, open_store
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
@@ -140,7 +152,7 @@ def check_aws_routes(
     dual-stack endpoint must be one botocore's data lists for the region.
     """
     endpoints: dict[EndpointSpec, str] = {}
-    for route in config.routes:
+    for route in (*config.routes, *authorizer_routes(config)):
         if route.backend != "aws":
             continue
         section = f"{config.path}: [route:{route.prefix}]"
@@ -161,6 +173,12 @@ def check_aws_routes(
                 key = "use_fips_endpoint" if spec.fips else "use_dualstack_endpoint"
                 raise ConfigError(f"{section} {key}: {e}") from None
     return endpoints
+
+
+def _nothing() -> None:
+    """
+    Count nothing: limits store errors when there is no metrics page.
+    """
 
 
 class Gateway:
@@ -255,12 +273,16 @@ class Gateway:
                 worker=labelled_worker,
             )
             observers.append(self.metrics)
+        self.limits_store: SharedStore | None = self._limits_store(config, None)
+        """Where the routes' limits count; None when no route has limits."""
         self.policies = PolicyServices(
             clock=clock,
             run_in_thread=self._run_in_thread,
             metrics=self.metrics,
             in_flight=InFlight(settings.max_in_flight),
             authenticator=self.authenticator,
+            limits_store=self.limits_store,
+            authorizers=self._authorizers(config),
         )
         """What the routes' policy chains share."""
         self.bindings = [self._bind(route) for route in config.routes]
@@ -287,6 +309,9 @@ class Gateway:
         self._local_service.setServiceParent(self.service)
         self._credentials_service = CredentialsService(self.credential_sources.values())
         self._credentials_service.setServiceParent(self.service)
+        self._limits_service = LimitsStoreService(self.limits_store)
+        self._limits_service.setServiceParent(self.service)
+        self.authorizers.setServiceParent(self.service)
         self.drain = DrainService(self.resource, clock, settings.drain_timeout)
         self.drain.setServiceParent(self.service)
 
@@ -315,11 +340,29 @@ class Gateway:
         The local backend for C{config}: C{running} (warm) if its settings
         did not change, a new one if some route needs one, else None.
         """
-        if config.local is None or not any(r.backend == "local" for r in config.routes):
+        routes = (*config.routes, *authorizer_routes(config))
+        if config.local is None or not any(r.backend == "local" for r in routes):
             return None
         if running is not None and self.config.local == config.local:
             return running
         return LocalInvoker(self._reactor, config.local)
+
+    def _limits_store(self, config: Config, running: SharedStore | None) -> SharedStore | None:
+        """
+        The limits store for C{config}: C{running} if it names the same one
+        (its C{limits_store_down} updated), a new one if some route has
+        limits, else None.
+        """
+        if not any(route.limits is not None for route in config.routes):
+            return None
+        wanted = config.gateway.limits_store or StoreConfig()
+        if running is not None and running.serves(wanted):
+            running.config = wanted
+            return running
+        metrics = self.metrics
+        return open_store(
+            wanted, self._reactor, metrics.limits_store_error if metrics is not None else _nothing
+        )
 
     def _authenticator(self, config: Config) -> BasicAuthenticator | None:
         if config.auth is None or not any(r.auth == "basic" for r in config.routes):
@@ -375,12 +418,23 @@ class Gateway:
                 f"{config.path}: {source.name}: no AWS credentials ({source.description}): {reason}"
             ) from None
         local = self._local(config, self.local)
+        old_store = self.limits_store
+        limits_store = self._limits_store(config, old_store)
         # Nothing can fail from here on: the new state becomes the gateway's.
         old_local, old_pool, old_sources = self.local, self.pool, self.credential_sources
         self.config, self._endpoints, self.authenticator = config, endpoints, authenticator
         self.pool, self._client, self.connection_limits = pool, client, limits
         self.credential_sources, self.local = sources, local
-        self.policies = replace(self.policies, authenticator=authenticator)
+        self.limits_store = limits_store
+        old_authorizers = self.authorizers
+        self.policies = replace(
+            self.policies,
+            authenticator=authenticator,
+            limits_store=limits_store,
+            authorizers=self._authorizers(config),
+        )
+        old_authorizers.disownServiceParent()
+        self.authorizers.setServiceParent(self.service)
         self.bindings = [self._bind(route) for route in config.routes]
         settings = config.gateway
         self.resource.configure(
@@ -395,7 +449,10 @@ class Gateway:
             self._pool_service.pool = pool  # type: ignore[assignment]
         self._local_service.local = local
         self._credentials_service.sources = list(sources.values())
+        self._limits_service.shared = limits_store
         closers: list[Callable[[], object]] = []
+        if old_store is not None and old_store is not limits_store:
+            closers.append(old_store.close)
         if old_local is not None and old_local is not local:
             closers.append(lambda: Deferred.fromCoroutine(old_local.stop()))
         if old_pool is not None and old_pool is not pool:
@@ -410,16 +467,31 @@ class Gateway:
             routes=len(config.routes),
         )
 
-    def _bind(self, route: RouteConfig) -> Binding:
-        invoker: Invoker
+    @property
+    def authorizers(self) -> Authorizers:
+        """Every C{[authorizer:NAME]} a route names, and the issuers' keys they trust."""
+        assert self.policies.authorizers is not None
+        return self.policies.authorizers
+
+    def _authorizers(self, config: Config) -> Authorizers:
+        reactor = self._reactor
+        return Authorizers(
+            config,
+            reactor,
+            lambda: TreqClient(Agent(reactor)),
+            lambda authorizer: self._invoker(authorizer_route(config.aws, authorizer)),
+        )
+
+    def _invoker(self, route: RouteConfig) -> Invoker:
         if route.backend == "aws":
-            invoker = self._aws_invoker(route)
-        else:
-            assert self.local is not None, "config checks local routes have [local]"
-            invoker = self.local
+            return self._aws_invoker(route)
+        assert self.local is not None, "config checks local routes have [local]"
+        return self.local
+
+    def _bind(self, route: RouteConfig) -> Binding:
         return Binding(
             route=route,
-            invoker=invoker,
+            invoker=self._invoker(route),
             format=get_format(route.format),
             chain=build_chain(route, self.config, self.policies),
         )

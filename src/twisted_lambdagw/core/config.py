@@ -11,31 +11,39 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from .authorizers import (
+    SECTION_PREFIX,
+    AuthorizerConfig,
+    LambdaAuthorizerConfig,
+)
 from .node_runtime import BUNDLED, find_client, find_node
 from .patterns import HeaderTemplate
 
+if TYPE_CHECKING:
+    from ..policies.cors.config import CorsConfig
+    from ..policies.limits.config import RouteLimits, StoreConfig
+# Re-exported: these names were always config's.
+from .values import BACKENDS as BACKENDS
+from .values import DURATION as DURATION
+from .values import FUNCTION_ARN as FUNCTION_ARN
+from .values import FUNCTION_NAME as FUNCTION_NAME
+from .values import QUALIFIER as QUALIFIER
+from .values import REGION as REGION
+
 TLS_VERSIONS = ("1.2", "1.3")
 FORMAT_NAMES = ("httpjson", "apigw-v1", "apigw-v2", "alb", "alb-multi")
-BACKENDS = ("aws", "local")
 AUTH_MODES = ("basic", "none")
 INVOCATION_TYPES = ("RequestResponse", "Event")
 LOG_TYPES = ("None", "Tail")
 PRELUDE_MODES = ("auto", "always", "never")
 
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_AFFIX = re.compile(r"[A-Za-z0-9_-]{0,63}")
-QUALIFIER = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
-FUNCTION_ARN = re.compile(
-    r"arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12})"
-    r":function:(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
-)
-REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+-\d+")
 ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>b|kb|mb|gb|kib|mib|gib)?", re.IGNORECASE)
-DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?", re.IGNORECASE)
 TRUE = frozenset({"1", "yes", "true", "on"})
 FALSE = frozenset({"0", "no", "false", "off"})
 
@@ -43,7 +51,6 @@ SIZE_UNITS = {
     None: 1, "b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2,
     "gb": 1024**3, "gib": 1024**3,
 }  # fmt: skip
-DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 
 
 # A host name, an IPv4 address or a bracketed IPv6 one, an optional port, no
@@ -81,6 +88,8 @@ class GatewayConfig:
     trusted_proxies: tuple[TrustedProxy, ...] = ()
     """Peers whose X-Forwarded-For/-Proto/-Port are believed; C{unix} is a Unix socket."""
     tls_min_version: str = "1.2"
+    limits_store: StoreConfig | None = None
+    """Where rate limits and quotas count (C{policies.limits.config}); None: memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +182,12 @@ class RouteConfig:
     use_dualstack_endpoint: bool = False
     retry_idempotent: bool = False
     log_type: str = "None"
+    cors: CorsConfig | None = None
+    """The C{cors_*} keys (C{policies.cors.config}); None: the route does no CORS."""
+    limits: RouteLimits | None = None
+    """The C{rate_*} and C{quota} keys (C{policies.limits.config})."""
+    scopes: tuple[str, ...] = ()
+    """With C{auth} naming a jwt authorizer: the token must hold one of these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +198,8 @@ class Config:
     routes: tuple[RouteConfig, ...]
     auth: AuthConfig | None = None
     local: LocalConfig | None = None
+    authorizers: tuple[AuthorizerConfig, ...] = ()
+    """The C{[authorizer:NAME]} sections, in file order."""
 
 
 ProfileRegion = Callable[[str | None, Mapping[str, str]], str | None]
@@ -227,3 +244,36 @@ def resolve_path(value: str, base_dir: str | None) -> str:
     # Joined, not normalised: ``..`` after a symbolic link is the kernel's
     # to resolve, as it would be for the operator's shell.
     return os.path.join(base_dir, value)
+
+
+def authorizer_route(aws: AWSConfig, authorizer: LambdaAuthorizerConfig) -> RouteConfig:
+    """
+    How a Lambda authorizer's function is invoked: as a route with C{single} set to it.
+    """
+    return RouteConfig(
+        prefix=f"/{SECTION_PREFIX}{authorizer.name}/",
+        backend=authorizer.backend,
+        timeout=authorizer.timeout,
+        aws_access=authorizer.aws_access,
+        aws_secret=authorizer.aws_secret,
+        aws_region=authorizer.aws_region,
+        region=authorizer.region,
+        qualifier=authorizer.qualifier,
+        single=authorizer.function,
+        role_arn=authorizer.role_arn,
+        external_id=authorizer.external_id,
+        role_session_name=authorizer.role_session_name,
+        use_fips_endpoint=aws.use_fips_endpoint,
+        use_dualstack_endpoint=aws.use_dualstack_endpoint,
+    )
+
+
+def authorizer_routes(config: Config) -> list[RouteConfig]:
+    """
+    The pseudo-routes Lambda authorizers invoke through (for credentials and endpoints).
+    """
+    return [
+        authorizer_route(config.aws, a)
+        for a in config.authorizers
+        if isinstance(a, LambdaAuthorizerConfig)
+    ]

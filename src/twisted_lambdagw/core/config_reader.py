@@ -12,24 +12,29 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
-import re
-import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 
+from .authorizers import (
+    AUTHORIZER_NAME,
+    JWT_KEYS,
+    LAMBDA_KEYS,
+    RESERVED_NAMES,
+    SECTION_PREFIX,
+    AuthorizerConfig,
+    LambdaAuthorizerConfig,
+    check_route_auth,
+    read_jwt,
+    read_lambda,
+)
 from .config import (
-    AUTH_MODES,
-    BACKENDS,
     ENDPOINT_URL,
     EXTERNAL_ID,
     FORMAT_NAMES,
-    FUNCTION_ARN,
-    FUNCTION_NAME,
     INVOCATION_TYPES,
     LOG_TYPES,
     NAME_AFFIX,
     PRELUDE_MODES,
-    QUALIFIER,
-    REGION,
     ROLE_ARN,
     ROLE_SESSION_NAME,
     TLS_VERSIONS,
@@ -43,12 +48,19 @@ from .config import (
     RouteConfig,
     TrustedProxy,
     botocore_profile_region,
-    resolve_path,
 )
+from .config_local import SectionReader
 from .config_values import Section
 from .endpoint_strings import resolve_files
-from .node_runtime import PACKAGE, find_client, find_node, how_to_install, node_functions
 from .patterns import parse_glob, parse_header_template
+
+# Re-exported: these names were always config's.
+from .values import BACKENDS as BACKENDS
+from .values import DURATION as DURATION
+from .values import FUNCTION_ARN as FUNCTION_ARN
+from .values import FUNCTION_NAME as FUNCTION_NAME
+from .values import QUALIFIER as QUALIFIER
+from .values import REGION as REGION
 
 
 def load_config(
@@ -111,6 +123,27 @@ def parse_config(
     return _Reader(parser, path, environ, profile_region, base_dir).read()
 
 
+class _PolicyParsers:
+    """
+    The policy steps' own config parsers, imported when a config is read.
+
+    They live beside their steps and import this module's types; importing
+    them here at the top would make the two modules import each other.
+    """
+
+    def __init__(self) -> None:
+        from ..policies.cors.config import parse_cors
+        from ..policies.limits.config import parse_route_limits, parse_store
+
+        self.parse_cors = parse_cors
+        self.parse_route_limits = parse_route_limits
+        self.parse_store = parse_store
+
+
+def _policy_parsers() -> _PolicyParsers:
+    return _PolicyParsers()
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -118,7 +151,7 @@ def _one_line(text: str) -> str:
 _GATEWAY_KEYS = {
     "listen", "max_body_size", "timeout", "access_log", "health_path", "metrics_path",
     "max_in_flight", "drain_timeout", "workers", "header_timeout", "idle_timeout",
-    "trusted_proxies", "tls_min_version",
+    "trusted_proxies", "tls_min_version", "limits_store", "limits_store_down",
 }  # fmt: skip
 _ROLE_KEYS = {"role_arn", "external_id", "role_session_name"}
 _ENDPOINT_SWITCHES = ("use_fips_endpoint", "use_dualstack_endpoint")
@@ -127,27 +160,19 @@ _AWS_KEYS = {
     "max_connections", "connect_timeout", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
 }  # fmt: skip
 _AUTH_KEYS = {"realm", "users_file"}
-_LOCAL_KEYS = {
-    "functions_dir", "concurrency", "queue_size", "idle_timeout", "memory_size", "region",
-    "env", "python", "node", "node_runtime",
-}  # fmt: skip
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-LOCAL_RESERVED_ENV = frozenset({
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-})  # fmt: skip
 _ROUTE_KEYS = {
     "backend", "format", "auth", "timeout", "stream", "stream_idle_timeout", "stream_prelude",
     "invocation_type", "aws_access",
     "aws_secret", "aws_region", "qualifier", "include", "exclude", "name_prepend",
     "name_append", "single", "strip_path_prefix", "header_upstream",
-    "retry_idempotent", "log_type", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
+    "retry_idempotent", "log_type", "scopes", *_ROLE_KEYS, *_ENDPOINT_SWITCHES,
+    # policies.cors and policies.limits parse these.
+    "cors_allow_origins", "cors_allow_methods", "cors_allow_headers", "cors_expose_headers",
+    "cors_max_age", "cors_allow_credentials", "rate_limit", "rate_burst", "rate_key", "quota",
 }  # fmt: skip
 
 
-class _Reader:
+class _Reader(SectionReader):
     def __init__(
         self,
         parser: configparser.ConfigParser,
@@ -160,30 +185,72 @@ class _Reader:
         self.path = path
         self.environ = environ
         self.profile_region = profile_region
+        self.authorizers: tuple[AuthorizerConfig, ...] = ()
         self.base_dir = base_dir
-
-    def file_path(self, value: str) -> str:
-        """
-        A file name from the config, relative ones taken from the config's directory.
-        """
-        return resolve_path(value, self.base_dir)
-
-    def section(self, name: str, allowed: set[str]) -> Section:
-        values = dict(self.parser[name]) if self.parser.has_section(name) else {}
-        return Section(self.path, name, values, allowed)
 
     def read(self) -> Config:
         for name in self.parser.sections():
-            if name not in ("gateway", "aws", "auth", "local") and not name.startswith("route:"):
+            if name not in ("gateway", "aws", "auth", "local") and not name.startswith(
+                ("route:", "authorizer:")
+            ):
                 raise ConfigError(f"{self.path}: [{name}]: unknown section")
         gateway = self.read_gateway()
         aws = self.read_aws()
         auth = self.read_auth() if self.parser.has_section("auth") else None
         local = self.read_local() if self.parser.has_section("local") else None
+        self.authorizers = self.read_authorizers(aws, local)
         routes = self.read_routes(gateway, aws, auth, local)
         if not routes:
             raise ConfigError(f"{self.path}: no [route:PREFIX] section: nothing to serve")
-        return Config(self.path, gateway, aws, routes, auth, local)
+        return Config(self.path, gateway, aws, routes, auth, local, self.authorizers)
+
+    def read_authorizers(
+        self, aws: AWSConfig, local: LocalConfig | None
+    ) -> tuple[AuthorizerConfig, ...]:
+        """
+        Every C{[authorizer:NAME]} section, in file order.
+        """
+        found: list[AuthorizerConfig] = []
+        for section in self.parser.sections():
+            if not section.startswith(SECTION_PREFIX):
+                continue
+            name = section[len(SECTION_PREFIX) :].strip()
+            where = f"{self.path}: [{section}]"
+            if not AUTHORIZER_NAME.fullmatch(name):
+                raise ConfigError(f"{where}: the name must be 1-64 letters, digits or . _ -")
+            if name in RESERVED_NAMES:
+                raise ConfigError(f"{where}: {name!r} is a reserved auth mode, not a name")
+            kind = self.parser[section].get("type", "").strip()
+            if kind == "jwt":
+                found.append(read_jwt(self.section(section, JWT_KEYS), name))
+            elif kind == "lambda":
+                s = self.section(section, LAMBDA_KEYS)
+                found.append(self.lambda_authorizer(s, name, aws, local is not None))
+            else:
+                raise ConfigError(f"{where} type: must be jwt or lambda, not {kind!r}")
+        return tuple(found)
+
+    def lambda_authorizer(
+        self, s: Section, name: str, aws: AWSConfig, has_local: bool
+    ) -> LambdaAuthorizerConfig:
+        """
+        A Lambda authorizer, its region and role found as a route's are.
+        """
+        found = read_lambda(s, name, has_local)
+        region = found.region
+        if found.backend == "aws" and region is None:
+            region = self.region(s, aws, found.aws_region)
+        role_arn, external_id, session_name = self.role(s, aws.role_session_name)
+        if role_arn is None:
+            role_arn, external_id = aws.role_arn, aws.external_id
+            session_name = aws.role_session_name
+        return replace(
+            found,
+            region=region if found.backend == "aws" else None,
+            role_arn=role_arn,
+            external_id=external_id,
+            role_session_name=session_name,
+        )
 
     def read_gateway(self) -> GatewayConfig:
         s = self.section("gateway", _GATEWAY_KEYS)
@@ -206,6 +273,7 @@ class _Reader:
             idle_timeout=s.duration("idle_timeout", default.idle_timeout),
             trusted_proxies=self.trusted_proxies(s),
             tls_min_version=s.choice("tls_min_version", TLS_VERSIONS, default.tls_min_version),
+            limits_store=_policy_parsers().parse_store(s),
         )
 
     def listen(self, s: Section) -> list[str]:
@@ -312,103 +380,6 @@ class _Reader:
             raise s.error("realm", "may not contain quotes or backslashes")
         return AuthConfig(realm=realm, users_file=users_file)
 
-    def read_local(self) -> LocalConfig:
-        s = self.section("local", _LOCAL_KEYS)
-        default = LocalConfig(functions_dir="")
-        functions_dir = s.text("functions_dir")
-        if functions_dir is None:
-            raise s.error("functions_dir", "required: the directory holding the functions")
-        functions_dir = self.file_path(functions_dir)
-        if not os.path.isdir(functions_dir):
-            raise s.error("functions_dir", f"not a directory: {functions_dir!r}")
-        memory_size = s.integer("memory_size", default.memory_size, minimum=128)
-        if memory_size > 10240:
-            raise s.error("memory_size", f"at most 10240 (MB), as in Lambda: {memory_size}")
-        region = s.text("region", default.region)
-        assert region is not None
-        if not REGION.fullmatch(region):
-            raise s.error("region", f"not an AWS region: {region!r}")
-        python = s.text("python")
-        if python is None:
-            python = default.python
-        else:
-            # A bare name is looked up on PATH; a path is the config's.
-            found = shutil.which(self.file_path(python) if os.sep in python else python)
-            if found is None:
-                raise s.error("python", f"no such executable: {python!r}")
-            python = os.path.abspath(found)
-        node, node_client = self.node(s, functions_dir, default)
-        return LocalConfig(
-            functions_dir=functions_dir,
-            concurrency=s.integer("concurrency", default.concurrency),
-            queue_size=s.integer("queue_size", default.queue_size, minimum=0),
-            idle_timeout=s.duration("idle_timeout", default.idle_timeout),
-            memory_size=memory_size,
-            region=region,
-            env=self.local_env(s),
-            python=python,
-            node=node,
-            node_client=node_client,
-        )
-
-    def node(
-        self, s: Section, functions_dir: str, default: LocalConfig
-    ) -> tuple[str | None, str | None]:
-        """
-        C{node} and the C{aws-lambda-ric} entry point, each None if absent.
-
-        Missing is an error only where it is needed: a C{node} or
-        C{node_runtime} that was asked for, or Node.js functions in
-        C{functions_dir} that could not run.
-        """
-        client = default.node_client
-        node_name = s.text("node")
-        search = self.environ.get("PATH", os.defpath)
-        if node_name is None:
-            node = find_node("node", search)
-        else:
-            node = find_node(
-                self.file_path(node_name) if os.sep in node_name else node_name, search
-            )
-            if node is None:
-                raise s.error("node", f"no such executable: {node_name!r}")
-        runtime_dir = s.text("node_runtime")
-        if runtime_dir is not None:
-            client = find_client(self.file_path(runtime_dir))
-            if client is None:
-                raise s.error(
-                    "node_runtime",
-                    f"no built {PACKAGE} in {self.file_path(runtime_dir)!r} (run npm ci there)",
-                )
-        scripts = node_functions(functions_dir)
-        if scripts and node is None:
-            raise s.error(
-                "functions_dir",
-                f"{scripts[0]} is a Node.js function, but there is no 'node' on PATH"
-                " (install Node.js, or set [local] node)",
-            )
-        if scripts and client is None:
-            raise s.error(
-                "functions_dir",
-                f"{scripts[0]} is a Node.js function, but {PACKAGE} is not installed"
-                f" ({how_to_install()})",
-            )
-        return node, client
-
-    def local_env(self, s: Section) -> tuple[tuple[str, str], ...]:
-        env: dict[str, str] = {}
-        for line in s.lines("env"):
-            name, equals, value = line.partition("=")
-            name = name.strip()
-            if not equals or not ENV_NAME.fullmatch(name):
-                raise s.error("env", f"not a NAME=VALUE line: {line!r}")
-            if name in LOCAL_RESERVED_ENV:
-                raise s.error("env", f"{name} is set by the local runtime itself")
-            if name in env:
-                raise s.error("env", f"{name} is given twice")
-            env[name] = value.strip()
-        return tuple(env.items())
-
     def read_routes(
         self,
         gateway: GatewayConfig,
@@ -445,7 +416,9 @@ class _Reader:
             raise s.error(None, "the prefix must be a clean path (no //, . or .. segments)")
         prefix = prefix.rstrip("/") + "/"
 
-        auth_mode = s.choice("auth", AUTH_MODES, "basic" if auth is not None else "none")
+        auth_mode = s.text("auth", "basic" if auth is not None else "none")
+        assert auth_mode is not None
+        scopes = check_route_auth(s, auth_mode, self.authorizers)
         if auth_mode == "basic" and auth is None:
             raise s.error("auth", "'basic' needs an [auth] section with a users_file")
 
@@ -542,6 +515,9 @@ class _Reader:
             use_dualstack_endpoint=dualstack,
             retry_idempotent=s.boolean("retry_idempotent", False),
             log_type=log_type,
+            cors=_policy_parsers().parse_cors(s),
+            limits=_policy_parsers().parse_route_limits(s, auth_mode),
+            scopes=scopes,
         )
 
     def globs(self, s: Section, key: str) -> list[str]:

@@ -8,14 +8,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .config import (
-    DURATION,
-    DURATION_UNITS,
     FALSE,
     SIZE,
     SIZE_UNITS,
     TRUE,
     ConfigError,
 )
+
+# Re-exported: these names were always config's.
+from .values import BACKENDS as BACKENDS
+from .values import DURATION as DURATION
+from .values import DURATION_UNITS as DURATION_UNITS
+from .values import FUNCTION_ARN as FUNCTION_ARN
+from .values import FUNCTION_NAME as FUNCTION_NAME
+from .values import QUALIFIER as QUALIFIER
+from .values import REGION as REGION
 
 
 class Section:

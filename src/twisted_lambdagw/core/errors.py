@@ -153,3 +153,73 @@ class InvokeTimeout(GatewayError):
 
     status = 504
     message = "function timed out"
+
+
+class Forbidden(GatewayError):
+    """
+    The request is understood and refused: a 403 (a CORS preflight from an
+    origin or for a method the route does not allow, an authorizer that says
+    no, a token without the scope), with its challenge if any.
+    """
+
+    status = 403
+    message = "forbidden"
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", challenge: str | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.challenge = challenge
+        """The C{WWW-Authenticate} value, e.g. C{Bearer error="insufficient_scope"}."""
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", self.challenge)] if self.challenge else []
+
+
+class AuthorizerFailed(GatewayError):
+    """
+    An authorizer could not decide (its function failed, timed out or
+    answered nonsense, or no JWKS was ever fetched): a 500, the cause logged.
+    """
+
+    status = 500
+    message = "authorizer failed"
+
+
+class TooManyRequests(GatewayError):
+    """
+    Over a route's rate limit or quota: a 429 with C{Retry-After}.
+
+    C{retry_after} is whole seconds, at least 1: when the client may try
+    again with a chance of being admitted.
+    """
+
+    status = 429
+    message = "too many requests"
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", retry_after: int = 1
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("Retry-After", str(self.retry_after))]
+
+
+class ServiceUnavailable(GatewayError):
+    """
+    The gateway cannot serve the request now (a store it needs is down): a 503.
+    """
+
+    status = 503
+    message = "service unavailable"
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", retry_after: int = 1
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("Retry-After", str(self.retry_after))]

@@ -24,6 +24,10 @@ class Exchange:
     function: str | None = None
     qualifier: str | None = None
     user: str | None = None
+    authorizer: str | None = None
+    """The route's authorizer's outcome: allowed, missing, invalid, denied or failed."""
+    authorizer_cache: str | None = None
+    """A Lambda authorizer's result cache: hit or miss (None without a cache)."""
     status: int = 0
     """The status written, or 0 when the client went away first."""
     bytes_out: int = 0
@@ -43,6 +47,11 @@ class Exchange:
     """
     outcome: str = "served"
     """served, error, or client_gone."""
+    limited: str | None = None
+    """
+    Refused by a rate limit or quota: C{KIND:WHICH}, the key's kind (route,
+    client, user, header) and C{rate} or C{quota}.
+    """
     first_byte: float | None = None
     """Clock time the status line and headers were written, or None if never."""
     stream_outcome: str | None = None

@@ -8,7 +8,8 @@ values so formats stay pure functions that can be tested without a reactor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import field
 
 from .records import record
 
@@ -69,6 +70,9 @@ class IncomingRequest:
     route_prefix: str
     function_name: str
     user: str | None = None
+    authorizer: Mapping[str, object] | None = field(default=None, compare=False)
+    """What the route's authorizer found, as HTTP APIs give it in payload 2.0:
+    C{{"jwt": {"claims": ..., "scopes": ...}}} or C{{"lambda": context}}."""
 
     def header_values(self, name: str) -> list[str]:
         """

@@ -76,13 +76,14 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         check_endpoints(config, MemoryReactor())
         check_auth(config)
         endpoints = check_aws_routes(config)
+        from .describe import describe_chains, route_table
+
+        chains = describe_chains(config)
     except ConfigError as e:
         print(f"lambdagw: {e}", file=err)
         return 1
-    from .describe import route_table
-
     print(f"{args.config}: OK, {len(config.routes)} route(s)", file=out)
-    print(route_table(config, endpoints), file=out)
+    print(route_table(config, endpoints, chains), file=out)
     return 0
 
 

@@ -11,39 +11,51 @@ limits) adds its lines in L{front_door_lines}.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from twisted_lambdagw.core.authorizers import describe
 from twisted_lambdagw.core.config import FUNCTION_ARN, Config, RouteConfig
+from twisted_lambdagw.core.errors import GatewayError
 from twisted_lambdagw.invokers.aws.endpoints import EndpointSpec
+from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 
 INDENT = "  "
 WIDTH = 18
 """The column the values start at, after the indent."""
 
 
-def route_table(config: Config, endpoints: Mapping[EndpointSpec, str] | None = None) -> str:
+def route_table(
+    config: Config,
+    endpoints: Mapping[EndpointSpec, str] | None = None,
+    chains: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """
     Every route's block, longest prefix first (the order they match in).
 
     C{endpoints} maps AWS routes' endpoint specs to their URLs (as
-    L{twisted_lambdagw.gateway.check_aws_routes} resolved them).
+    L{twisted_lambdagw.gateway.check_aws_routes} resolved them); C{chains}
+    each route's policy chain (L{describe_chains}), by prefix.
     """
     blocks = []
     for route in sorted(config.routes, key=lambda r: len(r.prefix), reverse=True):
-        body = route_lines(config, route, endpoints or {})
+        chain = (chains or {}).get(route.prefix, ())
+        body = route_lines(config, route, endpoints or {}, chain)
         blocks.append("\n".join([f"[route:{route.prefix}]", *(INDENT + line for line in body)]))
     return "\n\n".join(blocks)
 
 
 def route_lines(
-    config: Config, route: RouteConfig, endpoints: Mapping[EndpointSpec, str]
+    config: Config,
+    route: RouteConfig,
+    endpoints: Mapping[EndpointSpec, str],
+    chain: Sequence[str] = (),
 ) -> list[str]:
     """
     One route's settings, one line each, without indentation.
     """
     return [
         *backend_lines(config, route, endpoints),
-        *front_door_lines(config, route),
+        *front_door_lines(config, route, chain),
         *naming_lines(route),
         *invoke_lines(route),
     ]
@@ -74,17 +86,56 @@ def backend_lines(
     return lines
 
 
-def front_door_lines(config: Config, route: RouteConfig) -> list[str]:
+def front_door_lines(config: Config, route: RouteConfig, chain: Sequence[str] = ()) -> list[str]:
     """
-    What a request must pass before any invoke: authorization (and, as
-    they are added, authorizers, CORS and limits, each in its own line).
+    What a request must pass before any invoke: authorization, then the
+    route's policy chain (CORS, limits and their store, authorization,
+    admission), one line per step in the order they run.
     """
     if route.auth == "basic":
         assert config.auth is not None
         auth = f"basic, realm {config.auth.realm!r}, users in {config.auth.users_file}"
     else:
-        auth = route.auth
-    return [_line("auth", auth)]
+        authorizers = {a.name: a for a in config.authorizers}
+        found = authorizers.get(route.auth)
+        auth = route.auth if found is None else describe(found, route.scopes)
+    return [_line("auth", auth), *(_line("chain", step) for step in chain)]
+
+
+def describe_chains(config: Config) -> dict[str, list[str]]:
+    """
+    Each route's policy chain as C{Chain.describe()} gives it, built as the
+    gateway builds it but connecting nowhere (no limits store is reached).
+    """
+    from treq.client import HTTPClient
+    from twisted.internet.defer import succeed
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.web.client import Agent
+
+    from twisted_lambdagw.policies.auth import basic_authenticator
+    from twisted_lambdagw.policies.authorizers.service import Authorizers
+    from twisted_lambdagw.policies.build import PolicyServices, build_chain
+    from twisted_lambdagw.policies.inflight import InFlight
+    from twisted_lambdagw.policies.limits.service import named_store
+
+    # A reactor that connects nowhere: the chains are built to be described,
+    # never to serve, so no issuer or limits store is reached.
+    clock = MemoryReactorClock()
+    authenticator = None
+    if config.auth is not None and any(r.auth == "basic" for r in config.routes):
+        authenticator = basic_authenticator(
+            config.auth.users_file, config.auth.realm, lambda f: succeed(f())
+        )
+    services = PolicyServices(
+        clock,
+        in_flight=InFlight(config.gateway.max_in_flight),
+        authenticator=authenticator,
+        limits_store=named_store(config.gateway.limits_store, clock),
+        authorizers=Authorizers(
+            config, clock, lambda: HTTPClient(Agent(clock)), lambda _: _NOT_SERVING
+        ),
+    )
+    return {r.prefix: build_chain(r, config, services).describe() for r in config.routes}
 
 
 def naming_lines(route: RouteConfig) -> list[str]:
@@ -131,3 +182,15 @@ def _qualifier(route: RouteConfig) -> str:
 
 def _line(key: str, value: str) -> str:
     return f"{key + ':':<{WIDTH}} {value}"
+
+
+class _NotServing:
+    """
+    The invoker of a Lambda authorizer in a chain built only to be described.
+    """
+
+    async def invoke(self, call: InvokeCall) -> InvokeResult:
+        raise GatewayError(detail=f"{call.function}: lambdagw check invokes nothing")
+
+
+_NOT_SERVING = _NotServing()

@@ -61,8 +61,10 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
     C{time} is when the request arrived; C{status} is 0 when the client
     went away before an answer; C{invoke_ms} is null when nothing was
     invoked, C{ttfb_ms} when nothing was written; C{stream_outcome} is
-    null except on streamed routes.  The path is without its query string, which may carry tokens;
-    request headers are never logged.
+    null except on streamed routes.  C{outcome} is C{limited} for a
+    request a rate limit or quota refused, and C{limited} says which
+    (C{client:rate}, C{user:quota}...).  The path is without its query
+    string, which may carry tokens; request headers are never logged.
     """
     return {
         "time": stamp(exchange.started),
@@ -82,7 +84,9 @@ def access_record(exchange: Exchange, stamp: Callable[[float], str]) -> dict[str
         "executed_version": exchange.executed_version,
         "function_error": exchange.function_error,
         "user": exchange.user,
-        "outcome": exchange.outcome,
+        "authorizer": exchange.authorizer,
+        "outcome": "limited" if exchange.limited else exchange.outcome,
+        "limited": exchange.limited,
         "stream_outcome": exchange.stream_outcome,
         "error": exchange.error,
         "error_code": exchange.error_code,

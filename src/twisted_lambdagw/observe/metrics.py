@@ -76,6 +76,23 @@ FUNCTION_ERRORS = (
     "Invocations in which the function reported an error, by function.",
 )
 IN_FLIGHT = ("lambdagw_in_flight", "Invocations under way now.")
+RATE_LIMITED = (
+    "lambdagw_rate_limited",
+    "Requests refused (429) by a rate limit or quota, by route, key kind and limit (rate, quota).",
+)
+STORE_ERRORS = (
+    "lambdagw_limits_store_errors",
+    "Limit checks the limits store could not answer (down, slow or refusing).",
+)
+AUTHORIZER_DECISIONS = (
+    "lambdagw_authorizer_decisions",
+    "Requests decided by a route's authorizer, by route and outcome (allowed, missing,"
+    " invalid, denied, failed).",
+)
+AUTHORIZER_CACHE = (
+    "lambdagw_authorizer_cache",
+    "Lambda authorizer answers looked up in the result cache, by route and result (hit, miss).",
+)
 
 K = TypeVar("K")
 
@@ -182,6 +199,10 @@ class GatewayMetrics:
         self._timers: dict[str, tuple[_Timings, _Timings]] = {}
         self._invoke_errors: dict[str, _Count] = {}
         self._function_errors: dict[str, _Count] = {}
+        self._rate_limited: dict[tuple[str, str, str], _Count] = {}
+        self._store_errors = _Count()
+        self._authorizer: dict[tuple[str, str], _Count] = {}
+        self._authorizer_cache: dict[tuple[str, str], _Count] = {}
         for route in ["", *routes]:
             self._route_timers(route)
             for cls in STATUS_CLASSES:
@@ -213,6 +234,19 @@ class GatewayMetrics:
             _count(self._invoke_errors, code).value += 1
         if exchange.function_error is not None:
             _count(self._function_errors, function).value += 1
+        if exchange.authorizer is not None:
+            _count(self._authorizer, (route, exchange.authorizer)).value += 1
+        if exchange.authorizer_cache is not None:
+            _count(self._authorizer_cache, (route, exchange.authorizer_cache)).value += 1
+        if exchange.limited is not None:
+            kind, _, limit = exchange.limited.partition(":")
+            _count(self._rate_limited, (route, kind, limit)).value += 1
+
+    def limits_store_error(self) -> None:
+        """
+        Count one limit check the limits store could not answer.
+        """
+        self._store_errors.value += 1
 
     def describe(self) -> Iterator[Metric]:
         """
@@ -223,7 +257,11 @@ class GatewayMetrics:
         yield HistogramMetricFamily(*INVOKE_SECONDS, labels=["route"])
         yield CounterMetricFamily(*INVOKE_ERRORS, labels=["code"])
         yield CounterMetricFamily(*FUNCTION_ERRORS, labels=["function"])
+        yield CounterMetricFamily(*AUTHORIZER_DECISIONS, labels=["route", "outcome"])
+        yield CounterMetricFamily(*AUTHORIZER_CACHE, labels=["route", "result"])
         yield GaugeMetricFamily(*IN_FLIGHT)
+        yield CounterMetricFamily(*RATE_LIMITED, labels=["route", "key", "limit"])
+        yield CounterMetricFamily(*STORE_ERRORS)
 
     def collect(self) -> Iterator[Metric]:
         """
@@ -258,8 +296,27 @@ class GatewayMetrics:
             for value, count in counts.items():
                 errors.add_metric([value], count.value, created=count.created if created else None)
             yield errors
+        for (name, documentation), pairs, label in (
+            (AUTHORIZER_DECISIONS, self._authorizer, "outcome"),
+            (AUTHORIZER_CACHE, self._authorizer_cache, "result"),
+        ):
+            decided = CounterMetricFamily(name, documentation, labels=["route", label])
+            for pair, count in pairs.items():
+                decided.add_metric(pair, count.value, created=count.created if created else None)
+            yield decided
         in_flight = self._in_flight
         yield GaugeMetricFamily(*IN_FLIGHT, value=0.0 if in_flight is None else in_flight())
+        limited = CounterMetricFamily(*RATE_LIMITED, labels=["route", "key", "limit"])
+        for labels, count in self._rate_limited.items():
+            limited.add_metric(labels, count.value, created=count.created if created else None)
+        yield limited
+        store_errors = CounterMetricFamily(*STORE_ERRORS)
+        store_errors.add_metric(
+            [],
+            self._store_errors.value,
+            created=self._store_errors.created if created else None,
+        )
+        yield store_errors
 
     def _function_label(self, exchange: Exchange) -> str:
         name = exchange.function

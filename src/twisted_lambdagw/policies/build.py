@@ -14,11 +14,16 @@ from twisted_lambdagw.core.config import Config, ConfigError, RouteConfig
 from .basic import Authenticator, BasicAuth
 from .chain import Chain, Step, SyncStep
 from .checks import NameCheck
+from .cors.step import CorsStep
 from .inflight import Admission, InFlight
+from .limits.service import SharedStore
+from .limits.step import limit_step
 
 if TYPE_CHECKING:
     from twisted_lambdagw.invokers.aws.credentials import RunInThread
     from twisted_lambdagw.observe.metrics import GatewayMetrics
+
+    from .authorizers.service import Authorizers
 
 
 @dataclass
@@ -35,6 +40,8 @@ class PolicyServices:
         (``max_in_flight``), shared by every route's admission.
     @ivar authenticator: the ``[auth]`` users file's login check, for
         ``auth = basic`` routes; None when the config has no such route.
+    @ivar limits_store: where every route's rate limits and quotas count
+        (``[gateway] limits_store``); None when no route has limits.
     """
 
     clock: IReactorTime
@@ -42,6 +49,9 @@ class PolicyServices:
     metrics: GatewayMetrics | None = None
     in_flight: InFlight = field(default_factory=InFlight)
     authenticator: Authenticator | None = None
+    limits_store: SharedStore | None = None
+    authorizers: Authorizers | None = None
+    """The ``[authorizer:NAME]`` steps (JWT, Lambda) for routes naming one."""
 
 
 def build_chain(route: RouteConfig, config: Config, services: PolicyServices) -> Chain:
@@ -49,6 +59,23 @@ def build_chain(route: RouteConfig, config: Config, services: PolicyServices) ->
     The chain of C{route}'s configured policies; ConfigError if one cannot be built.
     """
     steps: list[Step | SyncStep] = []
+    if route.cors is not None:
+        steps.append(CorsStep(route.cors))
+    if route.limits is not None:
+        shared = services.limits_store
+        if shared is None:
+            raise ConfigError(
+                f"{config.path}: [route:{route.prefix}] rate_limit: no limits store to count in"
+            )
+        steps.append(
+            limit_step(
+                route.limits,
+                shared.store,
+                shared.health,
+                route=route.prefix,
+                down=shared.config.down,
+            )
+        )
     if route.auth == "basic":
         if services.authenticator is None:
             raise ConfigError(
@@ -56,6 +83,13 @@ def build_chain(route: RouteConfig, config: Config, services: PolicyServices) ->
                 " section with a users_file"
             )
         steps.append(BasicAuth(services.authenticator))
+    elif route.auth != "none":
+        authorizer = services.authorizers.step_for(route) if services.authorizers else None
+        if authorizer is None:
+            raise ConfigError(
+                f"{config.path}: [route:{route.prefix}] auth: no [authorizer:{route.auth}]"
+            )
+        steps.append(authorizer)
     steps += admit_steps(services.in_flight)
     return Chain(steps)
 

@@ -53,6 +53,7 @@ from twisted_lambdagw.invokers.base import (
 from twisted_lambdagw.net.deadlines import Deadlines
 from twisted_lambdagw.net.headers import raw_values
 from twisted_lambdagw.observe.logs import stack_text
+from twisted_lambdagw.policies.authorizers._common import authorizer_document
 from twisted_lambdagw.policies.build import open_chain
 from twisted_lambdagw.policies.chain import Chain, Passage
 from twisted_lambdagw.policies.inflight import InFlight
@@ -481,7 +482,7 @@ class GatewayResource(Resource):
         origin = passage.origin
         path = passage.path
         principal = passage.principal
-        user = principal.user if principal is not None else None
+        user = (principal.user or None) if principal is not None else None
         body = request.content.read() if request.content is not None else b""
         remote = origin.remote
         address = request.getHost()
@@ -533,6 +534,7 @@ class GatewayResource(Resource):
             route_prefix=route.prefix,
             function_name=target.function,
             user=user,
+            authorizer=authorizer_document(principal),
         )
 
     def _log_error(self, request: Request, request_id: str, error: GatewayError) -> None:

@@ -95,8 +95,9 @@ def build(request: IncomingRequest) -> bytes:
         "resourcePath": RESOURCE,
         "stage": STAGE,
     }
-    if request.user is not None:
-        context["authorizer"] = {"principalId": request.user, "integrationLatency": 0}
+    authorizer = _authorizer(request)
+    if authorizer is not None:
+        context["authorizer"] = authorizer
     event = {
         "resource": RESOURCE,
         "path": request.function_raw_path,
@@ -112,6 +113,21 @@ def build(request: IncomingRequest) -> bytes:
         "isBase64Encoded": encoded,
     }
     return dump_json(event)
+
+
+def _authorizer(request: IncomingRequest) -> dict[str, object] | None:
+    """
+    C{{"claims", "scopes"}} for a JWT, C{{"principalId", ...context}} otherwise, as REST APIs.
+    """
+    found = request.authorizer or {}
+    jwt, context = found.get("jwt"), found.get("lambda")
+    if isinstance(jwt, dict):
+        return dict(jwt)
+    if isinstance(context, dict):
+        return {"principalId": request.user or "", **context, "integrationLatency": 0}
+    if request.user is None:
+        return None
+    return {"principalId": request.user, "integrationLatency": 0}
 
 
 def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:

@@ -84,7 +84,9 @@ def build(request: IncomingRequest) -> bytes:
         "time": request_time(request.time),
         "timeEpoch": epoch_millis(request.time),
     }
-    if request.user is not None:
+    if request.authorizer is not None:
+        context["authorizer"] = request.authorizer
+    elif request.user is not None:
         context["authorizer"] = {"lambda": {"principalId": request.user}}
     event: dict[str, object] = {
         "version": VERSION,

@@ -88,6 +88,7 @@ def build(request: IncomingRequest) -> bytes:
             "host": request.host,
             "proto": request.protocol,
             "headers": group_headers(request.headers),
+            **({} if request.authorizer is None else {"authorizer": request.authorizer}),
         },
         "body": body,
     }

@@ -491,8 +491,10 @@ def specs_by_route(config: Config) -> dict[CredentialSpec, list[RouteConfig]]:
     """
     The credential specs the config's AWS routes need, each with its routes.
     """
+    from twisted_lambdagw.core.config import authorizer_routes
+
     specs: dict[CredentialSpec, list[RouteConfig]] = {}
-    for route in config.routes:
+    for route in (*config.routes, *authorizer_routes(config)):
         if route.backend == "aws":
             specs.setdefault(credential_spec(config.aws, route), []).append(route)
     return specs

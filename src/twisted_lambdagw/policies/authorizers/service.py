@@ -1,0 +1,85 @@
+"""
+Authorizers, as API Gateway HTTP APIs have them: JWT and Lambda, steps of a route's chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from treq.client import HTTPClient
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+
+from ...core.authorizers import AuthorizerConfig, JWTAuthorizerConfig, LambdaAuthorizerConfig
+from ...core.config import Config, RouteConfig
+from ...invokers.base import Invoker
+from .jwks import JWKSource
+from .jwt import JWTAuthorizer
+from .lambda_ import LambdaAuthorizer
+
+Authorizer = JWTAuthorizer | LambdaAuthorizer
+
+
+class Authorizers(Service):
+    """
+    Every configured authorizer, built once, and the steps routes use.
+
+    Issuers' keys are shared by the JWT authorizers trusting the same key
+    source; they are fetched when the service starts and kept fresh until it
+    stops.  A Lambda authorizer (and its result cache) is shared by the
+    routes naming it.
+
+    :param invoker_for: the invoker for a Lambda authorizer's function,
+        made as the gateway makes a route's.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        clock: IReactorTime,
+        http_client: Callable[[], HTTPClient],
+        invoker_for: Callable[[LambdaAuthorizerConfig], Invoker],
+    ) -> None:
+        self._clock = clock
+        self.keys: dict[tuple[str, str | None], JWKSource] = {}
+        self.lambdas: dict[str, LambdaAuthorizer] = {}
+        self.configs: dict[str, AuthorizerConfig] = {a.name: a for a in config.authorizers}
+        used = {route.auth for route in config.routes}
+        client: HTTPClient | None = None
+        for authorizer in config.authorizers:
+            if authorizer.name not in used:
+                continue
+            if isinstance(authorizer, JWTAuthorizerConfig):
+                source = (authorizer.issuer, authorizer.jwks_uri)
+                if source not in self.keys:
+                    client = client or http_client()
+                    self.keys[source] = JWKSource(
+                        client, clock, authorizer.issuer, authorizer.jwks_uri, name=authorizer.name
+                    )
+            elif isinstance(authorizer, LambdaAuthorizerConfig):
+                invoker = invoker_for(authorizer)
+                self.lambdas[authorizer.name] = LambdaAuthorizer(authorizer, invoker, clock)
+
+    def step_for(self, route: RouteConfig) -> Authorizer | None:
+        """
+        The authorization step of ``route``, None for ``auth = none`` or ``basic``.
+        """
+        authorizer = self.configs.get(route.auth)
+        if isinstance(authorizer, JWTAuthorizerConfig):
+            keys = self.keys[(authorizer.issuer, authorizer.jwks_uri)]
+            return JWTAuthorizer(authorizer, keys, self._clock, route.scopes)
+        if isinstance(authorizer, LambdaAuthorizerConfig):
+            return self.lambdas[authorizer.name]
+        if route.auth not in ("none", "basic"):
+            raise LookupError(f"no authorizer {route.auth!r}: the config was not checked")
+        return None
+
+    def startService(self) -> None:
+        super().startService()
+        for source in self.keys.values():
+            source.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        for source in self.keys.values():
+            source.stop()

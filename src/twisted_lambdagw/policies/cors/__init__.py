@@ -1,0 +1,3 @@
+"""
+CORS for a route, answered by the gateway as API Gateway does.
+"""

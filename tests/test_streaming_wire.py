@@ -97,6 +97,8 @@ class StreamingWireTests(TestCase):
         response, reader = await self.open("/s/prelude")
         self.assertEqual(response.code, 201)
         self.assertEqual(response.headers.getRawHeaders("x-fake"), ["one", "two"])
+        # The production Site's request drops twisted.web's Server header.
+        self.assertIsNone(response.headers.getRawHeaders("server"))
         reason = await reader.ended
         self.assertIsInstance(reason, ResponseDone)
         self.assertEqual(reader.body, b"".join(body_lines(20)))

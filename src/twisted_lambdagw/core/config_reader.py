@@ -51,6 +51,7 @@ from .config import (
 )
 from .config_local import SectionReader
 from .config_values import Section
+from .describe import one_line
 from .endpoint_strings import resolve_files
 from .patterns import parse_glob, parse_header_template
 
@@ -118,7 +119,7 @@ def parse_config(
     try:
         parser.read_string(text, source=path)
     except configparser.Error as e:
-        raise ConfigError(f"{path}: {_one_line(e.message)}") from None
+        raise ConfigError(f"{path}: {one_line(e)}") from None
     environ = os.environ if environ is None else environ
     return _Reader(parser, path, environ, profile_region, base_dir).read()
 
@@ -142,10 +143,6 @@ class _PolicyParsers:
 
 def _policy_parsers() -> _PolicyParsers:
     return _PolicyParsers()
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 _GATEWAY_KEYS = {

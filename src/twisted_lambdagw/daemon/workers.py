@@ -46,7 +46,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +74,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 
 from twisted_lambdagw.core.config import Config
+from twisted_lambdagw.core.describe import exit_status
 
 from .reuseport import (
     AdoptedListeners,
@@ -115,15 +115,6 @@ class RestartPolicy:
 
     def delay(self, failures: int) -> float:
         return float(min(self.max_delay, self.first_delay * 2 ** max(0, failures - 1)))
-
-
-def _exit_status(reason: Failure) -> str:
-    number = getattr(reason.value, "signal", None)
-    if number is not None:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(number).name}"
-        return f"killed by signal {number}"
-    return f"exit status {getattr(reason.value, 'exitCode', None)}"
 
 
 class _Worker(ProcessProtocol):
@@ -346,7 +337,7 @@ class WorkerPool(Service):
         )
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
-        status = _exit_status(reason)
+        status = exit_status(reason.value)
         if self._stopping or self._gave_up:
             self.log.info(
                 "worker {worker} (pid {pid}) stopped: {status}",

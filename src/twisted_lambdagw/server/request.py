@@ -10,9 +10,10 @@ C{Connection: close} (after its route and login checks, so it still says
 404 or 401 first), nothing is invoked, and the connection is closed.
 
 Its answers carry no C{Server} header (twisted.web's names its version,
-which a gateway has no reason to tell every client): the resource's
-the request removes it as its head is written (L{GatewayRequest.write},
-which twisted.web's C{finish} calls too for a response without a body).
+which a gateway has no reason to tell every client): the request removes
+it as its head is written (L{GatewayRequest.write}, which twisted.web's
+C{finish} calls too for a response without a body), for unary and streamed
+replies alike.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ which writes it as it arrives.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -52,7 +51,7 @@ from twisted_lambdagw.invokers.base import (
 )
 from twisted_lambdagw.net.deadlines import Deadlines
 from twisted_lambdagw.net.headers import raw_values
-from twisted_lambdagw.observe.logs import stack_text
+from twisted_lambdagw.observe.logs import log_function_error
 from twisted_lambdagw.policies.authorizers._common import authorizer_document
 from twisted_lambdagw.policies.build import open_chain
 from twisted_lambdagw.policies.chain import Chain, Passage
@@ -427,7 +426,14 @@ class GatewayResource(Resource):
         if call.invocation_type == "Event":
             return accepted_reply(request_id, result)
         if result.function_error is not None:
-            self._log_function_error(request_id, call, result)
+            log_function_error(
+                self.log,
+                result.payload,
+                function=call.function,
+                kind=result.function_error,
+                aws_request_id=result.aws_request_id,
+                request_id=request_id,
+            )
             raise FunctionFailed(detail=f"{call.function}: {result.function_error}")
         return binding.format.parse(result.payload, result.document)
 
@@ -546,24 +552,6 @@ class GatewayResource(Resource):
             status=error.status,
             error=error.message,
             detail=error.detail,
-            request_id=request_id,
-        )
-
-    def _log_function_error(self, request_id: str, call: InvokeCall, result: InvokeResult) -> None:
-        try:
-            document = json.loads(result.payload)
-        except ValueError:
-            document = result.payload.decode("utf-8", "replace")
-        if not isinstance(document, dict):
-            document = {"errorMessage": document}
-        self.log.warn(
-            "function {function} failed ({kind}): {error_type}: {error_message}",
-            function=call.function,
-            kind=result.function_error,
-            error_type=document.get("errorType", ""),
-            error_message=document.get("errorMessage", ""),
-            stack_trace=stack_text(document.get("stackTrace") or document.get("trace")),
-            aws_request_id=result.aws_request_id,
             request_id=request_id,
         )
 

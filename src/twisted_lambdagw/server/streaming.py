@@ -192,7 +192,15 @@ class StreamRelay:
         if self._ended:
             return
         if complete.error_code is not None:
-            self._log_function_error(complete)
+            log_function_error(
+                self.log,
+                complete.error_details or "",
+                function=self._function,
+                kind=complete.error_code,
+                aws_request_id=self._exchange.aws_request_id,
+                request_id=self._exchange.request_id,
+                streaming=True,
+            )
             self._exchange.function_error = complete.error_code
             error = FunctionFailed(detail=f"{self._function}: {complete.error_code}")
             if self._head_sent:
@@ -258,7 +266,6 @@ class StreamRelay:
         self._registered = True
         request.setResponseCode(head.status)
         headers = request.responseHeaders
-        headers.removeHeader(b"server")
         sent = head.headers if self._head_headers is None else self._head_headers(head.headers)
         for name, value in sent:
             headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
@@ -340,17 +347,6 @@ class StreamRelay:
             self._registered = False
             if self._request.channel is not None:
                 self._request.unregisterProducer()
-
-    def _log_function_error(self, complete: InvokeComplete) -> None:
-        log_function_error(
-            self.log,
-            complete.error_details or "",
-            function=self._function,
-            kind=complete.error_code,
-            aws_request_id=self._exchange.aws_request_id,
-            request_id=self._exchange.request_id,
-            streaming=True,
-        )
 
 
 def cut_connection(

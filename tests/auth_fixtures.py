@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from typing import TypeVar
 
 import bcrypt
 from twisted.internet.defer import Deferred, succeed
@@ -14,6 +15,8 @@ from twisted.internet.defer import Deferred, succeed
 # Cost 4, bcrypt's lowest, keeps the tests fast; the checks are the same.
 ALICE_HASH = bcrypt.hashpw(b"wonderland", bcrypt.gensalt(4)).decode()
 BOB_HASH = bcrypt.hashpw(b"builder", bcrypt.gensalt(4)).decode()
+
+T = TypeVar("T")
 
 
 class InlineThreads:
@@ -24,7 +27,7 @@ class InlineThreads:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, f: Callable[[], bool]) -> Deferred[bool]:
+    def __call__(self, f: Callable[[], T], /) -> Deferred[T]:
         self.calls += 1
         return succeed(f())
 
@@ -35,17 +38,16 @@ class HeldThreads:
     """
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Callable[[], bool], Deferred[bool]]] = []
+        self.pending: list[Callable[[], None]] = []
 
-    def __call__(self, f: Callable[[], bool]) -> Deferred[bool]:
-        d: Deferred[bool] = Deferred()
-        self.pending.append((f, d))
+    def __call__(self, f: Callable[[], T], /) -> Deferred[T]:
+        d: Deferred[T] = Deferred()
+        self.pending.append(lambda: d.callback(f()))
         return d
 
     def run_all(self) -> None:
         while self.pending:
-            f, d = self.pending.pop(0)
-            d.callback(f())
+            self.pending.pop(0)()
 
 
 def basic(user: str, password: str) -> str:

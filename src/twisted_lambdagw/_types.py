@@ -3,15 +3,17 @@ The types of the collaborators the gateway is given rather than imports.
 
 As in treq's C{_types}: the reactor is typed by the interfaces the gateway
 uses (one combined interface, since a zope interface cannot be a union of
-several), and the HTTP client by the subset of treq's C{HTTPClient} it
-calls, so a test can hand in C{treq.testing.StubTreq} or a
-C{MemoryReactorClock} (cast to L{IGatewayReactor}) and the type checker
-still sees every call.
+several), the HTTP client by the subset of treq's C{HTTPClient} it
+calls, and the thread runner by its one call, so a test can hand in
+C{treq.testing.StubTreq}, a C{MemoryReactorClock} (cast to
+L{IGatewayReactor}) or a function that runs its argument at once, and the
+type checker still sees every call.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from hyperlink import EncodedURL
 from twisted.internet.defer import Deferred
@@ -25,6 +27,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
+
+T = TypeVar("T")
 
 
 class LocalReactor(IReactorTCP, IReactorProcess, IReactorTime):
@@ -64,4 +68,19 @@ class HTTPClient(Protocol):
         """
         Send a POST to C{url}; the Deferred fires with the response once its
         head has arrived (its body is read by the caller).
+        """
+
+
+class RunInThread(Protocol):
+    """
+    Runs a blocking function (botocore's credential look-up, a bcrypt check)
+    in the reactor's thread pool; the Deferred fires with its result.
+
+    Generic in the method, not the class: one runner serves callers whose
+    functions return different types, each keeping its own result type.
+    """
+
+    def __call__(self, f: Callable[[], T], /) -> Deferred[T]:
+        """
+        Call C{f} in a thread; the Deferred fires in the reactor thread.
         """

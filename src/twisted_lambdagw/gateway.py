@@ -15,7 +15,7 @@ import functools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from treq.client import HTTPClient as TreqClient
 from twisted.application.service import Service
@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent
 
-from twisted_lambdagw._types import HTTPClient, IGatewayReactor
+from twisted_lambdagw._types import HTTPClient, IGatewayReactor, RunInThread
 from twisted_lambdagw.core.config import (
     FUNCTION_ARN,
     Config,
@@ -48,7 +48,6 @@ from twisted_lambdagw.invokers.aws.credentials import (
     CredentialsService,
     NoCredentials,
     Resolved,
-    RunInThread,
     credential_spec,
     route_names,
     specs_by_route,
@@ -75,11 +74,13 @@ from twisted_lambdagw.server.resource import Binding, GatewayResource
 from twisted_lambdagw.server.site import GatewaySite
 from twisted_lambdagw.server.state import RoutingState, retire
 
+T = TypeVar("T")
 
-def _thread_runner(reactor: IGatewayReactor) -> RunInThread[Any]:
+
+def _thread_runner(reactor: IGatewayReactor) -> RunInThread:
     from twisted.internet.threads import deferToThreadPool
 
-    def run(f: Callable[[], Any]) -> Deferred[Any]:
+    def run(f: Callable[[], T], /) -> Deferred[T]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f)
 
     return run
@@ -221,7 +222,7 @@ class Gateway:
         *,
         client: HTTPClient | None = None,
         pool: KeepAliveAgent | None = None,
-        run_in_thread: RunInThread[Any] | None = None,
+        run_in_thread: RunInThread | None = None,
         endpoint_for: Callable[[EndpointSpec], str] = resolve_endpoint,
         credentials: CredentialProvider | None = None,
         resolved: Mapping[CredentialSpec, Resolved] | None = None,

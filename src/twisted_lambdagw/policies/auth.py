@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import bcrypt
 from twisted.cred.checkers import ICredentialsChecker
@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import Interface, implementer
 
+from twisted_lambdagw._types import RunInThread
 from twisted_lambdagw.core.config import ConfigError
 from twisted_lambdagw.core.errors import Unauthorized
 
@@ -64,14 +65,6 @@ log = Logger()
 
 AvatarId = bytes | tuple[()]
 """twisted.cred's avatar id: here always the user name, as UTF-8 bytes."""
-
-
-class RunInThread(Protocol):
-    """
-    Runs a blocking function in a thread; the Deferred fires with its result.
-    """
-
-    def __call__(self, f: Callable[[], bool], /) -> Deferred[bool]: ...
 
 
 def user_name_problem(name: str) -> str | None:

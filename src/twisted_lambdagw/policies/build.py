@@ -5,7 +5,7 @@ Composing each route's chain from the config, once, at startup.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -20,7 +20,7 @@ from .limits.service import SharedStore
 from .limits.step import limit_step
 
 if TYPE_CHECKING:
-    from twisted_lambdagw.invokers.aws.credentials import RunInThread
+    from twisted_lambdagw._types import RunInThread
     from twisted_lambdagw.observe.metrics import GatewayMetrics
 
     from .authorizers.service import Authorizers
@@ -45,7 +45,7 @@ class PolicyServices:
     """
 
     clock: IReactorTime
-    run_in_thread: RunInThread[Any] | None = None
+    run_in_thread: RunInThread | None = None
     metrics: GatewayMetrics | None = None
     in_flight: InFlight = field(default_factory=InFlight)
     authenticator: Authenticator | None = None

@@ -44,6 +44,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_lambdagw._types import RunInThread
 from twisted_lambdagw.core.config import AWSConfig, Config, ConfigError, RouteConfig
 from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.errors import InvokeFailed
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from botocore.session import Session
 
 T = TypeVar("T")
-RunInThread = Callable[[Callable[[], T]], Deferred[T]]
 Resolved = tuple[Credentials, ReadOnlyCredentials]
 """Credentials as botocore holds them, and the keys copied from them."""
 
@@ -245,7 +245,7 @@ class CredentialSource:
 
     def __init__(
         self,
-        run_in_thread: RunInThread[Any],
+        run_in_thread: RunInThread,
         *,
         static: ReadOnlyCredentials | None = None,
         resolve: Callable[[], Credentials | None] | None = None,
@@ -279,7 +279,7 @@ class CredentialSource:
         A source of fixed keys; nothing to resolve, nothing to refresh.
         """
 
-        def no_threads(f: Callable[[], Any]) -> Deferred[Any]:
+        def no_threads(f: Callable[[], T], /) -> Deferred[T]:
             raise AssertionError("static credentials never need a thread")
 
         keys = ReadOnlyCredentials(access_key, secret_key, token, None)

@@ -56,7 +56,7 @@ from twisted_lambdagw.invokers.base import InvokeCall, InvokeResult
 from twisted_lambdagw.net.headers import checked_headers
 
 from .admission import ConnectionLimit
-from .credentials import CredentialSource, RunInThread
+from .credentials import CredentialSource
 from .errors import Refusal, error_code, error_message, header
 from .stream import EventStreamResponse
 from .upstream import NO_COOKIES, PreparedURL, ReplyTooLarge, read_body
@@ -64,7 +64,6 @@ from .upstream import NO_COOKIES, PreparedURL, ReplyTooLarge, read_body
 __all__ = [
     "AWSInvoker",
     "CredentialSource",
-    "RunInThread",
     "error_code",
     "error_message",
     "invoke_url",

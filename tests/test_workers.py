@@ -247,7 +247,7 @@ class PoolHarness:
             config,
             {"config": "gw.ini", "listen": ["tcp:0"], "reactor": object()},
             self.site,
-            self.reactor,
+            as_reactor(self.reactor),
             endpoint_for=server_endpoint,
             spawner=self.spawner,
             observer=self.events.append,

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFDSet,
     IReactorProcess,
+    IReactorSocket,
     IReactorTCP,
     IReactorThreads,
     IReactorTime,
@@ -37,13 +38,14 @@ class LocalReactor(IReactorTCP, IReactorProcess, IReactorTime):
     """
 
 
-class IGatewayReactor(IReactorCore, IReactorThreads, IReactorFDSet, LocalReactor):
+class IGatewayReactor(IReactorCore, IReactorThreads, IReactorFDSet, IReactorSocket, LocalReactor):
     """
     What a gateway needs from its reactor: start and stop (signals, startup
     triggers), time (deadlines, retries), TCP (listening, and connecting to
     Lambda), a thread pool (botocore's blocking credential look-ups, password
-    hashing), processes (the local backend's runtimes) and file descriptors
-    (a worker's pipe from its parent).  The reactors
+    hashing), processes (the local backend's runtimes and the gateway's
+    workers), file descriptors (a worker's pipe from its parent) and adopted
+    sockets (the listening sockets a worker is handed).  The reactors
     Twisted installs on Linux and macOS provide all of these.
     """
 

@@ -20,13 +20,14 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config, ConfigError
@@ -108,7 +109,7 @@ class DrainService(Service):
         idle = self.resource.when_idle()
         idle.addTimeout(self.timeout, self.clock)
 
-        def gave_up(failure: Any) -> None:
+        def gave_up(failure: Failure) -> None:
             failure.trap(TimeoutError)
             self.log.warn(
                 "drain_timeout ({timeout}s) passed with {active} request(s) still under way",

@@ -26,7 +26,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.abstract import isIPv6Address
@@ -35,6 +35,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
+    IReactorCore,
     IReactorSocket,
     IStreamServerEndpoint,
 )
@@ -44,7 +45,7 @@ from twisted.python.failure import Failure
 
 from twisted_lambdagw.core.config import Config, ConfigError
 
-EndpointFor = Callable[[Any, str], IStreamServerEndpoint]
+EndpointFor = Callable[[IReactorCore, str], IStreamServerEndpoint]
 """Builds the server endpoint a C{listen} line describes, on a given reactor."""
 
 
@@ -126,7 +127,10 @@ def shared_listeners(config: Config, endpoint_for: EndpointFor) -> list[Listener
         recorder = _Recorder()
         errors: list[Failure] = []
         try:
-            endpoint_for(recorder, description).listen(Factory()).addErrback(errors.append)
+            # The recorder stands in for the reactor: a tcp: or ssl: endpoint
+            # calls only its listenTCP or listenSSL.
+            reactor = cast(IReactorCore, recorder)
+            endpoint_for(reactor, description).listen(Factory()).addErrback(errors.append)
         except Exception:
             errors.append(Failure())
         if errors or len(recorder.listening) != 1:

@@ -50,7 +50,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -60,6 +60,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProcessTransport,
     IProtocolFactory,
+    IReactorCore,
     IReactorProcess,
     IReactorSocket,
     IReactorTime,
@@ -73,6 +74,7 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
+from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config
 from twisted_lambdagw.core.describe import exit_status
 
@@ -151,7 +153,7 @@ class _Worker(ProcessProtocol):
         self.pool._ended(self, reason)
 
 
-def exit_after_stop(reactor: Any, status: int) -> None:
+def exit_after_stop(reactor: IReactorCore, status: int) -> None:
     """
     Stop the reactor, and make the process exit with C{status} afterwards.
 
@@ -209,7 +211,7 @@ class WorkerPool(Service):
         config: Config,
         options: Mapping[str, object],
         site: IProtocolFactory,
-        reactor: Any,
+        reactor: IGatewayReactor,
         *,
         endpoint_for: EndpointFor,
         spawner: IReactorProcess | None = None,
@@ -463,7 +465,7 @@ def listening_service(
     config: Config,
     options: Mapping[str, object],
     site: IProtocolFactory,
-    reactor: Any,
+    reactor: IGatewayReactor,
     worker: WorkerHandoff | None,
     *,
     endpoint_for: EndpointFor,

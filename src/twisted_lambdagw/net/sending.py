@@ -23,12 +23,12 @@ the reactor's turn.
 
 from __future__ import annotations
 
-from typing import Any
+from twisted.internet.interfaces import ITransport
 
 from twisted_lambdagw._compat import idle_tcp_socket
 
 
-def send_now(transport: Any, data: bytes) -> None:
+def send_now(transport: ITransport, data: bytes) -> None:
     """
     Write C{data}, a whole message, to C{transport}: sent at once if it can be.
 

@@ -470,6 +470,7 @@ class GatewayChannel(TimedChannel):
         head = self.held_head
         if head:
             self.held_head = b""
+            assert self.transport is not None  # writeHeaders held it for this transport
             send_now(self.transport, head + data)
         else:
             super().write(data)

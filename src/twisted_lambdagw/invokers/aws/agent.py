@@ -45,10 +45,10 @@ memory (L{BytesProducer}), HEAD, pipelining, HTTP/1.0 keep-alive, upgrades.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import cast
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.web.client import URI
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import (
@@ -112,7 +112,7 @@ class KeepAliveAgent:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         endpoints: IAgentEndpointFactory,
         max_idle_per_host: int = 1000,
         idle_timeout: float = 60,
@@ -141,7 +141,8 @@ class KeepAliveAgent:
             connection = idle.pop()
             if connection.take():
                 return connection.send(sent, request)
-        connecting: Deferred[Any] = host.endpoint.connect(host.factory)
+        # The host's factory builds a Connection: the protocol the endpoint connects.
+        connecting = cast("Deferred[Connection]", host.endpoint.connect(host.factory))
         return connecting.addCallback(Connection.send, sent, request)
 
     def idle_connections(self) -> int:

@@ -17,14 +17,19 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import treq
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
 
 from ...core.authorizers import is_loopback
 
@@ -108,6 +113,22 @@ def check_fetch_url(url: str) -> None:
     if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return
     raise FetchError(f"refusing to fetch keys from {url!r}: https only (http for loopback)")
+
+
+def issuer_tls(ca_file: str | None) -> IPolicyForHTTPS:
+    """
+    How the keys' https fetches check certificates: as a browser does, trusting
+    the CAs in C{ca_file} (PEM) alone when it is set, else the system's.
+    """
+    if ca_file is None:
+        return BrowserLikePolicyForHTTPS()
+    with open(ca_file, "rb") as f:
+        pem = f.read()
+    certificates = [
+        Certificate.loadPEM(c.public_bytes(Encoding.PEM))
+        for c in x509.load_pem_x509_certificates(pem)
+    ]
+    return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
 
 
 class JWKSource:

@@ -58,6 +58,8 @@ class SigningKey:
 
     jwk: PyJWK
     algorithm: str | None
+    document: str = ""
+    """The JWK as the issuer published it (canonical JSON): whether a refresh changed the key."""
 
 
 class KeySet:
@@ -73,7 +75,13 @@ class KeySet:
         self.keys = dict(keys)
 
     @classmethod
-    def parse(cls, document: object) -> KeySet:
+    def parse(cls, document: object, previous: KeySet | None = None) -> KeySet:
+        """
+        The keys of a JWKS C{document}; L{FetchError} when it holds none.
+
+        A key C{previous} holds unchanged (same C{kid}, same JWK) is kept as
+        the same object, so what was verified with it stays verified.
+        """
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise FetchError("not a JWKS document (no keys list)")
         keys: dict[str | None, SigningKey] = {}
@@ -87,12 +95,25 @@ class KeySet:
             except PyJWKError:
                 continue
             kid = entry.get("kid")
+            kid = kid if isinstance(kid, str) else None
             alg = entry.get("alg")
-            signing = SigningKey(key, alg if isinstance(alg, str) else None)
-            keys[kid if isinstance(kid, str) else None] = signing
+            text = json.dumps(entry, sort_keys=True)
+            known = previous.keys.get(kid) if previous is not None else None
+            if known is not None and known.document == text:
+                keys[kid] = known
+                continue
+            keys[kid] = SigningKey(key, alg if isinstance(alg, str) else None, text)
         if not keys:
             raise FetchError("the JWKS holds no usable signing key")
         return cls(keys)
+
+    def same_as(self, other: KeySet | None) -> bool:
+        """
+        Whether C{other} holds the very same keys under the same kids.
+        """
+        if other is None or self.keys.keys() != other.keys.keys():
+            return False
+        return all(key is other.keys[kid] for kid, key in self.keys.items())
 
     def find(self, kid: str | None) -> SigningKey | None:
         """
@@ -166,6 +187,13 @@ class JWKSource:
         """When a token's unknown kid last made the keys be fetched."""
         self._refresh: IDelayedCall | None = None
         self._running = False
+        self._rotated: list[Callable[[KeySet], None]] = []
+
+    def on_rotate(self, callback: Callable[[KeySet], None]) -> None:
+        """
+        Call C{callback} with the new keys whenever a fetch brings keys that differ.
+        """
+        self._rotated.append(callback)
 
     def start(self) -> None:
         """
@@ -257,7 +285,7 @@ class JWKSource:
                     raise FetchError("the discovery document has no jwks_uri")
                 self._jwks_uri = uri
             assert self._jwks_uri is not None
-            keys = KeySet.parse(await self._get_json(self._jwks_uri))
+            keys = KeySet.parse(await self._get_json(self._jwks_uri), self.keys)
         except FetchError as e:
             self.log.warn(
                 "authorizer {authorizer}: cannot fetch the keys of {issuer}: {why}",
@@ -266,7 +294,10 @@ class JWKSource:
                 why=str(e),
             )
             raise
-        self.keys = keys
+        previous, self.keys = self.keys, keys
+        if previous is not None and not keys.same_as(previous):
+            for callback in self._rotated:
+                callback(keys)
 
     async def _get_json(self, url: str) -> object:
         check_fetch_url(url)

@@ -28,7 +28,8 @@ from ...core.errors import AuthorizerFailed, Forbidden, Unauthorized
 from ...core.messages import Reply
 from ..chain import Passage, Principal, Stage
 from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
-from .jwks import FetchError, JWKSource
+from .jwks import FetchError, JWKSource, SigningKey
+from .tokens import TokenCache, Verified
 
 CHALLENGE = "Bearer"
 
@@ -60,10 +61,12 @@ class JWTAuthorizer:
         keys: JWKSource,
         clock: IReactorTime,
         scopes: tuple[str, ...] = (),
+        tokens: TokenCache | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
         self.clock = clock
+        self.tokens = tokens
         self.scopes = frozenset(scopes)
         self._scopes_text = " ".join(scopes)
         self._audience = frozenset(config.audience)
@@ -85,7 +88,7 @@ class JWTAuthorizer:
         if rest and scheme.lower() == "bearer":
             token = rest.strip()
         try:
-            claims = await self._verify(token)
+            claims = await self._claims(token, passage)
         except InvalidToken as e:
             record(passage, INVALID)
             raise self._invalid(str(e)) from None
@@ -119,7 +122,30 @@ class JWTAuthorizer:
             challenge=f'Bearer error="invalid_token", error_description="{_quoted(description)}"',
         )
 
-    async def _verify(self, token: str) -> dict[str, object]:
+    async def _claims(self, token: str, passage: Passage) -> Mapping[str, object]:
+        """
+        The claims of a token that passes every check: from the cache for one
+        verified before (its times checked again), else verified now.
+        """
+        if self.tokens is None:
+            claims, _, _ = await self._verify(token)
+            return claims
+        cached = self.tokens.get(token, self.keys.keys)
+        if cached is not None:
+            passage.exchange.authorizer_cache = "hit"
+            self._check_times(cached.claims)
+            return cached.claims
+        passage.exchange.authorizer_cache = "miss"
+        claims, kid, key = await self._verify(token)
+        expires = _number(claims, "exp")
+        assert expires is not None, "_check_times refuses a token without exp"
+        self.tokens.put(token, Verified(claims, kid, key, expires + self.config.clock_skew))
+        return claims
+
+    async def _verify(self, token: str) -> tuple[dict[str, object], str | None, SigningKey]:
+        """
+        Check C{token} in full: its claims, and the C{kid} and key that verified it.
+        """
         header, claims, signing_input, signature = _split(token)
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
@@ -141,7 +167,7 @@ class JWTAuthorizer:
         if not verified:
             raise InvalidToken("the token's signature does not verify")
         self._check_claims(claims)
-        return claims
+        return claims, kid, key
 
     def _check_claims(self, claims: Mapping[str, object]) -> None:
         if claims.get("iss") != self.config.issuer:
@@ -155,6 +181,12 @@ class JWTAuthorizer:
             a for a in audience if isinstance(a, str)
         ):
             raise InvalidToken("the token is not for this audience")
+        self._check_times(claims)
+
+    def _check_times(self, claims: Mapping[str, object]) -> None:
+        """
+        C{exp} (required), C{nbf} and C{iat} against the clock, give or take C{clock_skew}.
+        """
         now = self.clock.seconds()
         skew = self.config.clock_skew
         expires = _number(claims, "exp")

@@ -16,6 +16,7 @@ from ...invokers.base import Invoker
 from .jwks import JWKSource
 from .jwt import JWTAuthorizer
 from .lambda_ import LambdaAuthorizer
+from .tokens import TokenCache
 
 Authorizer = JWTAuthorizer | LambdaAuthorizer
 
@@ -46,6 +47,8 @@ class Authorizers(Service):
         self._clock = clock
         self.keys: dict[tuple[str, str | None, str | None], JWKSource] = {}
         self.lambdas: dict[str, LambdaAuthorizer] = {}
+        self.tokens: dict[str, TokenCache] = {}
+        """The verified tokens of each JWT authorizer, shared by the routes naming it."""
         self.configs: dict[str, AuthorizerConfig] = {a.name: a for a in config.authorizers}
         used = {route.auth for route in config.routes}
         clients: dict[str | None, HTTPClient] = {}
@@ -65,6 +68,8 @@ class Authorizers(Service):
                         authorizer.jwks_uri,
                         name=authorizer.name,
                     )
+                tokens = self.tokens[authorizer.name] = TokenCache(clock)
+                self.keys[source].on_rotate(tokens.forget_keys)
             elif isinstance(authorizer, LambdaAuthorizerConfig):
                 invoker = invoker_for(authorizer)
                 self.lambdas[authorizer.name] = LambdaAuthorizer(authorizer, invoker, clock)
@@ -76,7 +81,8 @@ class Authorizers(Service):
         authorizer = self.configs.get(route.auth)
         if isinstance(authorizer, JWTAuthorizerConfig):
             keys = self.keys[_source(authorizer)]
-            return JWTAuthorizer(authorizer, keys, self._clock, route.scopes)
+            tokens = self.tokens[authorizer.name]
+            return JWTAuthorizer(authorizer, keys, self._clock, route.scopes, tokens)
         if isinstance(authorizer, LambdaAuthorizerConfig):
             return self.lambdas[authorizer.name]
         if route.auth not in ("none", "basic"):

@@ -78,6 +78,10 @@ class IdentitySource:
 
 @dataclass(frozen=True, slots=True)
 class JWTAuthorizerConfig:
+    """
+    A C{type = jwt} section: whose tokens are trusted, for which audiences, and how.
+    """
+
     name: str
     issuer: str
     audience: tuple[str, ...]
@@ -93,6 +97,10 @@ class JWTAuthorizerConfig:
 
 @dataclass(frozen=True, slots=True)
 class LambdaAuthorizerConfig:
+    """
+    A C{type = lambda} section: the function asked, how it is invoked, how long answers hold.
+    """
+
     name: str
     function: str
     identity_sources: tuple[IdentitySource, ...]

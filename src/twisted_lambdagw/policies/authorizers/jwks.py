@@ -4,7 +4,7 @@ An issuer's signing keys (its JWKS), fetched, cached and kept fresh.
 A request never waits on the network for a key the cache holds: the keys are
 fetched when the gateway starts, refreshed in the background every
 L{REFRESH_INTERVAL}, and fetched again while a request waits only when a
-token names a ``kid`` the cache does not hold (an issuer that just rotated),
+token names a C{kid} the cache does not hold (an issuer that just rotated),
 at most once every L{REFETCH_INTERVAL}.  A failed fetch keeps the keys held:
 an issuer that is down changes nothing for tokens signed with known keys.
 """
@@ -64,9 +64,9 @@ class SigningKey:
 
 class KeySet:
     """
-    The usable keys of one JWKS document, by ``kid``.
+    The usable keys of one JWKS document, by C{kid}.
 
-    Only asymmetric signing keys are kept: ``oct`` keys (shared secrets) and
+    Only asymmetric signing keys are kept: C{oct} keys (shared secrets) and
     keys marked for encryption are dropped, so no token can ever be checked
     against a secret the issuer published.
     """
@@ -117,7 +117,7 @@ class KeySet:
 
     def find(self, kid: str | None) -> SigningKey | None:
         """
-        The key named ``kid``; without a kid, the only key if there is one.
+        The key named C{kid}; without a kid, the only key if there is one.
         """
         if kid is None:
             return next(iter(self.keys.values())) if len(self.keys) == 1 else None
@@ -126,7 +126,7 @@ class KeySet:
 
 def check_fetch_url(url: str) -> None:
     """
-    Raise L{FetchError} unless ``url`` is https, or http to a loopback address.
+    Raise L{FetchError} unless C{url} is https, or http to a loopback address.
     """
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -156,9 +156,9 @@ class JWKSource:
     """
     The keys of one issuer, for every route whose authorizer trusts it.
 
-    :param client: fetches the documents (treq, with certificate checks).
-    :param clock: schedules the background refresh and the fetch timeouts.
-    :param issuer: where discovery starts, when C{jwks_uri} is None.
+    @param client: fetches the documents (treq, with certificate checks).
+    @param clock: schedules the background refresh and the fetch timeouts.
+    @param issuer: where discovery starts, when C{jwks_uri} is None.
     """
 
     log = Logger()
@@ -203,6 +203,9 @@ class JWKSource:
         self._background()
 
     def stop(self) -> None:
+        """
+        Stop the background refresh; the keys held stay usable.
+        """
         self._running = False
         if self._refresh is not None and self._refresh.active():
             self._refresh.cancel()
@@ -210,7 +213,7 @@ class JWKSource:
 
     async def key(self, kid: str | None) -> SigningKey | None:
         """
-        The key for ``kid``: from the cache, else after at most one fetch.
+        The key for C{kid}: from the cache, else after at most one fetch.
 
         None when the issuer does not have it (the token is bad).  Raises
         L{FetchError} when no keys were ever fetched and fetching fails now.

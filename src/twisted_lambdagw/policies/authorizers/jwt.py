@@ -3,8 +3,8 @@ The JWT authorizer: a bearer token checked against an issuer's published keys.
 
 PyJWT's algorithms check the signature; this module decides everything around it, so
 that nothing about the check is left to a token's own say: the algorithm
-must be one the config allows (never ``none``, never HS*), the key is the
-issuer's, found by ``kid``, and of the algorithm's type (an HS256 token
+must be one the config allows (never C{none}, never HS*), the key is the
+issuer's, found by C{kid}, and of the algorithm's type (an HS256 token
 "signed" with a public key finds no HMAC key to check against), and the
 times are checked against the injected clock.
 """
@@ -46,10 +46,10 @@ class InvalidToken(Exception):
 
 class JWTAuthorizer:
     """
-    One route's JWT check: a step of its chain at the ``authorize`` stage.
+    One route's JWT check: a step of its chain at the C{authorize} stage.
 
-    :param keys: the issuer's keys, shared by every route of the authorizer.
-    :param scopes: the route's ``scopes``; the token must hold one of them.
+    @param keys: the issuer's keys, shared by every route of the authorizer.
+    @param scopes: the route's C{scopes}; the token must hold one of them.
     """
 
     stage: ClassVar[Stage] = "authorize"
@@ -233,7 +233,7 @@ def _split(token: str) -> tuple[dict[str, object], dict[str, object], bytes, byt
 
 def _fits(algorithm: str, key: object) -> bool:
     """
-    Whether ``key`` is of the type ``algorithm`` verifies with (and its curve, for EC).
+    Whether C{key} is of the type C{algorithm} verifies with (and its curve, for EC).
     """
     if algorithm[:2] in ("RS", "PS"):
         return isinstance(key, rsa.RSAPublicKey)
@@ -257,7 +257,7 @@ def _number(claims: Mapping[str, object], name: str) -> float | None:
 
 def _scopes(claims: Mapping[str, object]) -> tuple[str, ...]:
     """
-    The token's scopes: ``scope`` (space-separated, RFC 8693) or ``scp`` (a list, or a string).
+    The token's scopes: C{scope} (space-separated, RFC 8693) or C{scp} (a list, or a string).
     """
     scope = claims.get("scope")
     if isinstance(scope, str):

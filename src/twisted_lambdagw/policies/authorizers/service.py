@@ -30,10 +30,10 @@ class Authorizers(Service):
     stops.  A Lambda authorizer (and its result cache) is shared by the
     routes naming it.
 
-    :param http_client: makes the client fetching an issuer's keys, given the
+    @param http_client: makes the client fetching an issuer's keys, given the
         C{ca_file} its authorizer trusts (None: the system's CAs); one is made
         per distinct C{ca_file}.
-    :param invoker_for: the invoker for a Lambda authorizer's function,
+    @param invoker_for: the invoker for a Lambda authorizer's function,
         made as the gateway makes a route's.
     """
 
@@ -76,7 +76,7 @@ class Authorizers(Service):
 
     def step_for(self, route: RouteConfig) -> Authorizer | None:
         """
-        The authorization step of ``route``, None for ``auth = none`` or ``basic``.
+        The authorization step of C{route}, None for C{auth = none} or C{basic}.
         """
         authorizer = self.configs.get(route.auth)
         if isinstance(authorizer, JWTAuthorizerConfig):

@@ -4,6 +4,7 @@ Instructions the gateway executes per request, counted by callgrind.
     python bench/instructions.py                   # 1000 requests over 50 connections
     python bench/instructions.py --requests 500 --connections 1
     python bench/instructions.py --tree /tmp/other-checkout   # another version's src/
+    python bench/instructions.py --reactor lambdagw-epoll     # twistd --reactor ...
 
 CPU time per request moves with the neighbours' load on a shared machine;
 an instruction count does not, so this is the measure for a before/after
@@ -127,6 +128,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--cprofile", type=Path, help="profile with cProfile instead, writing pstats here"
     )
+    parser.add_argument(
+        "--reactor", help="twistd's --reactor, e.g. lambdagw-epoll (default: Twisted's)"
+    )
     parser.add_argument("--top", type=int, default=40, help="functions --cprofile prints")
     args = parser.parse_args(argv)
     tree = args.tree.resolve()
@@ -141,7 +145,9 @@ def main(argv: list[str]) -> int:
         ini = tmp / "gw.ini"
         ini.write_text(run.gateway_ini(row, port, fake_port))
         out = tmp / "callgrind.out"
-        twistd = ["-n", "--pidfile=", "-l", str(tmp / "gw.log"), "lambdagw", "--config", str(ini)]
+        reactor = ["--reactor", args.reactor] if args.reactor else []
+        twistd = ["-n", "--pidfile=", "-l", str(tmp / "gw.log"), *reactor]
+        twistd += ["lambdagw", "--config", str(ini)]
         env = {**run.python_env(), "PYTHONPATH": f"{tree / 'src'}:{tree}"}
         if args.cprofile is not None:
             env["LAMBDAGW_PSTATS"] = str(args.cprofile.resolve())

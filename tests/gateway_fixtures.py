@@ -12,7 +12,8 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from tests.typed import as_client, as_reactor
-from twisted_lambdagw.core.config import Config, parse_config
+from twisted_lambdagw.core.config import Config
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.gateway import Gateway
 from twisted_lambdagw.testing import FakeLambda, Handler
 

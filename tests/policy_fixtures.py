@@ -11,7 +11,8 @@ from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
-from twisted_lambdagw.core.config import RouteConfig, parse_config
+from twisted_lambdagw.core.config import RouteConfig
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.core.proxies import Origin
 from twisted_lambdagw.policies.chain import Passage, Principal

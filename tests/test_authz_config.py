@@ -12,7 +12,8 @@ from twisted_lambdagw.core.authorizers import (
     JWTAuthorizerConfig,
     LambdaAuthorizerConfig,
 )
-from twisted_lambdagw.core.config import Config, ConfigError, authorizer_route, parse_config
+from twisted_lambdagw.core.config import Config, ConfigError, authorizer_route
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.invokers.aws.credentials import specs_by_route
 
 PATH = "etc/gw.ini"

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from twisted_lambdagw.core.config import parse_config
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.gateway import Gateway
 
 from .idp_fixtures import listen_gateway, serve_idp

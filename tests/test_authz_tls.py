@@ -23,7 +23,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
-from twisted_lambdagw.core.config import parse_config
+from twisted_lambdagw.core.config_reader import parse_config
 
 from .idp_fixtures import IdP, listen_gateway
 from .loopback import real_reactor

@@ -25,9 +25,8 @@ from twisted_lambdagw.core.config import (
     ProfileRegion,
     RouteConfig,
     botocore_profile_region,
-    load_config,
-    parse_config,
 )
+from twisted_lambdagw.core.config_reader import load_config, parse_config
 from twisted_lambdagw.core.node_runtime import find_node
 from twisted_lambdagw.core.patterns import HeaderTemplate
 from twisted_lambdagw.daemon.tap import check_endpoints

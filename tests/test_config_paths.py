@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.core.config import ConfigError, load_config, parse_config
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.config_reader import load_config, parse_config
 from twisted_lambdagw.core.endpoint_strings import resolve_files, split_description
 
 from .process_fixtures import temp_dir, write_config

@@ -9,7 +9,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.core.config import ConfigError, parse_config
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.core.errors import Forbidden
 from twisted_lambdagw.core.messages import Reply
 from twisted_lambdagw.policies.cors.config import CorsConfig

@@ -15,9 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from twisted_lambdagw._compat import HTTP_CHANNEL_STATE, GenericHTTPChannelProtocol
 from twisted_lambdagw.server.framing import Refused, check_head
-from twisted_lambdagw.server.site import GatewayChannel, GatewaySite
+from twisted_lambdagw.server.site import GatewaySite
 
 from .loopback import RawClient, real_reactor
 
@@ -287,31 +286,3 @@ class CheckHeadTests(SynchronousTestCase):
         with self.assertRaises(Refused) as raised:
             check_head(b"GET", b"/", "0.9", {})
         self.assertEqual(raised.exception.status, 505)
-
-
-class CompatTests(SynchronousTestCase):
-    """
-    The assumptions L{twisted_lambdagw._compat} names about twisted.web.
-    """
-
-    def test_channel_state(self) -> None:
-        from twisted.internet.testing import StringTransport
-
-        channel = GatewayChannel()
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        for name in HTTP_CHANNEL_STATE:
-            self.assertTrue(hasattr(channel, name), name)
-        channel_state: Any = channel
-        self.assertIs(channel_state._networkProducer, transport)
-        self.assertFalse(channel_state._handlingRequest)
-        self.assertFalse(channel_state._waitingForTransport)
-        self.assertIsNone(channel_state._requestProducer)
-        channel_state._send100Continue()
-        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def test_generic_protocol(self) -> None:
-        site = GatewaySite(Resource())
-        protocol = site.protocol()
-        self.assertIsInstance(protocol, GenericHTTPChannelProtocol)
-        self.assertIsInstance(protocol._channel, GatewayChannel)

@@ -29,12 +29,11 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from zope.interface import provider
 
 from tests.typed import as_reactor
-from twisted_lambdagw.invokers.aws.agent import (
+from twisted_lambdagw.invokers.aws.agent import BytesProducer, KeepAliveAgent
+from twisted_lambdagw.invokers.aws.connection import (
     MAX_HEAD_BYTES,
     MAX_INTERIM,
     BadResponse,
-    BytesProducer,
-    KeepAliveAgent,
     whole_body,
 )
 from twisted_lambdagw.invokers.aws.upstream import EndpointCache, ReplyTooLarge, read_body

@@ -16,6 +16,7 @@ import twisted_lambdagw
 PACKAGE = Path(twisted_lambdagw.__file__).parent
 NAME = "twisted_lambdagw"
 MAX_TOP_LEVEL_MODULES = 12
+MAX_MODULE_LINES = 600
 
 
 def _modules() -> dict[str, Path]:
@@ -117,6 +118,14 @@ class LayoutTests:
     def test_few_top_level_modules(self) -> None:
         top = [p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
         assert len(top) <= MAX_TOP_LEVEL_MODULES, sorted(p.name for p in top)
+
+    def test_modules_are_short(self) -> None:
+        long = {
+            str(path.relative_to(PACKAGE)): n
+            for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+        }
+        assert long == {}
 
     def test_core_imports_no_twisted(self) -> None:
         """

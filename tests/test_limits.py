@@ -14,7 +14,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import provider
 
-from twisted_lambdagw.core.config import ConfigError, parse_config
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.core.errors import ServiceUnavailable, TooManyRequests
 from twisted_lambdagw.policies.limits.config import RouteLimits, StoreConfig
 from twisted_lambdagw.policies.limits.step import (

@@ -9,7 +9,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.core.config import ConfigError, LocalConfig, parse_config
+from twisted_lambdagw.core.config import ConfigError, LocalConfig
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.core.node_runtime import find_node
 
 FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions")

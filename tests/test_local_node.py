@@ -19,7 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.server import Site
 
-from twisted_lambdagw.core.config import ConfigError, LocalConfig, RouteConfig, load_config
+from twisted_lambdagw.core.config import ConfigError, LocalConfig, RouteConfig
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.core.formats import get_format
 from twisted_lambdagw.core.node_runtime import BUNDLED, find_client, find_node
 from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
@@ -70,28 +71,30 @@ class NodeFunctionTests(TestCase):
         self.addCleanup(pool.closeCachedConnections)
         return HTTPClient(Agent(reactor, pool=pool)), f"http://127.0.0.1:{port.getHost().port}"
 
-    async def test_readme_example(self) -> None:
+    async def test_documented_example(self) -> None:
         """
-        The README's Node.js handler is examples/node/bytes.mjs, and it runs.
+        The Node.js handler the docs show (event formats) is
+        examples/node/bytes.mjs, and it runs.
         """
         with open(os.path.join(NODE_EXAMPLES, "bytes.mjs"), encoding="utf-8") as f:
             source = f.read()
-        readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-        self.assertIn(f"(`examples/node/bytes.mjs`):\n\n```js\n{source}```", readme)
+        page = (REPO_ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
+        self.assertIn(f"(`examples/node/bytes.mjs`):\n\n```js\n{source}```", page)
         client, base = await self.serve(NODE_EXAMPLES)
         response = await client.post(f"{base}/node/bytes/some/where", data=b"\xff\x00abc")
         self.assertEqual(response.code, 200)
         self.assertEqual(await response.json(), {"path": "/node/bytes/some/where", "bytes": 5})
 
-    async def test_readme_streaming_example(self) -> None:
+    async def test_documented_streaming_example(self) -> None:
         """
-        The README's server-sent events function is examples/node/sse.mjs,
-        and its events reach the client one by one, before it ends.
+        The server-sent events function the docs show (response streaming)
+        is examples/node/sse.mjs, and its events reach the client one by
+        one, before it ends.
         """
         with open(os.path.join(NODE_EXAMPLES, "sse.mjs"), encoding="utf-8") as f:
             source = f.read()
-        readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-        self.assertIn(f"(`examples/node/sse.mjs`):\n\n```js\n{source}```", readme)
+        page = (REPO_ROOT / "docs" / "streaming.md").read_text(encoding="utf-8")
+        self.assertIn(f"(`examples/node/sse.mjs`):\n\n```js\n{source}```", page)
         client, base = await self.serve(NODE_EXAMPLES, stream=True)
         response = await client.get(f"{base}/node/sse", unbuffered=True)
         self.assertEqual(response.code, 200)

@@ -1,7 +1,8 @@
 """
-The daemon's reactor: Twisted's epoll reactor with its own poll loop, run
+The opt-in reactor: Twisted's epoll reactor with its own poll loop, run
 here on real loopback sockets (its own instance, never installed: the tests'
-reactor stays as it is), and installed for real in child processes.
+reactor stays as it is), and installed through its twistd plugin in a child
+process.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -18,6 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_lambdagw.daemon.reactor import GatewayReactor
 from twisted_lambdagw.daemon.workers import _reactor_module
+
+from .process_fixtures import child_environment
 
 TIMEOUT = 10.0
 
@@ -196,40 +200,33 @@ def read_after(loop: Loop, client: socket.socket, count: int) -> bytes:
 
 
 INSTALLED = """
-import sys
-{before}
-from twisted_lambdagw.daemon.reactor import install_default
-reactor = install_default()
+from twisted.application.reactors import getReactorTypes, installReactor
+[plugin] = [r for r in getReactorTypes() if r.shortName == "lambdagw-epoll"]
+print(plugin.moduleName)
+reactor = installReactor("lambdagw-epoll")
 from twisted.internet import reactor as installed
 assert installed is reactor
 print(type(reactor).__module__ + "." + type(reactor).__name__)
 """
 
 
-class InstallDefaultTests(SynchronousTestCase):
+class PluginTests(SynchronousTestCase):
     """
-    L{install_default} in a new process: the gateway's reactor unless one is installed.
+    The reactor is twistd's to choose, by its plugin: C{--reactor lambdagw-epoll}.
     """
 
-    def installed(self, before: str = "") -> str:
+    def test_chosen_by_name(self) -> None:
+        home = Path(self.mktemp())
+        home.mkdir()
         done = subprocess.run(
-            [sys.executable, "-c", INSTALLED.format(before=before)],
+            [sys.executable, "-c", INSTALLED],
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
+            env=child_environment(home),
         )
-        return done.stdout.strip()
-
-    def test_none_installed(self) -> None:
-        """
-        With no reactor installed yet, the gateway's is.
-        """
-        self.assertEqual(self.installed(), "twisted_lambdagw.daemon.reactor.GatewayReactor")
-
-    def test_one_chosen_already(self) -> None:
-        """
-        A reactor chosen already (as by ``twistd --reactor poll``) is kept.
-        """
-        chosen = "from twisted.internet import pollreactor; pollreactor.install()"
-        self.assertEqual(self.installed(chosen), "twisted.internet.pollreactor.PollReactor")
+        self.assertEqual(
+            done.stdout.split(),
+            ["twisted_lambdagw.daemon.reactor", "twisted_lambdagw.daemon.reactor.GatewayReactor"],
+        )

@@ -8,7 +8,7 @@ import uuid
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.server.resource import RandomIds
+from twisted_lambdagw.server.forwarding import RandomIds
 
 
 class RandomIdsTests(SynchronousTestCase):

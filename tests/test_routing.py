@@ -10,7 +10,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_lambdagw.core.config import RouteConfig, parse_config
+from twisted_lambdagw.core.config import RouteConfig
+from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.core.errors import NotFound
 from twisted_lambdagw.core.patterns import (
     HeaderTemplate,

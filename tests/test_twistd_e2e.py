@@ -336,8 +336,8 @@ class RoundTripTests(LoopbackLambdaTestCase):
         self.assertIn("received SIGTERM: stopping gracefully", child.text)
         self.assertIn("Server Shut Down.", child.text)
         self.assertNotIn("Traceback", child.text)
-        # No --reactor given: the gateway's own (twisted_lambdagw.daemon.reactor).
-        self.assertIn("reactor class: twisted_lambdagw.daemon.reactor.GatewayReactor.", child.text)
+        # No --reactor given: Twisted's default (the gateway's own is opt-in).
+        self.assertIn("reactor class: twisted.internet.epollreactor.EPollReactor.", child.text)
 
 
 class StartupFailureTests(TwistdTestCase):
@@ -501,6 +501,7 @@ class JSONLoggerTests(LoopbackLambdaTestCase):
             "--pidfile=",
             "--logger",
             "twisted_lambdagw.observe.logs.json_observer",
+            *("--reactor", "lambdagw-epoll"),  # the opt-in reactor, by its plugin
             *("lambdagw", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"),
         ]
         child = self.spawn(argv)
@@ -527,6 +528,8 @@ class JSONLoggerTests(LoopbackLambdaTestCase):
         self.assertEqual(len(events) + len(accesses), len(records))
         for event in events:
             self.assertEqual(list(event)[:4], ["time", "level", "namespace", "message"], event)
+        reactor = "reactor class: twisted_lambdagw.daemon.reactor.GatewayReactor."
+        self.assertTrue(any(reactor in str(e["message"]) for e in events), events)
         [refused] = [e for e in events if e.get("request_id") == "e2e-json-1"]
         self.assertEqual(refused["level"], "info")
         self.assertEqual(refused["namespace"], "twisted_lambdagw.server.resource.GatewayResource")

@@ -53,15 +53,14 @@ from twisted_lambdagw.daemon.listen import server_endpoint
 from twisted_lambdagw.daemon.reuseport import AdoptedListeners
 from twisted_lambdagw.daemon.tap import Options, makeService
 from twisted_lambdagw.daemon.worker_main import ParentWatch, StopOnce
-from twisted_lambdagw.daemon.workers import (
+from twisted_lambdagw.daemon.worker_pipes import (
     MAX_LINE,
     ConfigFrames,
     LogRelay,
-    RestartPolicy,
     WorkerHandoff,
-    WorkerPool,
     plain_options,
 )
+from twisted_lambdagw.daemon.workers import RestartPolicy, WorkerPool
 
 from .gateway_fixtures import FakeAWSGateway, config_from
 from .process_fixtures import child_environment, temp_dir, write_config

@@ -25,9 +25,8 @@ if TYPE_CHECKING:
         GatewayConfig,
         LocalConfig,
         RouteConfig,
-        load_config,
-        parse_config,
     )
+    from .core.config_reader import load_config, parse_config
     from .gateway import Gateway
     from .server.resource import GatewayResource
     from .server.site import GatewaySite
@@ -40,8 +39,8 @@ _WHERE = {
     "GatewayConfig": "core.config",
     "LocalConfig": "core.config",
     "RouteConfig": "core.config",
-    "load_config": "core.config",
-    "parse_config": "core.config",
+    "load_config": "core.config_reader",
+    "parse_config": "core.config_reader",
     "Gateway": "gateway",
     "GatewayResource": "server.resource",
     "GatewaySite": "server.site",

@@ -32,8 +32,8 @@ from twisted_lambdagw.core.config import (
     RouteConfig,
     authorizer_route,
     authorizer_routes,
-    load_config,
 )
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.core.describe import one_line
 from twisted_lambdagw.core.exchange import ExchangeObserver
 from twisted_lambdagw.core.formats import get_format

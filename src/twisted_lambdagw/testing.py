@@ -149,13 +149,19 @@ class FakeLambda(Resource):
             return b'{"Type": "User", "message": "Could not parse request body into json"}'
         context = FakeContext(function_name=name, aws_request_id=request_id)
         running = ensureDeferred(_call(handler, event, context))
-        request.notifyFinish().addErrback(lambda _: running.cancel())
-        running.addCallback(lambda result: self._answer(request, result))
-        running.addErrback(lambda failure: self._answer(request, failure.value))
+        gone: list[bool] = []
+
+        def lost(reason: object) -> None:
+            gone.append(True)
+            running.cancel()
+
+        request.notifyFinish().addErrback(lost)
+        running.addCallback(lambda result: self._answer(request, result, gone))
+        running.addErrback(lambda failure: self._answer(request, failure.value, gone))
         return NOT_DONE_YET
 
-    def _answer(self, request: Request, result: Any) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
+    def _answer(self, request: Request, result: Any, gone: list[bool]) -> None:
+        if request.finished or gone:
             return
         request.setHeader("X-Amz-Executed-Version", "$LATEST")
         if isinstance(result, RawResponse):

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from twisted_lambdagw.core.config import ConfigError, load_config
+from twisted_lambdagw.core.config import ConfigError
+from twisted_lambdagw.core.config_reader import load_config
 
 
 def read_password(args: argparse.Namespace, stdin: TextIO, ask: Callable[[str], str]) -> str:

@@ -32,7 +32,8 @@ from typing import Protocol
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 
-from twisted_lambdagw.core.config import Config, ConfigError, load_config
+from twisted_lambdagw.core.config import Config, ConfigError
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.gateway import Gateway
 from twisted_lambdagw.policies.auth import load_users
 from twisted_lambdagw.server.request import request_factory

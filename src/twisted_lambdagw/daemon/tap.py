@@ -23,8 +23,10 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_lambdagw._compat import raise_synchronously
 from twisted_lambdagw._types import IGatewayReactor
-from twisted_lambdagw.core.config import Config, ConfigError, load_config
+from twisted_lambdagw.core.config import Config, ConfigError
+from twisted_lambdagw.core.config_reader import load_config
 from twisted_lambdagw.gateway import Gateway, check_aws_routes
 from twisted_lambdagw.invokers.aws.agent import KeepAliveAgent
 from twisted_lambdagw.invokers.aws.credentials import (
@@ -41,17 +43,19 @@ from twisted_lambdagw.policies.auth import load_users
 from .gctune import GCTuning
 from .lifecycle import DaemonService, SignalInstaller
 from .listen import ReloadableTLS, http2_available, server_endpoint
-from .reactor import install_default
 from .reload import Reloader
 from .reuseport import AdoptedListeners, EndpointFor, check_workers
-from .workers import WorkerHandoff, WorkerPool, listening_service
+from .worker_pipes import WorkerHandoff
+from .workers import WorkerPool, listening_service
 
 log = Logger()
 
 
 def _default_reactor() -> IGatewayReactor:
-    # twistd has not installed a reactor yet unless told which (--reactor).
-    return cast(IGatewayReactor, install_default())
+    # twistd's: the one --reactor chose, or Twisted's default for the platform.
+    from twisted.internet import reactor
+
+    return cast(IGatewayReactor, reactor)
 
 
 def check_endpoints(config: Config, reactor: IReactorCore) -> None:
@@ -271,7 +275,7 @@ def makeService(
         listening = StreamServerEndpointService(endpoint, site)
         # As strports.service does: a port that cannot be bound fails
         # startup instead of being logged by a daemon that serves nothing.
-        listening._raiseSynchronously = True
+        raise_synchronously(listening)
         listening.setServiceParent(top)
     for description in config.gateway.listen:
         if description.lower().startswith("ssl:") and worker is None:

@@ -2,7 +2,7 @@
 The program a worker process runs: C{python -P -m twisted_lambdagw.daemon.worker_main --worker N}.
 
 Only L{twisted_lambdagw.daemon.workers.WorkerPool} starts it.  The worker reads
-what to serve from its stdin (a L{twisted_lambdagw.daemon.workers.WorkerHandoff};
+what to serve from its stdin (a L{twisted_lambdagw.daemon.worker_pipes.WorkerHandoff};
 C{--worker N} is only there for C{ps}), builds the same service tree as
 the parent through C{tap.makeService}, and serves the sockets it inherited.
 Its log events go to its stderr as JSON lines, which the parent re-emits in
@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from twisted_lambdagw._types import IGatewayReactor
 from twisted_lambdagw.core.config import Config
-from twisted_lambdagw.daemon.workers import ConfigFrames, WorkerHandoff
+from twisted_lambdagw.daemon.worker_pipes import ConfigFrames, WorkerHandoff
 
 
 class ParentWatch(FileDescriptor):

@@ -1,16 +1,16 @@
 """
-``workers = N`` in ``[gateway]``: N processes serving the same listeners.
+C{workers = N} in C{[gateway]}: N processes serving the same listeners.
 
 One Python process uses one core; this is how the gateway uses more:
 
-- The parent (the ``twistd`` process) binds N sockets per ``listen`` line
-  with ``SO_REUSEPORT`` (L{twisted_lambdagw.daemon.reuseport}), so a port that is
+- The parent (the C{twistd} process) binds N sockets per C{listen} line
+  with C{SO_REUSEPORT} (L{twisted_lambdagw.daemon.reuseport}), so a port that is
   taken is found once, at startup, before any worker exists.  It serves its
   own share (it is worker 0) and starts N-1 worker processes
   (L{twisted_lambdagw.daemon.worker_main}).
 - Each worker gets its sockets as inherited file descriptors and a
-  L{WorkerHandoff} on its stdin: its id and the parent's parsed L{Config}
-  (``--listen`` overrides included), so a worker restarted an hour later
+  L{worker_pipes.WorkerHandoff} on its stdin: its id and the parent's parsed L{Config}
+  (C{--listen} overrides included), so a worker restarted an hour later
   serves exactly what the others serve even if the file was edited since.
   It builds its own gateway from it (upstream pool, local backend) through
   the same C{tap.makeService} as the parent.
@@ -21,24 +21,24 @@ One Python process uses one core; this is how the gateway uses more:
 - On stop (SIGTERM to the parent) the parent closes its copies of the
   workers' sockets and sends SIGTERM to every worker; each stops accepting
   and finishes its in-flight requests as the parent does.  The parent waits
-  ``drain_timeout`` plus a grace period, then kills what is left.
+  C{drain_timeout} plus a grace period, then kills what is left.
 - A worker watches its stdin pipe: if the parent dies, even by SIGKILL, the
   pipe closes and the worker stops, so no orphan keeps serving.
 - A worker's log events travel as JSON lines on its stderr and the parent
-  re-emits them into its own log with a C{worker} field (and ``worker N`` in
+  re-emits them into its own log with a C{worker} field (and C{worker N} in
   the text log's system column), so one log, with twistd's rotation and
   whatever observer it has, holds every process.  A worker's stdout is the
-  parent's stdout, for ``access_log = -``.
+  parent's stdout, for C{access_log = -}.
 - SIGHUP to the parent has every worker reopen its access log, and the
   parent reloads the config file (L{twisted_lambdagw.daemon.reload}) and hands the
   configuration it then serves to every worker, which applies it.  Both go
-  as messages on the worker's stdin pipe (L{encode_message}), never as
+  as messages on the worker's stdin pipe (L{worker_pipes.encode_message}), never as
   signals: a worker still starting up reads them once it can, where a
   signal could end it before it has a handler.  A worker started later
   is handed the configuration serving then, so every process serves the
   same one.
 - Each process knows its worker id (C{Gateway.worker_id}): its metrics get
-  a ``worker`` label and its access log records a ``worker`` field.
+  a C{worker} label and its access log records a C{worker} field.
 """
 
 from __future__ import annotations
@@ -46,10 +46,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import pickle
 import signal
 import socket
-import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +70,6 @@ from twisted.logger import (
     ILogObserver,
     LogEvent,
     Logger,
-    eventFromJSON,
     globalLogPublisher,
 )
 from twisted.python.failure import Failure
@@ -86,20 +83,19 @@ from .reuseport import (
     shared_listeners,
     stop_listening,
 )
+from .worker_pipes import (
+    REOPEN,
+    LogRelay,
+    WorkerHandoff,
+    encode_message,
+    plain_options,
+)
 
 Observer = Callable[[LogEvent], None]
 """Where log events go: a log publisher, or anything that takes events."""
 
 KILL_GRACE = 5.0
-"""Seconds a worker gets beyond ``drain_timeout`` before it is killed."""
-
-MAX_LINE = 1024 * 1024
-"""A worker's stderr line longer than this is logged in pieces."""
-
-RECORD_SEPARATOR = b"\x1e"
-"""Starts each JSON log event a worker writes (RFC 7464)."""
-
-_HEADER = struct.Struct("!I")
+"""Seconds a worker gets beyond C{drain_timeout} before it is killed."""
 
 
 @dataclass(frozen=True)
@@ -119,165 +115,6 @@ class RestartPolicy:
 
     def delay(self, failures: int) -> float:
         return float(min(self.max_delay, self.first_delay * 2 ** max(0, failures - 1)))
-
-
-@dataclass(frozen=True)
-class WorkerHandoff:
-    """
-    What a worker process is told by its parent, on its stdin.
-
-    C{sockets} holds one C{(file descriptor, address family)} per ``listen``
-    line, in order.  C{options} are the parent's plugin options (plain
-    values only); C{config} is the parent's parsed configuration, the
-    ``--listen`` overrides applied.
-    """
-
-    worker_id: int
-    config: Config
-    options: Mapping[str, object]
-    sockets: tuple[tuple[int, int], ...]
-    reactor_module: str | None = None
-
-    def encode(self) -> bytes:
-        # pickle, as multiprocessing hands work to its processes: the bytes
-        # go from this process to its own child over a pipe nothing else can
-        # write to.
-        data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-        return _HEADER.pack(len(data)) + data
-
-    @classmethod
-    def read(cls, fd: int) -> WorkerHandoff:
-        """
-        Read a handoff from C{fd}, blocking; raises ValueError if there is none.
-        """
-        (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
-        handoff = pickle.loads(_read_exactly(fd, size))  # noqa: S301 (see encode)
-        if not isinstance(handoff, cls):
-            raise ValueError(f"not a worker handoff: {type(handoff).__name__}")
-        return handoff
-
-
-REOPEN = "reopen the access log"
-"""The message that has a worker reopen its access log."""
-
-
-def encode_message(message: Config | str) -> bytes:
-    """
-    A message as the parent writes it to a worker's pipe after the handoff
-    (a configuration to serve, or L{REOPEN}): its length, then its pickle
-    (see L{WorkerHandoff.encode}).
-    """
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
-
-
-class ConfigFrames:
-    """
-    Splits what a worker reads on its pipe into the messages sent: each
-    configuration goes to C{received}, each L{REOPEN} calls C{reopen}.
-    """
-
-    def __init__(
-        self, received: Callable[[Config], None], reopen: Callable[[], None] = lambda: None
-    ) -> None:
-        self._received = received
-        self._reopen = reopen
-        self._buffer = b""
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._buffer)
-            end = _HEADER.size + size
-            if len(self._buffer) < end:
-                return
-            data, self._buffer = self._buffer[_HEADER.size : end], self._buffer[end:]
-            message = pickle.loads(data)  # noqa: S301 (see WorkerHandoff.encode)
-            if isinstance(message, Config):
-                self._received(message)
-            elif message == REOPEN:
-                self._reopen()
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    chunks = []
-    while size > 0:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            raise ValueError("the parent closed the pipe before the handoff was complete")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def plain_options(options: Mapping[str, object]) -> dict[str, object]:
-    """
-    The plugin options that are plain data, to hand to a worker.
-    """
-    plain = (str, int, float, bool, type(None))
-
-    def is_plain(value: object) -> bool:
-        if isinstance(value, list | tuple):
-            return all(isinstance(item, plain) for item in value)
-        return isinstance(value, plain)
-
-    return {key: value for key, value in options.items() if is_plain(value)}
-
-
-class LogRelay:
-    """
-    Turns a worker's stderr into events in this process's log.
-
-    JSON events (as L{log_to_parent} writes them) are re-emitted as they
-    were, with a C{worker} field and ``worker N`` in front of their system;
-    any other line (a crash before logging started) is logged as a warning.
-    """
-
-    def __init__(self, worker_id: int, observer: Observer) -> None:
-        self.worker_id = worker_id
-        self._observer = observer
-        self._log = Logger(
-            observer=cast(ILogObserver, observer), namespace="twisted_lambdagw.daemon.workers"
-        )
-        self._buffer = b""
-
-    def feed(self, data: bytes) -> None:
-        *lines, rest = (self._buffer + data).split(b"\n")
-        while len(rest) > MAX_LINE:
-            lines.append(rest[:MAX_LINE])
-            rest = rest[MAX_LINE:]
-        self._buffer = rest
-        for line in lines:
-            self._line(line)
-
-    def flush(self) -> None:
-        rest, self._buffer = self._buffer, b""
-        if rest:
-            self._line(rest)
-
-    def _line(self, line: bytes) -> None:
-        if line.startswith(RECORD_SEPARATOR):
-            try:
-                event = eventFromJSON(line[1:].decode("utf-8"))
-            except ValueError:
-                event = None
-            if isinstance(event, dict):
-                system = event.get("log_system")
-                if system is None:
-                    level = getattr(event.get("log_level"), "name", "-")
-                    system = f"{event.get('log_namespace', '-')}#{level}"
-                event["worker"] = self.worker_id
-                event["log_system"] = f"worker {self.worker_id} {system}"
-                self._observer(event)
-                return
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        if text.strip():
-            self._log.warn(
-                "{line}",
-                line=text,
-                worker=self.worker_id,
-                log_system=f"worker {self.worker_id} stderr",
-            )
 
 
 def _exit_status(reason: Failure) -> str:
@@ -328,7 +165,7 @@ def exit_after_stop(reactor: Any, status: int) -> None:
     Stop the reactor, and make the process exit with C{status} afterwards.
 
     twistd and twist always exit 0 after a plain reactor stop; a supervisor
-    (systemd's ``Restart=on-failure``) must see that the gateway gave up.
+    (systemd's C{Restart=on-failure}) must see that the gateway gave up.
     The exit happens at interpreter exit, after twistd has cleaned up.
     """
 
@@ -366,13 +203,13 @@ class WorkerPool(Service):
 
     Stopping it stops the listening, here and in the workers (SIGTERM); its
     C{exited} service, stopped after the parent's own drain, waits for the
-    workers to exit, killing those still running ``drain_timeout`` plus
+    workers to exit, killing those still running C{drain_timeout} plus
     C{kill_grace} seconds after SIGTERM.
 
-    :param spawner: starts the worker processes (the reactor by default).
-    :param give_up: called once when a worker keeps failing; by default
+    @param spawner: starts the worker processes (the reactor by default).
+    @param give_up: called once when a worker keeps failing; by default
         L{exit_after_stop} with status 1.
-    :param command: the worker's argv without its id; by default this
+    @param command: the worker's argv without its id; by default this
         interpreter running L{twisted_lambdagw.daemon.worker_main}.
     """
 

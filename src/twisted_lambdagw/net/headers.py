@@ -7,7 +7,7 @@ breaks, a few Python calls per header.  The gateway builds C{Headers} on its
 hot path from fields it has already read strictly: names that are tokens,
 values without CR, LF or NUL (an Invoke answer's head, the signed headers of
 an Invoke call).  For those L{checked_headers} fills the mapping C{Headers}
-keeps (its documented C{_rawHeaders}) in one step, with the names in the
+keeps (read and filled in L{twisted_lambdagw._compat}) in one step, with the names in the
 capitalisation twisted.web gives them, asked of twisted.web once per name.
 The result is equal to C{Headers(fields)}: the tests hold it to that.
 
@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from twisted.web.http_headers import Headers
 
+from twisted_lambdagw._compat import raw_mapping, raw_mapping_usable, set_raw_mapping
 from twisted_lambdagw.core.patterns import HEADER_NAME
 
 TOKEN = re.compile(HEADER_NAME.pattern.encode("ascii"))
@@ -77,13 +78,7 @@ def read_fields(lines: Iterable[bytes]) -> dict[bytes, list[bytes]]:
     return fields
 
 
-def _has_raw_mapping() -> bool:
-    probe = Headers({b"x-probe": [b"1"]})
-    raw = getattr(probe, "_rawHeaders", None)
-    return isinstance(raw, dict) and raw == {b"X-Probe": [b"1"]}
-
-
-FAST = _has_raw_mapping()
+FAST = raw_mapping_usable()
 """Whether this Twisted's C{Headers} can be filled directly."""
 
 
@@ -119,7 +114,7 @@ class CheckedHeaders(Headers):
 
     def copy(self) -> CheckedHeaders:
         copied = CheckedHeaders()
-        copied._rawHeaders = {name: list(values) for name, values in self._rawHeaders.items()}
+        set_raw_mapping(copied, {name: list(values) for name, values in raw_mapping(self).items()})
         return copied
 
 
@@ -134,9 +129,9 @@ def checked_headers(fields: Mapping[bytes, list[bytes]], *, fast: bool = FAST) -
         return Headers(fields)
     headers = CheckedHeaders()
     known = _canonical.get
-    headers._rawHeaders = {
-        known(name) or canonical_name(name): values for name, values in fields.items()
-    }
+    set_raw_mapping(
+        headers, {known(name) or canonical_name(name): values for name, values in fields.items()}
+    )
     return headers
 
 
@@ -155,6 +150,6 @@ def raw_values(headers: Headers, name: bytes) -> Sequence[bytes] | None:
     the headers' own: read it, never change it.
     """
     if FAST and type(headers) in _STORED_AS_KNOWN:
-        values = headers._rawHeaders.get(_canonical.get(name) or canonical_name(name))
+        values = raw_mapping(headers).get(_canonical.get(name) or canonical_name(name))
         return values or None
     return headers.getRawHeaders(name)

@@ -25,13 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.tcp import Connection
-
-_KNOWN_TRANSPORT = all(
-    hasattr(Connection, name)
-    for name in ("dataBuffer", "connected", "disconnecting", "_writeDisconnected", "TLS")
-)
-"""Whether this Twisted's TCP transport keeps its state where L{send_now} looks."""
+from twisted_lambdagw._compat import idle_tcp_socket
 
 
 def send_now(transport: Any, data: bytes) -> None:
@@ -42,18 +36,10 @@ def send_now(transport: Any, data: bytes) -> None:
     transport finds the error when it sends them and reports the connection
     lost, as for any write.
     """
-    if (
-        _KNOWN_TRANSPORT
-        and isinstance(transport, Connection)
-        and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnected
-        and not transport.dataBuffer
-        and not getattr(transport, "_tempDataBuffer", True)
-    ):
+    sock = idle_tcp_socket(transport)
+    if sock is not None:
         try:
-            sent = transport.socket.send(data)
+            sent = sock.send(data)
         except OSError:
             sent = 0
         if sent == len(data):

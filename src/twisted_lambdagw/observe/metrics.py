@@ -28,7 +28,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-import prometheus_client.metrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import (
@@ -40,6 +39,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from twisted_lambdagw._compat import prometheus_uses_created
 from twisted_lambdagw.core.exchange import Exchange
 
 OTHER = "other"
@@ -268,7 +268,7 @@ class GatewayMetrics:
         The metric families with the counts so far, as prometheus-client's
         Counter, Histogram and Gauge would show them.
         """
-        created = getattr(prometheus_client.metrics, "_use_created", True)
+        created = prometheus_uses_created()
         requests = CounterMetricFamily(*REQUESTS, labels=["route", "function", "status_class"])
         for labels, count in self._requests.items():
             requests.add_metric(labels, count.value, created=count.created if created else None)

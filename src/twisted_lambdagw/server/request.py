@@ -6,24 +6,23 @@ no limit of its own.  Lambda takes at most 6 MB, so a larger body is refused
 as early as possible: an announced Content-Length over the cap is answered
 as soon as the headers are in, and a chunked body as soon as its count passes
 the cap.  The rest of the body is never read: the resource answers 413 with
-``Connection: close`` (after its route and login checks, so it still says
+C{Connection: close} (after its route and login checks, so it still says
 404 or 401 first), nothing is invoked, and the connection is closed.
 
-It also starts each response with less: no ``Server`` header (twisted.web's
-names its version, which a gateway has no reason to tell every client), and
-a ``Date`` made once a second rather than for every request.
+Its answers carry no C{Server} header (twisted.web's names its version,
+which a gateway has no reason to tell every client): the resource's
+the request removes it as its head is written (L{GatewayRequest.write},
+which twisted.web's C{finish} calls too for a response without a body).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, datetimeToString
-from twisted.web.resource import _IEncodingResource
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 DEFAULT_MAX_BODY_SIZE = 6 * 1024 * 1024
@@ -31,9 +30,9 @@ DEFAULT_MAX_BODY_SIZE = 6 * 1024 * 1024
 
 class GatewayRequest(Request):
     """
-    A Request that stops reading its body past ``max_body_size`` bytes.
+    A Request that stops reading its body past C{max_body_size} bytes.
 
-    ``body_too_large`` tells the resource to answer 413.  Over HTTP/1.x the
+    C{body_too_large} tells the resource to answer 413.  Over HTTP/1.x the
     request is then handed to the resource at once, with an empty body, and
     the connection is closed after the answer.  Over HTTP/2 only the stream
     is affected, so the body is discarded as it arrives and the 413 is sent
@@ -91,28 +90,10 @@ class GatewayRequest(Request):
             return
         super().handleContentChunk(data)
 
-    def process(self) -> None:
-        # twisted.web's Request.process, less its Server header, with the
-        # Date header from the site's clock, made once a second.
-        channel: Any = self.channel
-        site = self.site = channel.site
-        self.responseHeaders.setRawHeaders(b"date", [_http_date(site.reactor.seconds())])
-        self.prepath = []
-        self.postpath = [unquote_to_bytes(part) for part in self.path[1:].split(b"/")]
-        if self.path == b"*":
-            self._handleStar()
-            return
-        try:
-            resource = site.getResourceFor(self)
-            if _IEncodingResource.providedBy(resource):
-                encoder = resource.getEncoder(self)
-                if encoder is not None:
-                    self._encoder = encoder
-            self.render(resource)
-        except BaseException:
-            self.processingFailed(Failure())
-
     def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # twisted.web's process() set it; the head is written now.
+            self.responseHeaders.removeHeader(b"server")
         super().write(data)
         # The gateway's channel holds a response head to send it with the
         # body's first bytes; if none came with this write, the head goes now.
@@ -152,23 +133,8 @@ class GatewayRequest(Request):
             content.truncate()
 
 
-_date: tuple[int, bytes] = (-1, b"")
-"""The last second a Date header was made for, and that header."""
-
-
-def _http_date(now: float) -> bytes:
-    """
-    The Date header for the time C{now}, in seconds since the epoch.
-    """
-    global _date
-    second = int(now)
-    if _date[0] != second:
-        _date = (second, datetimeToString(second))
-    return _date[1]
-
-
 def request_factory(max_body_size: int) -> type[GatewayRequest]:
     """
-    A GatewayRequest class with the given cap, for ``Site.requestFactory``.
+    A GatewayRequest class with the given cap, for C{Site.requestFactory}.
     """
     return type("GatewayRequest", (GatewayRequest,), {"max_body_size": max_body_size})

@@ -10,33 +10,28 @@ the in-flight admission...).  Every failure on the way is a L{GatewayError}
 answered with its status and a JSON body; every answer to a routed request
 carries the headers the chain asked for.
 If the client goes away, the invocation is cancelled and nothing is written.
-Routes with ``stream = yes`` hand the response to L{streaming} instead,
+Routes with C{stream = yes} hand the response to L{streaming} instead,
 which writes it as it arrives.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
-from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_lambdagw.core.errors import (
-    BadRequest,
     FunctionFailed,
     GatewayError,
     InvokeFailed,
@@ -46,12 +41,10 @@ from twisted_lambdagw.core.errors import (
 )
 from twisted_lambdagw.core.exchange import Exchange, ExchangeObserver
 from twisted_lambdagw.core.formats import EventFormat
-from twisted_lambdagw.core.formats._common import HOP_BY_HOP, NO_CONTENT_STATUSES
 from twisted_lambdagw.core.messages import IncomingRequest, Reply
 from twisted_lambdagw.core.proxies import Origin, TrustedProxies
-from twisted_lambdagw.core.routing import Target, normal_path
+from twisted_lambdagw.core.routing import Target
 from twisted_lambdagw.invokers.base import (
-    InvocationType,
     InvokeCall,
     Invoker,
     InvokeResult,
@@ -65,6 +58,25 @@ from twisted_lambdagw.policies.build import open_chain
 from twisted_lambdagw.policies.chain import Chain, Passage
 from twisted_lambdagw.policies.inflight import InFlight
 
+from .forwarding import (
+    REQUEST_ID,
+    checked_path,
+    dropped_headers,
+    forwarded_headers,
+    invocation_type,
+    last_text,
+    new_request_id,
+    text,
+    trace_id,
+)
+from .replies import (
+    accepted_reply,
+    body_length,
+    close_after,
+    error_reply,
+    health_reply,
+    write_reply,
+)
 from .request import GatewayRequest
 from .state import RoutingState
 from .streaming import StreamSettings, serve_stream
@@ -72,19 +84,6 @@ from .streaming import StreamSettings, serve_stream
 if TYPE_CHECKING:
     from twisted_lambdagw.core.config import RouteConfig, TrustedProxy
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_PRINTABLE_ASCII = re.compile(rb"[\x20-\x7e]+")
-GATEWAY_SET = frozenset(
-    {
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-port",
-        "x-request-id",
-        "x-authenticated-user",
-    }
-)
-"""Request headers only the gateway sets: a client's values never reach a function."""
-JSON_TYPE = ("Content-Type", "application/json")
 MAX_URI_LENGTH = 8 * 1024
 """Longer request URIs (path and query) get 414, as nginx's default buffers would."""
 
@@ -116,42 +115,6 @@ class Binding:
     invoker: Invoker
     format: EventFormat
     chain: Chain | None = None
-
-
-class RandomIds:
-    """
-    Random request ids in the text form of a version 4 UUID.
-
-    Each is 122 bits from the operating system's random source, as with
-    ``uuid.uuid4()``, but read 4 KB at a time and formatted directly: a
-    third of the cost.  The buffer is dropped in a forked child, so parent
-    and child never hand out the same ids.
-    """
-
-    _BATCH = 4096
-
-    def __init__(self) -> None:
-        self._random = b""
-        self._at = 0
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self._random = b""
-        self._at = 0
-
-    def __call__(self) -> str:
-        at = self._at
-        if at + 16 > len(self._random):
-            self._random = os.urandom(self._BATCH)
-            at = 0
-        self._at = at + 16
-        h = self._random[at : at + 16].hex()
-        variant = "89ab"[int(h[16], 16) & 3]
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
-
-
-new_request_id = RandomIds()
-"""A new random request id; unique per process and across processes."""
 
 
 class _Serving:
@@ -290,8 +253,8 @@ class GatewayResource(Resource):
         self.log.failure(
             "unhandled error serving {method} {path}",
             failure,
-            method=_text(request.method),
-            path=_text(request.path),
+            method=text(request.method),
+            path=text(request.path),
         )
 
     async def _respond(self, request: Request, serving: _Serving) -> None:
@@ -375,9 +338,9 @@ class GatewayResource(Resource):
         given = raw_values(request.requestHeaders, b"x-request-id")
         if given:
             # Any bytes may come; only an id of the safe characters is kept.
-            text = given[-1].decode("latin-1")
-            if REQUEST_ID.fullmatch(text):
-                return text
+            value = given[-1].decode("latin-1")
+            if REQUEST_ID.fullmatch(value):
+                return value
         return self._new_id()
 
     def origin(self, request: Request) -> Origin:
@@ -393,7 +356,7 @@ class GatewayResource(Resource):
         headers = request.requestHeaders
 
         def values(name: bytes) -> list[str]:
-            return [_text(v) for v in headers.getRawHeaders(name, [])]
+            return [text(v) for v in headers.getRawHeaders(name, [])]
 
         return self._proxies.origin(
             host,
@@ -447,10 +410,10 @@ class GatewayResource(Resource):
             function=target.function,
             payload=binding.format.build(incoming),
             qualifier=target.qualifier,
-            invocation_type=_invocation_type(route.invocation_type),
+            invocation_type=invocation_type(route.invocation_type),
             request_id=request_id,
             timeout=route.timeout,
-            trace_id=_trace_id(request.requestHeaders),
+            trace_id=trace_id(request.requestHeaders),
             method=incoming.method,
         )
         # The event is built: its parts (the headers as text, mostly) are not
@@ -525,7 +488,7 @@ class GatewayResource(Resource):
         address = request.getHost()
         server_port = getattr(address, "port", 0)
         scheme = origin.scheme
-        host = _last_text(request.requestHeaders, b"host") or f"{getattr(address, 'host', '')}"
+        host = last_text(request.requestHeaders, b"host") or f"{getattr(address, 'host', '')}"
         uri = request.uri.decode("latin-1")
         method = request.method.decode("ascii")
         gateway_headers = [
@@ -578,8 +541,8 @@ class GatewayResource(Resource):
         # The path, not the URI: a query string may carry a token.
         self.log.info(
             "{method} {path}: {status} {error} {detail}",
-            method=_text(request.method),
-            path=_text(request.path),
+            method=text(request.method),
+            path=text(request.path),
             status=error.status,
             error=error.message,
             detail=error.detail,
@@ -609,7 +572,7 @@ class _Invocation:
     """
     One invocation, unary or streamed, for as long as it runs: its start
     and end times and the code of a failure recorded on the exchange for
-    the access log and the metrics.  (Admission, ``max_in_flight``, is the
+    the access log and the metrics.  (Admission, C{max_in_flight}, is the
     chain's L{twisted_lambdagw.policies.inflight.Admission}.)
     """
 
@@ -634,188 +597,3 @@ class _Invocation:
             exchange.error_code = "InvokeTimeout"
         elif isinstance(error, InvokeFailed):
             exchange.error_code = error.code or "InvokeFailed"
-
-
-def checked_path(request: Request) -> tuple[str, str]:
-    """
-    The request path in normal form and decoded (L{normal_path}), or L{BadRequest}.
-
-    The URI must be ASCII and its query valid UTF-8 once decoded; the path
-    is put in normal form, so that routes, the health and metrics paths and
-    the function's name are all read from one spelling of it.
-    """
-    try:
-        uri = request.uri.decode("ascii")
-        raw_path = request.path.decode("ascii")
-    except UnicodeDecodeError:
-        raise BadRequest("request URI is not ASCII") from None
-    normal = normal_path(raw_path)
-    _, _, query = uri.partition("?")
-    if "%" in query:
-        try:
-            unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("request query is not valid UTF-8") from None
-    return normal
-
-
-def _invocation_type(value: str) -> InvocationType:
-    return "Event" if value == "Event" else "RequestResponse"
-
-
-def _trace_id(headers: Headers) -> str | None:
-    """
-    The client's X-Amzn-Trace-Id, for Lambda (X-Ray), if it is printable ASCII.
-
-    X-Ray's header never holds anything else; other bytes are not passed on
-    to Lambda (the function still sees the header in its event).
-    """
-    values = raw_values(headers, b"x-amzn-trace-id")
-    if values and _PRINTABLE_ASCII.fullmatch(values[-1]):
-        return values[-1].decode("ascii")
-    return None
-
-
-def _last_text(headers: Headers, name: bytes) -> str | None:
-    """
-    The last value of the request header C{name} (lower-case), as L{_text}, or None.
-    """
-    values = raw_values(headers, name)
-    return _text(values[-1]) if values else None
-
-
-def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def dropped_headers(gateway_headers: Sequence[tuple[str, str]]) -> frozenset[str]:
-    """
-    The request headers (lower-cased) never passed on as the client sent them:
-    hop-by-hop headers, Content-Length, and those the gateway sets itself.
-    """
-    return frozenset(
-        HOP_BY_HOP
-        | GATEWAY_SET
-        | {"content-length"}
-        | {name.lower() for name, _ in gateway_headers}
-    )
-
-
-def forwarded_headers(
-    request: Request,
-    body: bytes,
-    gateway_headers: Sequence[tuple[str, str]],
-    dropped: frozenset[str] | None = None,
-) -> tuple[tuple[str, str], ...]:
-    """
-    The request headers a function sees.
-
-    Hop-by-hop headers (and any the Connection header names) are dropped;
-    Content-Length is recomputed; the gateway's own headers and the route's
-    ``header_upstream`` replace whatever the client sent under those names.
-    C{dropped} is L{dropped_headers} of the same header names, if known.
-
-    A name with an underscore is dropped too, as nginx does by default
-    (``underscores_in_headers off``): WSGI and CGI read ``_`` and ``-``
-    alike, so ``X_Authenticated_User`` would reach a Flask app as the
-    gateway's own ``X-Authenticated-User``.
-    """
-    if dropped is None:
-        dropped = dropped_headers(gateway_headers)
-    raw = request.requestHeaders
-    connection = raw_values(raw, b"connection")
-    if connection:
-        dropped = dropped | {
-            token.strip().lower() for value in connection for token in _text(value).split(",")
-        }
-    headers: list[tuple[str, str]] = []
-    for raw_name, values in raw.getAllRawHeaders():
-        name = _text(raw_name)
-        if name.lower() not in dropped and "_" not in name:
-            for raw_value in values:
-                headers.append((name, _text(raw_value)))
-    if body or request.method in (b"POST", b"PUT", b"PATCH"):
-        headers.append(("Content-Length", str(len(body))))
-    by_name: dict[str, tuple[str, str]] = {}
-    for name, value in gateway_headers:
-        by_name[name.lower()] = (name, value)
-    headers.extend(by_name.values())
-    return tuple(headers)
-
-
-def health_reply(draining: bool) -> Reply:
-    """
-    200 while serving, 503 while draining, so load balancers stop sending.
-    """
-    if draining:
-        return Reply(503, (JSON_TYPE,), b'{"status":"draining"}')
-    return Reply(200, (JSON_TYPE,), b'{"status":"serving"}')
-
-
-def error_reply(error: GatewayError, request_id: str) -> Reply:
-    """
-    The JSON error response for a failure; it never holds internal details.
-    """
-    body = json.dumps({"error": error.message, "request_id": request_id}).encode("utf-8")
-    return Reply(error.status, (JSON_TYPE, *error.response_headers()), body)
-
-
-def accepted_reply(request_id: str, result: InvokeResult) -> Reply:
-    """
-    The 202 for an asynchronous (``Event``) invocation Lambda accepted.
-    """
-    document = {"request_id": request_id, "aws_request_id": result.aws_request_id}
-    return Reply(202, (JSON_TYPE,), json.dumps(document).encode("utf-8"))
-
-
-def close_after(request: Request) -> None:
-    """
-    Make an HTTP/1.x connection close once this response is written.
-
-    HTTP/2 has no such header: its streams end with the connection.
-    """
-    channel = request.channel
-    if isinstance(channel, HTTPChannel):
-        channel.persistent = False
-        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-
-
-def write_reply(request: Request, reply: Reply, request_id: str) -> None:
-    """
-    Write a validated reply in one go, with a computed Content-Length.
-
-    A 204 or 304 goes out with neither body nor Content-Length (RFC 9110
-    sections 8.6, 15.3.5 and 15.4.5); a HEAD answer with the Content-Length
-    a GET would have had but no body.  No Content-Type is ever made up here:
-    each format has put its own default in the reply (twisted.web's would
-    be text/html).
-    """
-    request.defaultContentType = None
-    if reply.reason is None:
-        request.setResponseCode(reply.status)
-    else:
-        request.setResponseCode(reply.status, reply.reason.encode("latin-1"))
-    headers = request.responseHeaders
-    headers.removeHeader(b"server")
-    for name, value in reply.headers:
-        headers.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
-    headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])
-    if reply.status in NO_CONTENT_STATUSES:
-        headers.removeHeader(b"content-length")
-    else:
-        headers.setRawHeaders(b"content-length", [str(len(reply.body)).encode("ascii")])
-        if reply.body and request.method != b"HEAD":
-            request.write(reply.body)
-    request.finish()
-
-
-def body_length(request: Request, reply: Reply) -> int:
-    """
-    How many body bytes L{write_reply} sends for C{reply}.
-    """
-    if request.method == b"HEAD" or reply.status in NO_CONTENT_STATUSES:
-        return 0
-    return len(reply.body)

@@ -75,36 +75,12 @@ def load_json(payload: bytes, document: object = NOT_PARSED) -> Any:
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-_encode_parts = (
-    None
-    if _c_encoder is None
-    else _c_encoder(
-        None,  # no circular-reference check: events are trees the formats build
-        json.JSONEncoder().default,  # raises TypeError, as json.dumps does
-        json.encoder.encode_basestring,  # ensure_ascii=False
-        None,  # no indent
-        ":",
-        ",",
-        False,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan
-    )
-)
-"""
-The C encoder behind L{_encode_json}, made once: C{JSONEncoder.encode}
-makes a new one for every document, which cost more than the encoding of a
-small event.  None where the C accelerator is missing.
-"""
-
 
 def dump_json(document: object) -> bytes:
     """
     Serialise an event compactly, as UTF-8.
     """
-    if _encode_parts is None:
-        return _encode_json(document).encode("utf-8")
-    return "".join(_encode_parts(document, 0)).encode("utf-8")
+    return _encode_json(document).encode("utf-8")
 
 
 def checked_header(name: object, value: object) -> tuple[str, str]:

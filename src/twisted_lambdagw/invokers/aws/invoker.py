@@ -35,10 +35,8 @@ import json
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from urllib.parse import quote
 
-from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from twisted.internet.defer import CancelledError, Deferred
@@ -46,10 +44,10 @@ from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLo
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
-from twisted.web._newclient import RequestNotSent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
+from twisted_lambdagw._compat import RequestNotSent, TimedSigV4Auth
 from twisted_lambdagw._types import HTTPClient
 from twisted_lambdagw.core.errors import InvokeFailed
 from twisted_lambdagw.core.messages import NOT_PARSED
@@ -108,27 +106,6 @@ def _target(
     return url, PreparedURL.of(url)
 
 
-class _TimedSigV4Auth(SigV4Auth):
-    """
-    botocore's SigV4 signer, with the signing time given rather than read.
-
-    The gateway passes its clock's time in, so tests can sign at a frozen
-    moment without patching anything global.
-    """
-
-    def __init__(self, credentials: ReadOnlyCredentials, region: str, when: float) -> None:
-        super().__init__(credentials, "lambda", region)
-        self._when = when
-
-    def add_auth(self, request: AWSRequest) -> None:
-        moment = datetime.fromtimestamp(self._when, UTC).replace(tzinfo=None)
-        request.context["timestamp"] = moment.strftime(SIGV4_TIMESTAMP)
-        self._modify_request_before_signing(request)
-        canonical = self.canonical_request(request)
-        signature = self.signature(self.string_to_sign(request, canonical), request)
-        self._inject_signature_to_request(request, signature)
-
-
 def sign(
     credentials: ReadOnlyCredentials,
     region: str,
@@ -143,7 +120,7 @@ def sign(
     The URL, method and body sent must be exactly the ones signed.
     """
     request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-    _TimedSigV4Auth(credentials, region, when).add_auth(request)
+    TimedSigV4Auth(credentials, region, when).add_auth(request)
     return {str(k): str(v) for k, v in request.headers.items()}
 
 

@@ -31,6 +31,7 @@ import hmac
 import math
 import re
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth
@@ -39,6 +40,9 @@ from botocore.credentials import ReadOnlyCredentials
 from botocore.utils import normalize_url_path
 
 from twisted_lambdagw.core.patterns import HEADER_NAME
+
+if TYPE_CHECKING:
+    from twisted_lambdagw._compat import HashObject
 
 __all__ = ["sign"]
 
@@ -88,7 +92,7 @@ _OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
 
 
 @functools.lru_cache(maxsize=64)
-def _keyed(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+def _keyed(key: bytes) -> tuple[HashObject, HashObject]:
     """
     SHA-256 after the key's inner and outer pads: HMAC-SHA256 (RFC 2104)
     with one key, ready to be copied for each message.

@@ -64,7 +64,8 @@ from zope.interface import implementer
 from twisted_lambdagw._types import HTTPClient as InvokeClient
 from twisted_lambdagw._types import IGatewayReactor
 
-from .agent import BytesProducer, KeepAliveAgent, whole_body
+from .agent import BytesProducer, KeepAliveAgent
+from .connection import whole_body
 
 
 def persistent_pool(

@@ -41,6 +41,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from twisted_lambdagw._compat import channel_path, trailer_lines, transfer_decoder
 from twisted_lambdagw.core.errors import InvokeFailed
 
 MAX_RESPONSE_SIZE = 6 * 1024 * 1024
@@ -393,13 +394,13 @@ class RuntimeRequest(Request):
         mode = self.requestHeaders.getRawHeaders(_RESPONSE_MODE) or [b""]
         channel = self.channel
         api = getattr(getattr(channel, "site", None), "resource", None)
-        path = getattr(channel, "_path", None)
+        path = channel_path(channel)
         if mode[-1].strip().lower() != b"streaming" or not isinstance(api, RuntimeAPI):
             return
-        if isinstance(path, bytes) and api.stream_begins(self, path.split(b"?", 1)[0]):
+        if path is not None and api.stream_begins(self, path.split(b"?", 1)[0]):
             self.streamed = True
             self._api = api
-            self._decoder = getattr(channel, "_transferDecoder", None)
+            self._decoder = transfer_decoder(channel)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._api is not None:
@@ -421,7 +422,7 @@ class RuntimeRequest(Request):
         The last value of a trailer field of a streamed body, if it had one.
         """
         value = None
-        for line in getattr(self._decoder, "_trailerHeaders", ()):
+        for line in trailer_lines(self._decoder):
             field, _, rest = bytes(line).partition(b":")
             if field.strip().lower() == name.lower():
                 value = rest.strip().decode("utf-8", "replace")

@@ -16,8 +16,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.test.requesthelper import DummyChannel
 
+from twisted_lambdagw.core.config import Config
 from twisted_lambdagw.core.exchange import Exchange
 from twisted_lambdagw.core.proxies import Origin
+from twisted_lambdagw.gateway import Gateway
 from twisted_lambdagw.policies.chain import Passage
 
 from .loopback import real_reactor
@@ -125,6 +127,19 @@ def serve_idp(test: Any) -> IdP:
     test.addCleanup(port.stopListening)
     idp.issuer = f"http://127.0.0.1:{port.getHost().port}"
     return idp
+
+
+def listen_gateway(test: Any, config: Config) -> tuple[Gateway, str]:
+    """
+    A started L{Gateway} for C{config} on 127.0.0.1 for the length of C{test}, and its URL.
+    """
+    reactor = real_reactor()
+    gateway = Gateway(config, reactor)
+    gateway.service.startService()
+    test.addCleanup(gateway.service.stopService)
+    port = reactor.listenTCP(0, gateway.site(), interface="127.0.0.1")
+    test.addCleanup(port.stopListening)
+    return gateway, f"http://127.0.0.1:{port.getHost().port}"
 
 
 def passage(

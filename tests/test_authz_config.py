@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_lambdagw.core.authorizers import (
@@ -113,6 +115,44 @@ class AuthorizerSectionTests(SynchronousTestCase):
         (authorizer,) = config.authorizers
         assert isinstance(authorizer, JWTAuthorizerConfig)
         self.assertEqual(authorizer.issuer, "http://127.0.0.1:9000/realms/main")
+
+    def test_ca_file(self) -> None:
+        """
+        C{ca_file} is taken relative to the config's directory and must hold a
+        PEM certificate; C{lambdagw check} says which CAs are trusted.
+        """
+        from twisted_lambdagw.daemon.describe import route_table
+
+        from .process_fixtures import temp_dir
+        from .tls_fixtures import make_pki
+
+        directory = str(temp_dir(self))
+        make_pki(directory)
+        with open(os.path.join(directory, "empty.pem"), "w") as f:
+            f.write("not a certificate\n")
+        path = os.path.join(directory, "gw.ini")
+        route = "[route:/api/]\nauth = users\naws_region = us-east-1\n"
+        config = parse_config(
+            JWT + "ca_file = ca.pem\n" + route, path, environ={}, base_dir=directory
+        )
+        (authorizer,) = config.authorizers
+        assert isinstance(authorizer, JWTAuthorizerConfig)
+        self.assertEqual(authorizer.ca_file, os.path.join(directory, "ca.pem"))
+        self.assertIn(f", CAs from {authorizer.ca_file})", route_table(config, {}))
+        for name, problem in (("empty.pem", "no PEM certificate in"), ("gone.pem", "cannot read")):
+            error = self.assertRaises(
+                ConfigError,
+                parse_config,
+                JWT + f"ca_file = {name}\n" + route,
+                path,
+                {},
+                base_dir=directory,
+            )
+            self.assertEqual(
+                str(error),
+                f"{path}: [authorizer:users] ca_file: {problem} {os.path.join(directory, name)}"
+                + (": No such file or directory" if name == "gone.pem" else ""),
+            )
 
 
 class CheckOutputTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from twisted.web.http_headers import Headers
 from twisted_lambdagw.core.config_reader import parse_config
 from twisted_lambdagw.gateway import Gateway
 
-from .idp_fixtures import serve_idp
+from .idp_fixtures import listen_gateway, serve_idp
 from .loopback import real_reactor
 
 FUNCTIONS = os.path.join(os.path.dirname(__file__), "functions")
@@ -38,17 +38,13 @@ class GatewayAuthorizerTests(TestCase):
             "gw.ini",
             environ={},
         )
-        gateway = Gateway(config, reactor)
-        gateway.service.startService()
-        self.addCleanup(gateway.service.stopService)
-        port = reactor.listenTCP(0, gateway.site(), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
+        gateway, base = listen_gateway(self, config)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(pool.closeCachedConnections)
         self.log = log
         return (
             HTTPClient(Agent(reactor, pool=pool)),
-            f"http://127.0.0.1:{port.getHost().port}",
+            base,
             gateway,
         )
 

@@ -19,6 +19,7 @@ from twisted_lambdagw.core.authorizers import IdentitySource, JWTAuthorizerConfi
 from twisted_lambdagw.core.errors import AuthorizerFailed, Forbidden, GatewayError, Unauthorized
 from twisted_lambdagw.policies.authorizers.jwks import REFETCH_INTERVAL, REFRESH_INTERVAL, JWKSource
 from twisted_lambdagw.policies.authorizers.jwt import JWTAuthorizer
+from twisted_lambdagw.policies.authorizers.tokens import TokenCache
 from twisted_lambdagw.policies.chain import Passage
 
 from .idp_fixtures import ALGORITHM_KEYS, IdP, passage, serve_idp
@@ -50,7 +51,10 @@ class Setup:
         self.keys = JWKSource(
             client, self.clock, self.idp.issuer, self.config.jwks_uri, on_fetch=self._fetched
         )
-        self.step = JWTAuthorizer(self.config, self.keys, self.clock, scopes)
+        self.tokens = TokenCache(self.clock)
+        """Wired as the gateway wires it: every test runs with the cache of verified tokens."""
+        self.keys.on_rotate(self.tokens.forget_keys)
+        self.step = JWTAuthorizer(self.config, self.keys, self.clock, scopes, self.tokens)
 
     def _fetched(self, outcome: str) -> None:
         self.fetched.append(outcome)

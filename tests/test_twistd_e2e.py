@@ -17,9 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -33,8 +30,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
-from twisted_lambdagw.testing import FakeContext, FakeLambda, Handler, RecordedCall
+from twisted_lambdagw.testing import FakeContext, FakeLambda, Handler
 
+from .aws_fixtures import AUTHORIZATION, signature_checks_out
 from .process_fixtures import (
     child_environment,
     temp_dir,
@@ -53,10 +51,6 @@ STARTUP_TIMEOUT = 20.0
 LISTENING = re.compile(rb"starting on (\d+)")
 READY = re.compile(rb"ready; SIGTERM stops gracefully")
 """Printed once the gateway takes SIGTERM; a SIGTERM before that ends the process by signal."""
-AUTHORIZATION = re.compile(
-    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)"
-    r"/lambda/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<sig>[0-9a-f]{64})"
-)
 
 
 def real_reactor() -> Any:
@@ -85,26 +79,6 @@ def hello(event: Any, context: FakeContext) -> Any:
         "meta": {"status": 203, "headers": {"Content-Type": "application/json", "X-Fn": "hello"}},
         "body": json.dumps(echoed),
     }
-
-
-def signature_checks_out(call: RecordedCall, url: str, secret: str) -> bool:
-    """
-    Whether the recorded request's SigV4 signature is right for C{secret}.
-
-    botocore recomputes it from what arrived on the wire (the signed
-    headers, the body, the URL and the request's own X-Amz-Date), as Lambda
-    would.
-    """
-    match = AUTHORIZATION.fullmatch(call.headers["authorization"])
-    if match is None:
-        return False
-    headers = {name: call.headers[name] for name in match["signed"].split(";")}
-    request = AWSRequest(method="POST", url=url, data=call.body, headers=headers)
-    request.context["timestamp"] = call.headers["x-amz-date"]
-    signer = SigV4Auth(Credentials(match["key"], secret), "lambda", match["region"])
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
-    return bool(expected == match["sig"])
 
 
 class Child(ProcessProtocol):

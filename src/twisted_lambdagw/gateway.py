@@ -65,6 +65,7 @@ from twisted_lambdagw.invokers.local.invoker import LocalInvoker
 from twisted_lambdagw.observe.accesslog import AccessLog
 from twisted_lambdagw.observe.metrics import GatewayMetrics
 from twisted_lambdagw.policies.auth import BasicAuthenticator, basic_authenticator
+from twisted_lambdagw.policies.authorizers.jwks import issuer_tls
 from twisted_lambdagw.policies.authorizers.service import Authorizers
 from twisted_lambdagw.policies.build import PolicyServices, build_chain
 from twisted_lambdagw.policies.inflight import InFlight
@@ -479,7 +480,7 @@ class Gateway:
         return Authorizers(
             config,
             reactor,
-            lambda: TreqClient(Agent(reactor)),
+            lambda ca_file: TreqClient(Agent(reactor, contextFactory=issuer_tls(ca_file))),
             lambda authorizer: self._invoker(authorizer_route(config.aws, authorizer)),
         )
 

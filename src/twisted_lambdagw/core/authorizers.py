@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
+
+from cryptography import x509
 
 from .values import (
     BACKENDS,
@@ -52,7 +55,7 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 QUERY_NAME = re.compile(r"[A-Za-z0-9._~-]+")
 
 JWT_KEYS = {"type", "issuer", "audience", "jwks_uri", "identity_source", "algorithms",
-             "clock_skew"}  # fmt: skip
+             "clock_skew", "ca_file"}  # fmt: skip
 LAMBDA_KEYS = {
     "type", "function", "backend", "payload_format", "simple_responses", "identity_source",
     "result_ttl", "timeout", "qualifier", "aws_access", "aws_secret", "aws_region",
@@ -75,6 +78,10 @@ class IdentitySource:
 
 @dataclass(frozen=True, slots=True)
 class JWTAuthorizerConfig:
+    """
+    A C{type = jwt} section: whose tokens are trusted, for which audiences, and how.
+    """
+
     name: str
     issuer: str
     audience: tuple[str, ...]
@@ -83,11 +90,17 @@ class JWTAuthorizerConfig:
     jwks_uri: str | None = None
     """None: found by OpenID discovery from the issuer."""
     clock_skew: float = 0.0
+    ca_file: str | None = None
+    """PEM certificates of the CAs trusted for the keys' https fetches; None: the system's."""
     type: Literal["jwt"] = "jwt"
 
 
 @dataclass(frozen=True, slots=True)
 class LambdaAuthorizerConfig:
+    """
+    A C{type = lambda} section: the function asked, how it is invoked, how long answers hold.
+    """
+
     name: str
     function: str
     identity_sources: tuple[IdentitySource, ...]
@@ -175,7 +188,28 @@ def _fetch_url(s: Section, key: str, url: str) -> str:
     return url
 
 
-def read_jwt(s: Section, name: str) -> JWTAuthorizerConfig:
+def _ca_file(s: Section, path: str) -> str:
+    """
+    C{path}, once it is known to hold at least one PEM certificate.
+    """
+    try:
+        with open(path, "rb") as f:
+            certificates = x509.load_pem_x509_certificates(f.read())
+    except OSError as e:
+        raise s.error("ca_file", f"cannot read {path}: {e.strerror}") from None
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise s.error("ca_file", f"no PEM certificate in {path}")
+    return path
+
+
+def read_jwt(
+    s: Section, name: str, file_path: Callable[[str], str] = lambda path: path
+) -> JWTAuthorizerConfig:
+    """
+    A C{type = jwt} section; C{file_path} resolves C{ca_file} as the config's other files.
+    """
     issuer = s.text("issuer")
     if issuer is None:
         raise s.error("issuer", "required: the issuer the tokens' iss must equal")
@@ -198,6 +232,9 @@ def read_jwt(s: Section, name: str) -> JWTAuthorizerConfig:
     sources = s.words("identity_source") or ["$request.header.Authorization"]
     if len(sources) != 1:
         raise s.error("identity_source", "a jwt authorizer reads one identity source")
+    ca_file = s.text("ca_file")
+    if ca_file is not None:
+        ca_file = _ca_file(s, file_path(ca_file))
     return JWTAuthorizerConfig(
         name=name,
         issuer=issuer,
@@ -206,6 +243,7 @@ def read_jwt(s: Section, name: str) -> JWTAuthorizerConfig:
         algorithms=algorithms,
         jwks_uri=jwks_uri,
         clock_skew=_seconds(s, "clock_skew", 0.0, maximum=300.0),
+        ca_file=ca_file,
     )
 
 
@@ -287,6 +325,8 @@ def describe(authorizer: AuthorizerConfig, scopes: tuple[str, ...] = ()) -> str:
             f" audience {' '.join(authorizer.audience)}, keys from {keys},"
             f" algorithms {' '.join(authorizer.algorithms)}"
         )
+        if authorizer.ca_file is not None:
+            text += f", CAs from {authorizer.ca_file}"
         return text + (f", scopes {' '.join(scopes)})" if scopes else ")")
     ttl = f"cached {authorizer.result_ttl:g}s" if authorizer.result_ttl else "not cached"
     kind = "simple" if authorizer.simple_responses else "IAM policy"

@@ -219,7 +219,7 @@ class _Reader(SectionReader):
                 raise ConfigError(f"{where}: {name!r} is a reserved auth mode, not a name")
             kind = self.parser[section].get("type", "").strip()
             if kind == "jwt":
-                found.append(read_jwt(self.section(section, JWT_KEYS), name))
+                found.append(read_jwt(self.section(section, JWT_KEYS), name, self.file_path))
             elif kind == "lambda":
                 s = self.section(section, LAMBDA_KEYS)
                 found.append(self.lambda_authorizer(s, name, aws, local is not None))

@@ -132,7 +132,7 @@ def describe_chains(config: Config) -> dict[str, list[str]]:
         authenticator=authenticator,
         limits_store=named_store(config.gateway.limits_store, clock),
         authorizers=Authorizers(
-            config, clock, lambda: HTTPClient(Agent(clock)), lambda _: _NOT_SERVING
+            config, clock, lambda _: HTTPClient(Agent(clock)), lambda _: _NOT_SERVING
         ),
     )
     return {r.prefix: build_chain(r, config, services).describe() for r in config.routes}

@@ -4,7 +4,7 @@ HTTP basic auth for routes, on twisted.cred, over a file of bcrypt hashes.
 The pieces are twisted.cred's: L{UsersFileChecker} is the credentials
 checker, L{UserRealm} the realm (its avatar is the user name), and a
 L{Portal} joins them.  L{BasicAuthenticator} is what the L{BasicAuth} step asks
-for routes with ``auth = basic``: it reads the ``Authorization`` header
+for routes with C{auth = basic}: it reads the C{Authorization} header
 strictly and logs in through the portal.
 
 What makes it safe to put on the internet:
@@ -21,7 +21,7 @@ What makes it safe to put on the internet:
 - the users file is re-read when its size or modification time changes
   (looked at no more than once a second); a file that became malformed is
   logged and the previous users stay in force;
-- passwords and ``Authorization`` headers are never logged.
+- passwords and C{Authorization} headers are never logged.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ AvatarId = bytes | tuple[()]
 
 def user_name_problem(name: str) -> str | None:
     """
-    Why ``name`` cannot be a user name, or None when it can.
+    Why C{name} cannot be a user name, or None when it can.
 
     Names go into a request header for the function, so they are printable
-    text without spaces; ``:`` separates the name from the password in both
+    text without spaces; C{:} separates the name from the password in both
     the users file and basic auth.
     """
     if not name:
@@ -88,7 +88,7 @@ def user_name_problem(name: str) -> str | None:
 
 def hash_password(password: bytes, rounds: int = DEFAULT_ROUNDS) -> str:
     """
-    A bcrypt hash of ``password`` for the users file.
+    A bcrypt hash of C{password} for the users file.
     """
     if len(password) > MAX_PASSWORD_BYTES:
         raise ValueError(f"the password is over {MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
@@ -113,7 +113,7 @@ class UsersTable:
 
     def find(self, name: bytes) -> bytes | None:
         """
-        The hash stored for ``name``, compared in constant time with every entry.
+        The hash stored for C{name}, compared in constant time with every entry.
         """
         wanted = _name_digest(name)
         found = None
@@ -137,7 +137,7 @@ class UsersTable:
 
 def parse_users(text: str, path: str) -> UsersTable:
     """
-    Parse a users file: ``name:bcrypt-hash`` lines, ``#`` comments, blank lines.
+    Parse a users file: C{name:bcrypt-hash} lines, C{#} comments, blank lines.
 
     Raises L{ConfigError} naming the file and line of the first bad line.
     """
@@ -193,8 +193,8 @@ class UsersFileChecker:
     """
     Checks user names and passwords against the users file.
 
-    :param run_in_thread: runs each bcrypt check off the reactor thread.
-    :param now: a monotonic clock, for the once-a-second look at the file.
+    @param run_in_thread: runs each bcrypt check off the reactor thread.
+    @param now: a monotonic clock, for the once-a-second look at the file.
     """
 
     credentialInterfaces = (IUsernamePassword,)
@@ -307,10 +307,10 @@ class UserRealm:
 
 def parse_basic(value: bytes) -> tuple[bytes, bytes]:
     """
-    The user name and password in an ``Authorization: Basic`` value.
+    The user name and password in an C{Authorization: Basic} value.
 
     Strict: the scheme (any case), one space, then base64 with correct
-    padding of UTF-8 text holding a ``:`` after a non-empty name.  Raises
+    padding of UTF-8 text holding a C{:} after a non-empty name.  Raises
     ValueError saying what is wrong (never what the credentials are).
     """
     scheme, space, token = value.partition(b" ")
@@ -336,7 +336,7 @@ def parse_basic(value: bytes) -> tuple[bytes, bytes]:
 
 class BasicAuthenticator:
     """
-    The login check of ``auth = basic`` routes: the L{BasicAuth} step's L{Authenticator}.
+    The login check of C{auth = basic} routes: the L{BasicAuth} step's L{Authenticator}.
     """
 
     def __init__(self, portal: Portal, realm: str) -> None:
@@ -375,7 +375,7 @@ def basic_authenticator(
     now: Callable[[], float] = time.monotonic,
 ) -> BasicAuthenticator:
     """
-    The guard for a config's ``[auth]`` section; raises L{ConfigError} if the
+    The guard for a config's C{[auth]} section; raises L{ConfigError} if the
     users file is unusable.
     """
     checker = UsersFileChecker(users_file, run_in_thread, now=now)

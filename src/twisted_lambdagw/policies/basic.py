@@ -1,9 +1,9 @@
 """
-``auth = basic``: the login of the ``[auth]`` users file, as a step.
+C{auth = basic}: the login of the C{[auth]} users file, as a step.
 
 The check itself (the users file, bcrypt in threads, the cache) is
 L{twisted_lambdagw.policies.auth}; this step asks it, and records who the request is
-from for the function (``X-Authenticated-User``) and the access log.  It
+from for the function (C{X-Authenticated-User}) and the access log.  It
 runs before the name check, so a client without a login learns nothing
 about which function names exist.
 """

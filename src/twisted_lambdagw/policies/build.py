@@ -35,13 +35,13 @@ class PolicyServices:
     @ivar run_in_thread: runs blocking work (bcrypt, say) in the reactor's
         thread pool; None where nothing needs it.
     @ivar metrics: the gateway's metrics (with their registry), or None
-        when ``metrics_path`` is off.
+        when C{metrics_path} is off.
     @ivar in_flight: the process's invocations under way and their ceiling
-        (``max_in_flight``), shared by every route's admission.
-    @ivar authenticator: the ``[auth]`` users file's login check, for
-        ``auth = basic`` routes; None when the config has no such route.
+        (C{max_in_flight}), shared by every route's admission.
+    @ivar authenticator: the C{[auth]} users file's login check, for
+        C{auth = basic} routes; None when the config has no such route.
     @ivar limits_store: where every route's rate limits and quotas count
-        (``[gateway] limits_store``); None when no route has limits.
+        (C{[gateway] limits_store}); None when no route has limits.
     """
 
     clock: IReactorTime
@@ -51,7 +51,7 @@ class PolicyServices:
     authenticator: Authenticator | None = None
     limits_store: SharedStore | None = None
     authorizers: Authorizers | None = None
-    """The ``[authorizer:NAME]`` steps (JWT, Lambda) for routes naming one."""
+    """The C{[authorizer:NAME]} steps (JWT, Lambda) for routes naming one."""
 
 
 def build_chain(route: RouteConfig, config: Config, services: PolicyServices) -> Chain:

@@ -51,7 +51,7 @@ class Principal:
     """
     Who the request was authorized as.
 
-    @ivar user: what the function sees as ``X-Authenticated-User``: a JWT's
+    @ivar user: what the function sees as C{X-Authenticated-User}: a JWT's
         C{sub}, a Lambda authorizer's C{principalId}, a basic-auth user name.
     @ivar source: which kind of authorization decided it.
     @ivar claims: a JWT's claims.
@@ -187,7 +187,7 @@ class Step(Protocol):
 
     def describe(self) -> str:
         """
-        One line for ``lambdagw check``, e.g. ``auth basic``.
+        One line for C{lambdagw check}, e.g. C{auth basic}.
         """
         ...
 

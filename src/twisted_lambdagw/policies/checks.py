@@ -19,7 +19,7 @@ class NameCheck(SyncStep):
 
     The name must pass the route's strict checks (L{resolve}: 404
     otherwise); the target is left on C{passage.target} for the invoke.  A
-    body the request stopped reading past ``max_body_size`` is a 413, told
+    body the request stopped reading past C{max_body_size} is a 413, told
     once the name is known (the log names the function it was for).
     """
 

@@ -1,5 +1,5 @@
 """
-In-flight admission: at most ``max_in_flight`` invocations under way per process.
+In-flight admission: at most C{max_in_flight} invocations under way per process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class InFlight:
 
     One per gateway, shared by every route's L{Admission} step; the resource
     shows C{count} as its C{in_flight} and the metrics as
-    ``lambdagw_in_flight``.
+    C{lambdagw_in_flight}.
 
     @ivar limit: the most admitted at once; None for no limit.
     """
@@ -39,7 +39,7 @@ class InFlight:
 class Admission(SyncStep):
     """
     Refuses a request when C{max_in_flight} invocations are under way (503
-    with ``Retry-After``); otherwise takes a slot until the request is over.
+    with C{Retry-After}); otherwise takes a slot until the request is over.
 
     A step that takes the slot and registers its release as a cleanup, not
     a count kept around the invoke in the resource: the passage's cleanups

@@ -64,9 +64,9 @@ def record(passage: Passage, outcome: str, principal: Principal | None = None) -
 
 def authorizer_document(principal: Principal | None) -> Mapping[str, object] | None:
     """
-    ``requestContext.authorizer`` as an HTTP API (payload 2.0) gives it.
+    C{requestContext.authorizer} as an HTTP API (payload 2.0) gives it.
 
-    ``{"jwt": {"claims": ..., "scopes": ...}}`` or ``{"lambda": context}``;
+    C{{"jwt": {"claims": ..., "scopes": ...}}} or C{{"lambda": context}};
     None for basic auth and open routes (the formats then say what they did).
     """
     if principal is None:

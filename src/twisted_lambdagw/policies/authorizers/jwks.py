@@ -4,7 +4,7 @@ An issuer's signing keys (its JWKS), fetched, cached and kept fresh.
 A request never waits on the network for a key the cache holds: the keys are
 fetched when the gateway starts, refreshed in the background every
 L{REFRESH_INTERVAL}, and fetched again while a request waits only when a
-token names a ``kid`` the cache does not hold (an issuer that just rotated),
+token names a C{kid} the cache does not hold (an issuer that just rotated),
 at most once every L{REFETCH_INTERVAL}.  A failed fetch keeps the keys held:
 an issuer that is down changes nothing for tokens signed with known keys.
 """
@@ -17,14 +17,19 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import treq
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
 
 from ...core.authorizers import is_loopback
 
@@ -53,13 +58,15 @@ class SigningKey:
 
     jwk: PyJWK
     algorithm: str | None
+    document: str = ""
+    """The JWK as the issuer published it (canonical JSON): whether a refresh changed the key."""
 
 
 class KeySet:
     """
-    The usable keys of one JWKS document, by ``kid``.
+    The usable keys of one JWKS document, by C{kid}.
 
-    Only asymmetric signing keys are kept: ``oct`` keys (shared secrets) and
+    Only asymmetric signing keys are kept: C{oct} keys (shared secrets) and
     keys marked for encryption are dropped, so no token can ever be checked
     against a secret the issuer published.
     """
@@ -68,7 +75,13 @@ class KeySet:
         self.keys = dict(keys)
 
     @classmethod
-    def parse(cls, document: object) -> KeySet:
+    def parse(cls, document: object, previous: KeySet | None = None) -> KeySet:
+        """
+        The keys of a JWKS C{document}; L{FetchError} when it holds none.
+
+        A key C{previous} holds unchanged (same C{kid}, same JWK) is kept as
+        the same object, so what was verified with it stays verified.
+        """
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise FetchError("not a JWKS document (no keys list)")
         keys: dict[str | None, SigningKey] = {}
@@ -82,16 +95,29 @@ class KeySet:
             except PyJWKError:
                 continue
             kid = entry.get("kid")
+            kid = kid if isinstance(kid, str) else None
             alg = entry.get("alg")
-            signing = SigningKey(key, alg if isinstance(alg, str) else None)
-            keys[kid if isinstance(kid, str) else None] = signing
+            text = json.dumps(entry, sort_keys=True)
+            known = previous.keys.get(kid) if previous is not None else None
+            if known is not None and known.document == text:
+                keys[kid] = known
+                continue
+            keys[kid] = SigningKey(key, alg if isinstance(alg, str) else None, text)
         if not keys:
             raise FetchError("the JWKS holds no usable signing key")
         return cls(keys)
 
+    def same_as(self, other: KeySet | None) -> bool:
+        """
+        Whether C{other} holds the very same keys under the same kids.
+        """
+        if other is None or self.keys.keys() != other.keys.keys():
+            return False
+        return all(key is other.keys[kid] for kid, key in self.keys.items())
+
     def find(self, kid: str | None) -> SigningKey | None:
         """
-        The key named ``kid``; without a kid, the only key if there is one.
+        The key named C{kid}; without a kid, the only key if there is one.
         """
         if kid is None:
             return next(iter(self.keys.values())) if len(self.keys) == 1 else None
@@ -100,7 +126,7 @@ class KeySet:
 
 def check_fetch_url(url: str) -> None:
     """
-    Raise L{FetchError} unless ``url`` is https, or http to a loopback address.
+    Raise L{FetchError} unless C{url} is https, or http to a loopback address.
     """
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -110,13 +136,29 @@ def check_fetch_url(url: str) -> None:
     raise FetchError(f"refusing to fetch keys from {url!r}: https only (http for loopback)")
 
 
+def issuer_tls(ca_file: str | None) -> IPolicyForHTTPS:
+    """
+    How the keys' https fetches check certificates: as a browser does, trusting
+    the CAs in C{ca_file} (PEM) alone when it is set, else the system's.
+    """
+    if ca_file is None:
+        return BrowserLikePolicyForHTTPS()
+    with open(ca_file, "rb") as f:
+        pem = f.read()
+    certificates = [
+        Certificate.loadPEM(c.public_bytes(Encoding.PEM))
+        for c in x509.load_pem_x509_certificates(pem)
+    ]
+    return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
+
+
 class JWKSource:
     """
     The keys of one issuer, for every route whose authorizer trusts it.
 
-    :param client: fetches the documents (treq, with certificate checks).
-    :param clock: schedules the background refresh and the fetch timeouts.
-    :param issuer: where discovery starts, when C{jwks_uri} is None.
+    @param client: fetches the documents (treq, with certificate checks).
+    @param clock: schedules the background refresh and the fetch timeouts.
+    @param issuer: where discovery starts, when C{jwks_uri} is None.
     """
 
     log = Logger()
@@ -145,6 +187,13 @@ class JWKSource:
         """When a token's unknown kid last made the keys be fetched."""
         self._refresh: IDelayedCall | None = None
         self._running = False
+        self._rotated: list[Callable[[KeySet], None]] = []
+
+    def on_rotate(self, callback: Callable[[KeySet], None]) -> None:
+        """
+        Call C{callback} with the new keys whenever a fetch brings keys that differ.
+        """
+        self._rotated.append(callback)
 
     def start(self) -> None:
         """
@@ -154,6 +203,9 @@ class JWKSource:
         self._background()
 
     def stop(self) -> None:
+        """
+        Stop the background refresh; the keys held stay usable.
+        """
         self._running = False
         if self._refresh is not None and self._refresh.active():
             self._refresh.cancel()
@@ -161,7 +213,7 @@ class JWKSource:
 
     async def key(self, kid: str | None) -> SigningKey | None:
         """
-        The key for ``kid``: from the cache, else after at most one fetch.
+        The key for C{kid}: from the cache, else after at most one fetch.
 
         None when the issuer does not have it (the token is bad).  Raises
         L{FetchError} when no keys were ever fetched and fetching fails now.
@@ -236,7 +288,7 @@ class JWKSource:
                     raise FetchError("the discovery document has no jwks_uri")
                 self._jwks_uri = uri
             assert self._jwks_uri is not None
-            keys = KeySet.parse(await self._get_json(self._jwks_uri))
+            keys = KeySet.parse(await self._get_json(self._jwks_uri), self.keys)
         except FetchError as e:
             self.log.warn(
                 "authorizer {authorizer}: cannot fetch the keys of {issuer}: {why}",
@@ -245,7 +297,10 @@ class JWKSource:
                 why=str(e),
             )
             raise
-        self.keys = keys
+        previous, self.keys = self.keys, keys
+        if previous is not None and not keys.same_as(previous):
+            for callback in self._rotated:
+                callback(keys)
 
     async def _get_json(self, url: str) -> object:
         check_fetch_url(url)

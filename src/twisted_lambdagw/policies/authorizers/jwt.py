@@ -3,8 +3,8 @@ The JWT authorizer: a bearer token checked against an issuer's published keys.
 
 PyJWT's algorithms check the signature; this module decides everything around it, so
 that nothing about the check is left to a token's own say: the algorithm
-must be one the config allows (never ``none``, never HS*), the key is the
-issuer's, found by ``kid``, and of the algorithm's type (an HS256 token
+must be one the config allows (never C{none}, never HS*), the key is the
+issuer's, found by C{kid}, and of the algorithm's type (an HS256 token
 "signed" with a public key finds no HMAC key to check against), and the
 times are checked against the injected clock.
 """
@@ -28,7 +28,8 @@ from ...core.errors import AuthorizerFailed, Forbidden, Unauthorized
 from ...core.messages import Reply
 from ..chain import Passage, Principal, Stage
 from ._common import ALLOWED, DENIED, FAILED, INVALID, MISSING, Ambiguous, identity_value, record
-from .jwks import FetchError, JWKSource
+from .jwks import FetchError, JWKSource, SigningKey
+from .tokens import TokenCache, Verified
 
 CHALLENGE = "Bearer"
 
@@ -45,10 +46,10 @@ class InvalidToken(Exception):
 
 class JWTAuthorizer:
     """
-    One route's JWT check: a step of its chain at the ``authorize`` stage.
+    One route's JWT check: a step of its chain at the C{authorize} stage.
 
-    :param keys: the issuer's keys, shared by every route of the authorizer.
-    :param scopes: the route's ``scopes``; the token must hold one of them.
+    @param keys: the issuer's keys, shared by every route of the authorizer.
+    @param scopes: the route's C{scopes}; the token must hold one of them.
     """
 
     stage: ClassVar[Stage] = "authorize"
@@ -60,10 +61,12 @@ class JWTAuthorizer:
         keys: JWKSource,
         clock: IReactorTime,
         scopes: tuple[str, ...] = (),
+        tokens: TokenCache | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
         self.clock = clock
+        self.tokens = tokens
         self.scopes = frozenset(scopes)
         self._scopes_text = " ".join(scopes)
         self._audience = frozenset(config.audience)
@@ -85,7 +88,7 @@ class JWTAuthorizer:
         if rest and scheme.lower() == "bearer":
             token = rest.strip()
         try:
-            claims = await self._verify(token)
+            claims = await self._claims(token, passage)
         except InvalidToken as e:
             record(passage, INVALID)
             raise self._invalid(str(e)) from None
@@ -119,7 +122,30 @@ class JWTAuthorizer:
             challenge=f'Bearer error="invalid_token", error_description="{_quoted(description)}"',
         )
 
-    async def _verify(self, token: str) -> dict[str, object]:
+    async def _claims(self, token: str, passage: Passage) -> Mapping[str, object]:
+        """
+        The claims of a token that passes every check: from the cache for one
+        verified before (its times checked again), else verified now.
+        """
+        if self.tokens is None:
+            claims, _, _ = await self._verify(token)
+            return claims
+        cached = self.tokens.get(token, self.keys.keys)
+        if cached is not None:
+            passage.exchange.authorizer_cache = "hit"
+            self._check_times(cached.claims)
+            return cached.claims
+        passage.exchange.authorizer_cache = "miss"
+        claims, kid, key = await self._verify(token)
+        expires = _number(claims, "exp")
+        assert expires is not None, "_check_times refuses a token without exp"
+        self.tokens.put(token, Verified(claims, kid, key, expires + self.config.clock_skew))
+        return claims
+
+    async def _verify(self, token: str) -> tuple[dict[str, object], str | None, SigningKey]:
+        """
+        Check C{token} in full: its claims, and the C{kid} and key that verified it.
+        """
         header, claims, signing_input, signature = _split(token)
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
@@ -141,7 +167,7 @@ class JWTAuthorizer:
         if not verified:
             raise InvalidToken("the token's signature does not verify")
         self._check_claims(claims)
-        return claims
+        return claims, kid, key
 
     def _check_claims(self, claims: Mapping[str, object]) -> None:
         if claims.get("iss") != self.config.issuer:
@@ -155,6 +181,12 @@ class JWTAuthorizer:
             a for a in audience if isinstance(a, str)
         ):
             raise InvalidToken("the token is not for this audience")
+        self._check_times(claims)
+
+    def _check_times(self, claims: Mapping[str, object]) -> None:
+        """
+        C{exp} (required), C{nbf} and C{iat} against the clock, give or take C{clock_skew}.
+        """
         now = self.clock.seconds()
         skew = self.config.clock_skew
         expires = _number(claims, "exp")
@@ -201,7 +233,7 @@ def _split(token: str) -> tuple[dict[str, object], dict[str, object], bytes, byt
 
 def _fits(algorithm: str, key: object) -> bool:
     """
-    Whether ``key`` is of the type ``algorithm`` verifies with (and its curve, for EC).
+    Whether C{key} is of the type C{algorithm} verifies with (and its curve, for EC).
     """
     if algorithm[:2] in ("RS", "PS"):
         return isinstance(key, rsa.RSAPublicKey)
@@ -225,7 +257,7 @@ def _number(claims: Mapping[str, object], name: str) -> float | None:
 
 def _scopes(claims: Mapping[str, object]) -> tuple[str, ...]:
     """
-    The token's scopes: ``scope`` (space-separated, RFC 8693) or ``scp`` (a list, or a string).
+    The token's scopes: C{scope} (space-separated, RFC 8693) or C{scp} (a list, or a string).
     """
     scope = claims.get("scope")
     if isinstance(scope, str):

@@ -2,11 +2,11 @@
 The Lambda authorizer: a function decides, as API Gateway HTTP APIs ask it to.
 
 The function gets a REQUEST event (payload 2.0, or 1.0) built from the same
-event formats routes use, with ``type``, ``routeArn`` (``methodArn`` in 1.0)
-and ``identitySource`` added and no body.  It answers with a simple response
-(``{"isAuthorized": ..., "context": ...}``) or an IAM policy
-(``principalId``, ``policyDocument``, ``context``).  Answers are cached by
-the identity source values for ``result_ttl``; an IAM policy is cached as
+event formats routes use, with C{type}, C{routeArn} (C{methodArn} in 1.0)
+and C{identitySource} added and no body.  It answers with a simple response
+(C{{"isAuthorized": ..., "context": ...}}) or an IAM policy
+(C{principalId}, C{policyDocument}, C{context}).  Answers are cached by
+the identity source values for C{result_ttl}; an IAM policy is cached as
 the function wrote it and checked against each request's route ARN.  The
 function is invoked through the same L{Invoker} seam as routes, with the
 authorizer's own timeout; anything but a clear answer is a 500.
@@ -58,6 +58,9 @@ class Answer:
     context: Mapping[str, object] | None = None
 
     def allows(self, arn: str) -> bool:
+        """
+        Whether the answer lets C{arn} in: an IAM policy needs an Allow matching it and no Deny.
+        """
         if self.authorized is not None:
             return self.authorized
         matching = [
@@ -120,10 +123,10 @@ def _strings(value: object) -> list[str] | None:
 
 class LambdaAuthorizer:
     """
-    One ``[authorizer:NAME]`` of type lambda: a step of every route naming it.
+    One C{[authorizer:NAME]} of type lambda: a step of every route naming it.
 
-    :param invoker: how the function is invoked (aws or local), as for a route.
-    :param clock: for the timeout, the cache and the events' times.
+    @param invoker: how the function is invoked (aws or local), as for a route.
+    @param clock: for the timeout, the cache and the events' times.
     """
 
     stage: ClassVar[Stage] = "authorize"
@@ -142,6 +145,9 @@ class LambdaAuthorizer:
         return describe(self.config)
 
     def route_arn(self, passage: Passage) -> str:
+        """
+        The request's route ARN, as API Gateway writes it, for the event and IAM policies.
+        """
         method = passage.request.method.decode("ascii", "replace")
         return (
             f"arn:aws:execute-api:{self._region}:{ACCOUNT_ID}:{API_ID}"

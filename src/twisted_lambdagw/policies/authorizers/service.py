@@ -16,6 +16,7 @@ from ...invokers.base import Invoker
 from .jwks import JWKSource
 from .jwt import JWTAuthorizer
 from .lambda_ import LambdaAuthorizer
+from .tokens import TokenCache
 
 Authorizer = JWTAuthorizer | LambdaAuthorizer
 
@@ -29,7 +30,10 @@ class Authorizers(Service):
     stops.  A Lambda authorizer (and its result cache) is shared by the
     routes naming it.
 
-    :param invoker_for: the invoker for a Lambda authorizer's function,
+    @param http_client: makes the client fetching an issuer's keys, given the
+        C{ca_file} its authorizer trusts (None: the system's CAs); one is made
+        per distinct C{ca_file}.
+    @param invoker_for: the invoker for a Lambda authorizer's function,
         made as the gateway makes a route's.
     """
 
@@ -37,37 +41,48 @@ class Authorizers(Service):
         self,
         config: Config,
         clock: IReactorTime,
-        http_client: Callable[[], HTTPClient],
+        http_client: Callable[[str | None], HTTPClient],
         invoker_for: Callable[[LambdaAuthorizerConfig], Invoker],
     ) -> None:
         self._clock = clock
-        self.keys: dict[tuple[str, str | None], JWKSource] = {}
+        self.keys: dict[tuple[str, str | None, str | None], JWKSource] = {}
         self.lambdas: dict[str, LambdaAuthorizer] = {}
+        self.tokens: dict[str, TokenCache] = {}
+        """The verified tokens of each JWT authorizer, shared by the routes naming it."""
         self.configs: dict[str, AuthorizerConfig] = {a.name: a for a in config.authorizers}
         used = {route.auth for route in config.routes}
-        client: HTTPClient | None = None
+        clients: dict[str | None, HTTPClient] = {}
         for authorizer in config.authorizers:
             if authorizer.name not in used:
                 continue
             if isinstance(authorizer, JWTAuthorizerConfig):
-                source = (authorizer.issuer, authorizer.jwks_uri)
+                source = _source(authorizer)
                 if source not in self.keys:
-                    client = client or http_client()
+                    ca_file = authorizer.ca_file
+                    if ca_file not in clients:
+                        clients[ca_file] = http_client(ca_file)
                     self.keys[source] = JWKSource(
-                        client, clock, authorizer.issuer, authorizer.jwks_uri, name=authorizer.name
+                        clients[ca_file],
+                        clock,
+                        authorizer.issuer,
+                        authorizer.jwks_uri,
+                        name=authorizer.name,
                     )
+                tokens = self.tokens[authorizer.name] = TokenCache(clock)
+                self.keys[source].on_rotate(tokens.forget_keys)
             elif isinstance(authorizer, LambdaAuthorizerConfig):
                 invoker = invoker_for(authorizer)
                 self.lambdas[authorizer.name] = LambdaAuthorizer(authorizer, invoker, clock)
 
     def step_for(self, route: RouteConfig) -> Authorizer | None:
         """
-        The authorization step of ``route``, None for ``auth = none`` or ``basic``.
+        The authorization step of C{route}, None for C{auth = none} or C{basic}.
         """
         authorizer = self.configs.get(route.auth)
         if isinstance(authorizer, JWTAuthorizerConfig):
-            keys = self.keys[(authorizer.issuer, authorizer.jwks_uri)]
-            return JWTAuthorizer(authorizer, keys, self._clock, route.scopes)
+            keys = self.keys[_source(authorizer)]
+            tokens = self.tokens[authorizer.name]
+            return JWTAuthorizer(authorizer, keys, self._clock, route.scopes, tokens)
         if isinstance(authorizer, LambdaAuthorizerConfig):
             return self.lambdas[authorizer.name]
         if route.auth not in ("none", "basic"):
@@ -83,3 +98,10 @@ class Authorizers(Service):
         super().stopService()
         for source in self.keys.values():
             source.stop()
+
+
+def _source(authorizer: JWTAuthorizerConfig) -> tuple[str, str | None, str | None]:
+    """
+    What makes two authorizers' keys the same: where they come from, and whom it trusts.
+    """
+    return (authorizer.issuer, authorizer.jwks_uri, authorizer.ca_file)

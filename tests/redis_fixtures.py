@@ -5,15 +5,15 @@ port, with its own temporary directory, nothing saved, always stopped.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
+from .external import missing
 from .process_fixtures import temp_dir
 
 STARTUP_TIMEOUT = 10.0
@@ -34,12 +34,7 @@ class RedisServer:
     def __init__(self, case: SynchronousTestCase) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            # .ci/run installs it: under CI its absence is a failure; a
-            # developer machine may lack it.
-            message = "redis-server is not installed (apt-get install redis-server)"
-            if os.environ.get("CI") == "true":
-                raise AssertionError(message)
-            raise SkipTest(message)
+            missing("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.directory: Path = temp_dir(case)
         self.port = free_port()

@@ -2,8 +2,8 @@
 Node.js functions (``NAME.mjs``, ``NAME.js``) on the local backend, run by
 AWS's own runtime interface client, ``aws-lambda-ric`` from npm.
 
-They need ``node`` on PATH and ``runtimes/node`` installed (``npm ci``, as
-``.ci/run`` does); without them these tests fail, saying so.
+They need C{node} on PATH and C{runtimes/node} installed (C{npm ci}, as
+C{.ci/run} does); without them these tests skip, and fail when C{CI=true}.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from twisted_lambdagw.core.node_runtime import BUNDLED, find_client, find_node
 from twisted_lambdagw.invokers.local import LocalInvoker, LocalReactor
 from twisted_lambdagw.server.resource import Binding, GatewayResource
 
+from .external import missing
 from .process_fixtures import REPO_ROOT, temp_dir, write_config
 from .test_streaming_wire import Reader
 
@@ -36,13 +37,14 @@ NODE_EXAMPLES = str(REPO_ROOT / "examples" / "node")
 
 def installed() -> LocalConfig:
     """
-    The config's defaults for node and the client, which must both be there.
+    The config's defaults for node and the client; skip (or fail, under CI)
+    without them.
     """
     config = LocalConfig(functions_dir=NODE_FUNCTIONS)
     if config.node is None or config.node_client is None:
-        raise AssertionError(
+        missing(
             f"node ({config.node}) and aws-lambda-ric ({config.node_client}) are needed:"
-            f" install nodejs and npm, then npm ci in {BUNDLED} (.ci/run does both)"
+            f" install nodejs and npm, then npm ci in {BUNDLED}"
         )
     return config
 

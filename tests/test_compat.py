@@ -282,7 +282,7 @@ class TxRedisPoolTests(TestCase):
         redis.start()
         reactor = real_reactor()
         config = StoreConfig(kind="redis", url=redis.url, host="127.0.0.1", port=redis.port)
-        client = connect(config, 1.0, poolsize=2)
+        client = connect(config, 1.0, real_reactor(), poolsize=2)
         self.addCleanup(client.disconnect)
         connections = redis_pool_connections(client)
         for _ in range(200):
@@ -299,3 +299,39 @@ class TxRedisPoolTests(TestCase):
             await deferLater(reactor, 0.01)
         self.assertIs(redis_pool_connections(client), connections)
         self.assertEqual(connections, [])
+
+    async def test_pool_keeps_trying_after_a_failed_handshake(self) -> None:
+        """
+        A new connection's C{AUTH} fails (the server wants another password):
+        txredisapi would stop the whole pool for good and leave an unhandled
+        failure; with C{redis_pool_keeps_trying} (from C{connect}) the pool
+        keeps reconnecting and is up as soon as the server takes its
+        password, and nothing is left unhandled (trial fails the test if so).
+        """
+        redis = RedisServer(self)
+        redis.start()
+        self.assertEqual(redis.command("CONFIG", "SET", "requirepass", "other"), b"+OK")
+        reactor = real_reactor()
+        config = StoreConfig(
+            kind="redis", url=redis.url, host="127.0.0.1", port=redis.port, password="right"
+        )
+        client = connect(config, 1.0, reactor, poolsize=2, retry_max=0.1)
+        self.addCleanup(client.disconnect)
+        connections = redis_pool_connections(client)
+        await deferLater(reactor, 0.5)
+        self.assertEqual(connections, [])
+        with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
+            s.sendall(
+                b"*2\r\n$4\r\nAUTH\r\n$5\r\nother\r\n"
+                b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$11\r\nrequirepass\r\n$5\r\nright\r\n"
+            )
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                reply += s.recv(100)
+        self.assertEqual(reply, b"+OK\r\n+OK\r\n")
+        for _ in range(300):
+            if len(connections) == 2:
+                break
+            await deferLater(reactor, 0.01)
+        self.assertEqual(len(connections), 2)
+        self.assertEqual(await connections[0].execute_command(b"PING"), "PONG")

@@ -40,7 +40,7 @@ class RedisStoreTests(TestCase):
         config = StoreConfig(
             kind="redis", url=self.redis.url, host="127.0.0.1", port=self.redis.port
         )
-        client = connect(config, TIMEOUT)
+        client = connect(config, TIMEOUT, self.reactor)
         store = RedisStore(client, self.reactor, url=config.url, timeout=TIMEOUT, now=time.time)
         self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
         return store

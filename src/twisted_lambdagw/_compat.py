@@ -20,6 +20,7 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.tcp import Connection
 from twisted.web.http_headers import Headers
 
@@ -260,6 +261,29 @@ def redis_pool_retry_delays(handler: Any, *, initial: float, maximum: float) -> 
     factory.maxDelay = maximum
 
 
+def redis_pool_keeps_trying(handler: Any, failed: Callable[[str], object]) -> None:
+    """
+    Keep a txredisapi pool reconnecting after a connection's handshake fails.
+
+    When C{AUTH} or C{SELECT} on a new connection fails or times out (a
+    server slow to answer, a password changed), txredisapi calls its
+    factory's C{stopTrying()}, which stops every connection of the pool for
+    good, and errbacks the factory's C{deferred}, which nobody holds
+    ("Unhandled error in Deferred").  A limits store would then stay down
+    until a restart.  Here C{stopTrying} of this factory does nothing (the
+    store stops its pool with C{disconnect()}, which does not use it), and
+    the C{deferred}'s failure goes to C{failed} as one line.
+    """
+    factory = handler._factory
+    assert callable(factory.stopTrying) and isinstance(factory.deferred, Deferred)
+
+    def keep_trying() -> Deferred[None]:
+        return succeed(None)
+
+    factory.stopTrying = keep_trying
+    factory.deferred.addErrback(lambda failure: failed(str(failure.value)))
+
+
 def redis_pool_connections(handler: Any) -> Sequence[Any]:
     """
     The live list of a txredisapi pool's connections (its protocols).
@@ -292,6 +316,7 @@ __all__ = [
     "raw_mapping",
     "raw_mapping_usable",
     "redis_pool_connections",
+    "redis_pool_keeps_trying",
     "redis_pool_retry_delays",
     "set_raw_mapping",
     "trailer_lines",

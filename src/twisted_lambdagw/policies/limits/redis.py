@@ -26,8 +26,13 @@ from typing import Protocol
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import optionsForClientTLS
+from twisted.logger import Logger
 
-from twisted_lambdagw._compat import redis_pool_connections, redis_pool_retry_delays
+from twisted_lambdagw._compat import (
+    redis_pool_connections,
+    redis_pool_keeps_trying,
+    redis_pool_retry_delays,
+)
 
 from .config import RouteLimits, StoreConfig
 from .store import Decision, StoreUnavailable, decision, quota_window
@@ -93,11 +98,18 @@ class RedisClient(Protocol):
 
 
 def connect(
-    config: StoreConfig, timeout: float, poolsize: int = 4, retry_max: float = 1.0
+    config: StoreConfig,
+    timeout: float,
+    clock: IReactorTime,
+    poolsize: int = 4,
+    retry_max: float = 1.0,
 ) -> RedisClient:
     """
     A lazy txredisapi pool for C{config}: it connects in the background and
-    again whenever a connection is lost, at most C{retry_max} seconds apart.
+    again whenever a connection is lost, at most C{retry_max} seconds apart,
+    even after a new connection's C{AUTH} or C{SELECT} failed (logged at most
+    once a minute, by C{clock}).  Database 0, Redis's default, is not
+    selected at all: one round trip fewer on every new connection.
 
     txredisapi takes the running reactor when it is imported, so it is
     imported here, once a reactor runs, never at module import.
@@ -106,7 +118,7 @@ def connect(
 
     client: RedisClient
     common = {
-        "dbid": config.db,
+        "dbid": config.db or None,
         "poolsize": poolsize,
         "password": config.password,
         "replyTimeout": timeout,
@@ -124,7 +136,33 @@ def connect(
             **common,
         )
     redis_pool_retry_delays(client, initial=min(0.1, retry_max), maximum=retry_max)
+    redis_pool_keeps_trying(client, _HandshakeLog(clock, config.url).failed)
     return client
+
+
+class _HandshakeLog:
+    """
+    Logs a Redis pool's failed handshakes, at most once a minute.
+    """
+
+    log = Logger()
+    EVERY = 60.0
+
+    def __init__(self, clock: IReactorTime, url: str) -> None:
+        self._clock = clock
+        self._url = url
+        self._last: float | None = None
+
+    def failed(self, why: str) -> None:
+        now = self._clock.seconds()
+        if self._last is None or now - self._last >= self.EVERY:
+            self._last = now
+            self.log.warn(
+                "limits store redis {url}: a new connection's handshake failed ({why});"
+                " the pool keeps reconnecting",
+                url=self._url,
+                why=why,
+            )
 
 
 class RedisStore:

@@ -70,7 +70,7 @@ def open_store(
         from .redis import RedisStore, connect
 
         store = RedisStore(
-            connect(config, timeout), clock, url=config.url, timeout=timeout, now=time.time
+            connect(config, timeout, clock), clock, url=config.url, timeout=timeout, now=time.time
         )
     return SharedStore(config, store, StoreHealth(clock, store.describe(), count_error))
 

@@ -38,40 +38,34 @@ REQUEST_TYPE = "HTTPJSON-REQ"
 REPLY_TYPE = "HTTPJSON-REP"
 DEFAULT_CONTENT_TYPE = ("Content-Type", "application/json")
 
-_GO_FOLDS = {"s": "sS\u017f", "k": "kK\u212a"}
-"""The letters whose Unicode simple case folding reaches beyond ASCII."""
+_GO_FOLDS = {"\u017f": "s", "\u212a": "k"}
+"""The non-ASCII letters whose Unicode simple case folding reaches ASCII ones."""
 
 
-def _go_name_matches(key: str, name: str) -> bool:
+def _go_fold(key: str) -> str:
     """
-    Whether Go's C{encoding/json} would decode C{key} into field C{name}.
+    C{key} folded as Go's C{bytes.EqualFold} folds it, for comparing with a
+    lower-case ASCII field name.
 
-    It folds case as C{bytes.EqualFold} does: ASCII letters either case,
-    and the two non-ASCII letters that fold to ASCII ones (U+017F long s,
-    U+212A Kelvin sign).  C{name} is an ASCII field name.
+    ASCII letters fold to lower case, U+017F (long s) and U+212A (Kelvin
+    sign) to C{s} and C{k}; any other non-ASCII character stays itself, so
+    it matches no field name.
     """
-    if len(key) != len(name):
-        return False
-    for got, want in zip(key, name, strict=True):
-        lowered = want.lower()
-        if got != want and got not in _GO_FOLDS.get(lowered, lowered + lowered.upper()):
-            return False
-    return True
+    if key.isascii():
+        return key.lower()
+    return "".join(_GO_FOLDS.get(c, c.lower() if c.isascii() else c) for c in key)
 
 
-def _go_field(document: dict[str, Any], name: str) -> object:
+def _go_fields(document: dict[str, Any]) -> dict[str, object]:
     """
-    The value Go's C{encoding/json} would put into the field tagged C{name}.
+    The values Go's C{encoding/json} would put into fields, by lower-case name.
 
     Go assigns every matching key in turn, so the last one in the object
     stays.  (A key repeated with the very same spelling counts at its first
-    place here, where the JSON parser kept it.)
+    place here, where the JSON parser kept it.)  The keys are folded once
+    for all the fields looked up.
     """
-    value: object = None
-    for key, item in document.items():
-        if _go_name_matches(key, name):
-            value = item
-    return value
+    return {_go_fold(key): item for key, item in document.items()}
 
 
 def build(request: IncomingRequest) -> bytes:
@@ -110,25 +104,29 @@ def parse(payload: bytes, document: object = NOT_PARSED) -> Reply:
                 document = load_json(stripped)
             except ValueError:
                 document = None
-    if not isinstance(document, dict) or _go_field(document, "type") != REPLY_TYPE:
+    if not isinstance(document, dict):
+        return Reply(200, (DEFAULT_CONTENT_TYPE,), payload)
+    fields = _go_fields(document)
+    if fields.get("type") != REPLY_TYPE:
         return Reply(200, (DEFAULT_CONTENT_TYPE,), payload)
 
-    meta = _go_field(document, "meta")
+    meta = fields.get("meta")
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise MalformedReply(detail="meta is not an object")
-    status = _go_field(meta, "status")
+    meta_fields = _go_fields(meta)
+    status = meta_fields.get("status")
     # Go's zero value: a ReplyMeta whose Status was never set.
     if status is None or (type(status) is int and status <= 0):
         status = 200
     status = checked_status(status)
-    headers = reply_headers(header_lines(_go_field(meta, "headers")))
+    headers = reply_headers(header_lines(meta_fields.get("headers")))
     if not has_header(headers, "content-type"):
         headers = (*headers, DEFAULT_CONTENT_TYPE)
 
-    encoding = _go_field(document, "bodyEncoding")
+    encoding = fields.get("bodyencoding")
     if encoding not in (None, "", "base64"):
         raise MalformedReply(detail=f"unknown bodyEncoding {encoding!r}")
-    data = body_bytes(_go_field(document, "body"), base64_encoded=encoding == "base64")
+    data = body_bytes(fields.get("body"), base64_encoded=encoding == "base64")
     return Reply(status, headers, data)

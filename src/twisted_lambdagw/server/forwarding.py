@@ -125,6 +125,28 @@ def text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+_NAME_CACHE_SIZE = 1000
+_CACHED_NAME_LENGTH = 64
+_name_texts: dict[bytes, tuple[str, str]] = {}
+"""Header names as text and lower-cased, by the bytes the headers keep them as."""
+
+
+def _name_text(raw_name: bytes) -> tuple[str, str]:
+    """
+    C{raw_name} as L{text} and lower-cased; C{("", "")} for a name with an
+    underscore, which is never forwarded.
+
+    Remembered for the names seen first (bounded in count and size: the
+    names clients send are not ours to choose), so a request's usual
+    headers are not decoded and lower-cased again on every request.
+    """
+    name = text(raw_name)
+    known = ("", "") if "_" in name else (name, name.lower())
+    if len(_name_texts) < _NAME_CACHE_SIZE and len(raw_name) <= _CACHED_NAME_LENGTH:
+        _name_texts[raw_name] = known
+    return known
+
+
 def dropped_headers(gateway_headers: Sequence[tuple[str, str]]) -> frozenset[str]:
     """
     The request headers (lower-cased) never passed on as the client sent them:
@@ -166,9 +188,13 @@ def forwarded_headers(
             token.strip().lower() for value in connection for token in text(value).split(",")
         }
     headers: list[tuple[str, str]] = []
+    names = _name_texts
     for raw_name, values in raw.getAllRawHeaders():
-        name = text(raw_name)
-        if name.lower() not in dropped and "_" not in name:
+        known = names.get(raw_name)
+        if known is None:
+            known = _name_text(raw_name)
+        name, lowered = known
+        if name and lowered not in dropped:
             for raw_value in values:
                 headers.append((name, text(raw_value)))
     if body or request.method in (b"POST", b"PUT", b"PATCH"):

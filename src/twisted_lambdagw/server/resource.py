@@ -540,7 +540,7 @@ class GatewayResource(Resource):
             route_prefix=route.prefix,
             function_name=target.function,
             user=user,
-            authorizer=authorizer_document(principal),
+            authorizer=None if principal is None else authorizer_document(principal),
         )
 
     def _log_error(self, request: Request, request_id: str, error: GatewayError) -> None:

@@ -162,12 +162,13 @@ def resolve(route: RouteConfig, raw_path: str) -> Target:
     else:
         segment, _, tail = rest.partition("/")
         try:
-            name = unquote(segment, errors="strict")
+            name = unquote(segment, errors="strict") if "%" in segment else segment
         except UnicodeDecodeError:
             raise NotFound(detail=f"function name is not UTF-8: {segment!r}") from None
         if not FUNCTION_NAME.fullmatch(name):
             raise NotFound(detail=f"invalid function name {name!r}")
-        if not accepts(name, route.include, route.exclude):
+        # Most routes filter nothing: no call to learn it.
+        if (route.include or route.exclude) and not accepts(name, route.include, route.exclude):
             raise NotFound(detail=f"function {name!r} rejected by include/exclude")
         function = route.name_prepend + name + route.name_append
         if not FUNCTION_NAME.fullmatch(function):

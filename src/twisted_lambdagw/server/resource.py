@@ -527,7 +527,11 @@ class GatewayResource(Resource):
             raw_path=passage.raw_path,
             path=path,
             function_raw_path=target.function_raw_path,
-            function_path=unquote(target.function_raw_path),
+            function_path=(
+                unquote(target.function_raw_path)
+                if "%" in target.function_raw_path
+                else target.function_raw_path
+            ),
             raw_query=query,
             headers=headers,
             body=body,

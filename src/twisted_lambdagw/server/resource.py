@@ -322,8 +322,13 @@ class GatewayResource(Resource):
             for observe in self.observers:
                 observe(exchange)
         finally:
-            if serving.passage is not None:
-                serving.passage.finish()
+            passage = serving.passage
+            if passage is not None:
+                # The passage holds the request, whose connection-lost
+                # watcher holds the serving: let go of it, so the request
+                # is freed by its reference count, not by the collector.
+                serving.passage = None
+                passage.finish()
             use.active -= 1
             if use.retired and use.active == 0:
                 use.unused()

@@ -13,33 +13,21 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from .patterns import HEADER_NAME
 from .values import (
-    BACKENDS,
     DURATION,
     DURATION_UNITS,
     FUNCTION_ARN,
     FUNCTION_NAME,
     QUALIFIER,
-    REGION,
+    Section,
+    invocation_keys,
 )
-
-
-class Section(Protocol):
-    """
-    One config section, as L{twisted_lambdagw.core.config} reads it.
-    """
-
-    def error(self, key: str | None, message: str) -> Exception: ...
-    def text(self, key: str, default: str | None = None) -> str | None: ...
-    def words(self, key: str) -> list[str]: ...
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str: ...
-    def boolean(self, key: str, default: bool) -> bool: ...
-
 
 SECTION_PREFIX = "authorizer:"
 AUTHORIZER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -51,7 +39,6 @@ DEFAULT_ALGORITHMS = ("RS256", "ES256")
 MAX_RESULT_TTL = 3600.0
 SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 """An OAuth scope token (RFC 6749 §3.3)."""
-HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 QUERY_NAME = re.compile(r"[A-Za-z0-9._~-]+")
 
 JWT_KEYS = {"type", "issuer", "audience", "jwks_uri", "identity_source", "algorithms",
@@ -262,16 +249,7 @@ def read_lambda(s: Section, name: str, has_local: bool) -> LambdaAuthorizerConfi
         raise s.error("qualifier", f"not a version or alias: {qualifier!r}")
     if arn is not None and arn["qualifier"] and qualifier is not None:
         raise s.error("qualifier", "the ARN in 'function' already names a qualifier")
-    backend = s.choice("backend", BACKENDS, "aws")
-    if backend == "local" and not has_local:
-        raise s.error("backend", "'local' needs a [local] section")
-    aws_access, aws_secret = s.text("aws_access"), s.text("aws_secret")
-    if (aws_access is None) != (aws_secret is None):
-        key = "aws_secret" if aws_secret is None else "aws_access"
-        raise s.error(key, "aws_access and aws_secret go together")
-    aws_region = s.text("aws_region")
-    if aws_region is not None and not REGION.fullmatch(aws_region):
-        raise s.error("aws_region", f"not an AWS region: {aws_region!r}")
+    backend, aws_access, aws_secret, aws_region = invocation_keys(s, has_local)
     payload_format = s.choice("payload_format", ("2.0", "1.0"), "2.0")
     simple = s.boolean("simple_responses", payload_format == "2.0")
     if simple and payload_format == "1.0":

@@ -62,6 +62,7 @@ from .values import FUNCTION_ARN as FUNCTION_ARN
 from .values import FUNCTION_NAME as FUNCTION_NAME
 from .values import QUALIFIER as QUALIFIER
 from .values import REGION as REGION
+from .values import invocation_keys
 
 
 def load_config(
@@ -450,16 +451,7 @@ class _Reader(SectionReader):
             except ValueError as e:
                 raise s.error("header_upstream", str(e)) from None
 
-        backend = s.choice("backend", BACKENDS, "aws")
-        if backend == "local" and local is None:
-            raise s.error("backend", "'local' needs a [local] section")
-        aws_access, aws_secret = s.text("aws_access"), s.text("aws_secret")
-        if (aws_access is None) != (aws_secret is None):
-            key = "aws_secret" if aws_secret is None else "aws_access"
-            raise s.error(key, "aws_access and aws_secret go together")
-        aws_region = s.text("aws_region")
-        if aws_region is not None and not REGION.fullmatch(aws_region):
-            raise s.error("aws_region", f"not an AWS region: {aws_region!r}")
+        backend, aws_access, aws_secret, aws_region = invocation_keys(s, local is not None)
         region = None
         if backend == "aws":
             region = arn["region"] if arn is not None else self.region(s, aws, aws_region)

@@ -37,23 +37,30 @@ class BadRequest(GatewayError):
     message = "bad request"
 
 
-class Unauthorized(GatewayError):
+class _Challenging(GatewayError):
     """
-    No valid login for a route that needs one: a 401 with its challenge.
+    A refusal that may tell the client how to authenticate: C{challenge} is
+    the C{WWW-Authenticate} value (C{Basic realm="lambdagw"},
+    C{Bearer error="insufficient_scope"}...), sent when given.
     """
-
-    status = 401
-    message = "authentication required"
 
     def __init__(
         self, message: str | None = None, *, detail: str = "", challenge: str | None = None
     ) -> None:
         super().__init__(message, detail=detail)
         self.challenge = challenge
-        """The C{WWW-Authenticate} value, e.g. C{Basic realm="lambdagw"}."""
 
     def response_headers(self) -> list[tuple[str, str]]:
         return [("WWW-Authenticate", self.challenge)] if self.challenge else []
+
+
+class Unauthorized(_Challenging):
+    """
+    No valid login for a route that needs one: a 401 with its challenge.
+    """
+
+    status = 401
+    message = "authentication required"
 
 
 class NotFound(GatewayError):
@@ -155,7 +162,7 @@ class InvokeTimeout(GatewayError):
     message = "function timed out"
 
 
-class Forbidden(GatewayError):
+class Forbidden(_Challenging):
     """
     The request is understood and refused: a 403 (a CORS preflight from an
     origin or for a method the route does not allow, an authorizer that says
@@ -164,16 +171,6 @@ class Forbidden(GatewayError):
 
     status = 403
     message = "forbidden"
-
-    def __init__(
-        self, message: str | None = None, *, detail: str = "", challenge: str | None = None
-    ) -> None:
-        super().__init__(message, detail=detail)
-        self.challenge = challenge
-        """The C{WWW-Authenticate} value, e.g. C{Bearer error="insufficient_scope"}."""
-
-    def response_headers(self) -> list[tuple[str, str]]:
-        return [("WWW-Authenticate", self.challenge)] if self.challenge else []
 
 
 class AuthorizerFailed(GatewayError):
@@ -186,7 +183,22 @@ class AuthorizerFailed(GatewayError):
     message = "authorizer failed"
 
 
-class TooManyRequests(GatewayError):
+class _RetryLater(GatewayError):
+    """
+    A refusal with C{Retry-After}: C{retry_after} whole seconds, at least 1.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, detail: str = "", retry_after: int = 1
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [("Retry-After", str(self.retry_after))]
+
+
+class TooManyRequests(_RetryLater):
     """
     Over a route's rate limit or quota: a 429 with C{Retry-After}.
 
@@ -197,29 +209,11 @@ class TooManyRequests(GatewayError):
     status = 429
     message = "too many requests"
 
-    def __init__(
-        self, message: str | None = None, *, detail: str = "", retry_after: int = 1
-    ) -> None:
-        super().__init__(message, detail=detail)
-        self.retry_after = max(1, retry_after)
 
-    def response_headers(self) -> list[tuple[str, str]]:
-        return [("Retry-After", str(self.retry_after))]
-
-
-class ServiceUnavailable(GatewayError):
+class ServiceUnavailable(_RetryLater):
     """
     The gateway cannot serve the request now (a store it needs is down): a 503.
     """
 
     status = 503
     message = "service unavailable"
-
-    def __init__(
-        self, message: str | None = None, *, detail: str = "", retry_after: int = 1
-    ) -> None:
-        super().__init__(message, detail=detail)
-        self.retry_after = max(1, retry_after)
-
-    def response_headers(self) -> list[tuple[str, str]]:
-        return [("Retry-After", str(self.retry_after))]
